@@ -1,0 +1,149 @@
+"""Declared parquet schemas, one per table, and the only functions that read and write them.
+
+Writers go through `write_table`, which selects and casts exactly the declared columns and
+writes atomically (temp file + rename), so a stage that dies leaves no half-written shard.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "problems": {
+        "problem_id": pl.String,  # stable hash of (source, source_id)
+        "source": pl.String,
+        "source_id": pl.String,
+        "split": pl.String,  # train | val | test
+        "question": pl.String,
+        "choices": pl.List(pl.String),  # empty for free-form answers
+        "answer": pl.String,  # gold answer text (the option text for multiple choice)
+        "answer_index": pl.Int32,  # gold option index; null for free-form answers
+        "answer_type": pl.String,  # multiple_choice | numeric | free_form
+        "hint": pl.String,  # context shipped with the question ("" when none)
+        "lecture": pl.String,  # the general principle (retrieved-context stand-in)
+        "solution": pl.String,  # the dataset's own step-by-step solution
+        "caption": pl.String,  # caption shipped with the data; null when none
+        "image_sha": pl.String,  # sha256 of the PNG in images/; null when no image
+        "subject": pl.String,
+        "topic": pl.String,
+        "category": pl.String,
+        "grade": pl.String,
+    },
+    "rejects": {
+        "stage": pl.String,
+        "source": pl.String,
+        "source_id": pl.String,
+        "reason": pl.String,  # short, countable reason
+        "detail": pl.String,  # the specifics (field, value), never a secret
+    },
+    "captions": {
+        "problem_id": pl.String,
+        "image_sha": pl.String,
+        "captioner": pl.String,
+        "caption": pl.String,
+    },
+    "samples": {
+        "sample_id": pl.String,  # hash of (request_key, sample_index)
+        "problem_id": pl.String,
+        "teacher": pl.String,
+        "model": pl.String,
+        "variant": pl.String,  # plain | lecture
+        "sample_index": pl.Int32,
+        "request_key": pl.String,
+        "prompt": pl.String,  # the user message the teacher saw
+        "reasoning": pl.String,  # separate chain of thought, when the teacher gives one
+        "content": pl.String,  # the answer text (reasoning removed)
+        "finish_reason": pl.String,  # stop | length
+        "prompt_tokens": pl.Int64,
+        "completion_tokens": pl.Int64,
+        "latency_s": pl.Float64,  # wall time of the request (a batch's time shared out)
+    },
+    "verdicts": {
+        "sample_id": pl.String,
+        "problem_id": pl.String,
+        "teacher": pl.String,
+        "variant": pl.String,
+        "extracted": pl.String,  # the final answer found in the response; null if none
+        "correct": pl.Boolean,  # null when the gold answer cannot be judged
+        "grader": pl.String,
+        "reason": pl.String,
+    },
+    "selected": {
+        "problem_id": pl.String,
+        "teacher": pl.String,
+        "variant": pl.String,
+        "policy": pl.String,
+        "sample_id": pl.String,  # null when no sample was correct
+        "reasoning": pl.String,
+        "content": pl.String,
+        "n_samples": pl.Int32,
+        "n_correct": pl.Int32,
+        "pass_at_1": pl.Float64,  # unbiased estimate from n_samples, n_correct
+        "pass_at_k": pl.Float64,  # k = n_samples
+    },
+    "arms": {
+        "arm": pl.String,
+        "problem_id": pl.String,
+        "split": pl.String,
+        "variant": pl.String,  # prompt variant the student sees (plain | lecture)
+        "prompt": pl.List(MESSAGE),  # trl conversational prompt
+        "completion": pl.List(MESSAGE),  # trl conversational completion
+        "image_sha": pl.String,
+        "sample_id": pl.String,  # teacher sample the completion came from; null for raw arms
+    },
+    "evals": {
+        "run": pl.String,
+        "student": pl.String,  # <arm>-<method>, or `base` for the untuned student
+        "arm": pl.String,
+        "method": pl.String,  # lora | prompt_tuning | none
+        "problem_id": pl.String,
+        "split": pl.String,
+        "response": pl.String,
+        "extracted": pl.String,
+        "correct": pl.Boolean,
+        "grader": pl.String,
+        "generated_tokens": pl.Int64,
+        "student_fingerprint": pl.String,  # identifies the adapter the answers came from
+    },
+}
+
+
+def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Exactly the declared columns, in order, cast to the declared types."""
+    schema = SCHEMAS[table]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table}: missing columns {missing}")
+    return df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+
+
+def empty(table: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMAS[table])
+
+
+def write_table(df: pl.DataFrame, path: Path, table: str) -> Path:
+    """Write one shard atomically: the file is either absent or complete."""
+    df = conform(df, table)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_table(directory: Path, table: str) -> pl.DataFrame:
+    """All shards of a table under `directory` (recursively); empty with the schema if none."""
+    files = sorted(Path(directory).rglob("*.parquet")) if Path(directory).exists() else []
+    if not files:
+        return empty(table)
+    return pl.read_parquet(files, schema=SCHEMAS[table])

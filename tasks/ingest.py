@@ -1,0 +1,121 @@
+"""ingest: a source's records -> `problems` shards (+ images by content hash, + `rejects`).
+
+    distillery ingest --source scienceqa --path DIR
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+from PIL import Image, UnidentifiedImageError
+
+from schemas.config import IngestConfig
+from schemas.paths import DataDir
+from schemas.tables import write_table
+from tasks.sources import Record, Reject
+from tasks.sources.scienceqa import scienceqa_source
+from tasks.sources.synthetic import SyntheticSource
+
+SOURCES = {
+    "synthetic": lambda cfg: SyntheticSource(cfg.n_problems, cfg.seed, dict(cfg.split_fractions)),
+    "scienceqa": lambda cfg: scienceqa_source(cfg.path),
+}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class IngestResult:
+    problems: int = 0
+    rejects: Counter = field(default_factory=Counter)  # reason -> count
+    shards: list[str] = field(default_factory=list)
+
+
+def stable_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def store_image(data: DataDir, raw: bytes) -> str:
+    """Decode any image format, store it once as PNG under its sha256; return the hash."""
+    img = Image.open(io.BytesIO(raw))
+    img.load()
+    if img.mode not in ("RGB", "RGBA", "L"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    png = buf.getvalue()
+    sha = hashlib.sha256(png).hexdigest()
+    path = data.image(sha)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(png)
+        os.replace(tmp, path)
+    return sha
+
+
+def problem_reject(rec: Record) -> str | None:
+    """Why a record cannot be used, or None."""
+    if rec.split not in SPLITS:
+        return f"unknown_split:{rec.split or 'missing'}"
+    if not rec.question.strip() and not rec.image:
+        return "empty_question"
+    if not str(rec.answer).strip():
+        return "missing_answer"
+    if rec.answer_type == "multiple_choice" and len(rec.choices) < 2:
+        return "too_few_choices"
+    return None
+
+
+def to_row(source: str, rec: Record, image_sha: str | None) -> dict:
+    return dict(
+        problem_id=stable_id(source, rec.source_id), source=source, source_id=rec.source_id,
+        split=rec.split, question=rec.question, choices=rec.choices, answer=str(rec.answer),
+        answer_index=rec.answer_index, answer_type=rec.answer_type, hint=rec.hint, lecture=rec.lecture,
+        solution=rec.solution, caption=rec.caption, image_sha=image_sha, subject=rec.subject,
+        topic=rec.topic, category=rec.category, grade=rec.grade,
+    )
+
+
+def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
+    source = SOURCES[cfg.source](cfg)
+    rows, rejects, per_split = [], [], Counter()
+    for item in source.records():
+        if isinstance(item, Reject):
+            rejects.append(dict(stage="ingest", source=source.name, **item._asdict()))
+            continue
+        reason = problem_reject(item)
+        sha = None
+        if reason is None and item.image:
+            try:
+                sha = store_image(data, item.image)
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                reason = f"bad_image:{type(e).__name__}"
+        if reason:
+            rejects.append(dict(stage="ingest", source=source.name, source_id=item.source_id,
+                                reason=reason.split(":")[0], detail=reason))
+            continue
+        if cfg.limit_per_split and per_split[item.split] >= cfg.limit_per_split:
+            continue
+        per_split[item.split] += 1
+        rows.append(to_row(source.name, item, sha))
+    return write_ingested(data, source.name, rows, rejects, cfg.shard_size)
+
+
+def write_ingested(data: DataDir, source: str, rows: list[dict], rejects: list[dict], shard_size: int) -> IngestResult:
+    """Shards of `shard_size` problems; shards left from an earlier, larger ingest are removed."""
+    result = IngestResult(problems=len(rows), rejects=Counter(r["reason"] for r in rejects))
+    out = data.table("problems") / source
+    for start in range(0, len(rows), shard_size):
+        name = f"{source}-{start // shard_size:05d}"
+        write_table(pl.DataFrame(rows[start:start + shard_size]), out / f"{name}.parquet", "problems")
+        result.shards.append(name)
+    for stale in set(p.stem for p in out.glob("*.parquet")) - set(result.shards):
+        (out / f"{stale}.parquet").unlink()
+    write_table(pl.DataFrame(rejects, schema=["stage", "source", "source_id", "reason", "detail"]),
+                data.table("rejects") / f"ingest-{source}.parquet", "rejects")
+    return result

@@ -1,0 +1,37 @@
+"""How a problem is put to a teacher or a student, and how a final answer is written.
+
+Teacher and student see the same user message, so a student is trained on the exact
+question form the teacher answered. The `lecture` variant adds the lecture as context
+(the research plan's stand-in for a retrieval tool).
+"""
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def options_text(choices: list[str]) -> str:
+    return " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
+
+
+def user_message(problem: dict, caption: str | None, variant: str) -> str:
+    """The problem as one user turn; `caption` describes the image for text-only models."""
+    parts = []
+    if variant == "lecture" and problem.get("lecture"):
+        parts.append(f"Lecture: {problem['lecture']}")
+    if caption:
+        parts.append(f"Image: {caption}")
+    if problem.get("hint"):
+        parts.append(f"Context: {problem['hint']}")
+    parts.append(f"Question: {problem['question']}")
+    if problem.get("choices"):
+        parts.append(f"Options: {options_text(problem['choices'])}")
+        parts.append("Think step by step, then finish with \"The answer is (X).\" where X is the option letter.")
+    else:
+        parts.append("Think step by step, then finish with \"The answer is N.\" where N is the final answer.")
+    return "\n".join(parts)
+
+
+def answer_sentence(problem: dict) -> str:
+    """The gold final answer in the form the prompt asks for."""
+    if problem.get("choices") and problem.get("answer_index") is not None:
+        return f"The answer is ({LETTERS[problem['answer_index']]})."
+    return f"The answer is {problem['answer']}."

@@ -1,0 +1,51 @@
+"""sample: k reasoning paths per problem x prompt variant from one teacher, through the cache."""
+
+import hashlib
+import re
+
+import polars as pl
+
+from schemas.config import SampleConfig
+from schemas.tables import SCHEMAS
+from tasks.prompts import user_message
+from tasks.teachers import Request, SamplingParams
+from teacher_cache import CachedTeacher, CacheStats
+
+
+def teacher_dir(identity: str) -> str:
+    """A directory name for a teacher identity such as `local/embedded`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", identity).strip("_")
+
+
+def sample_id(request_key: str, index: int) -> str:
+    return hashlib.sha256(f"{request_key}:{index}".encode()).hexdigest()[:20]
+
+
+def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, str]) -> list[tuple[dict, str, Request]]:
+    """(problem, variant, request) for every problem in cfg.splits x variant x sample index."""
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed)
+    out = []
+    for p in problems.filter(pl.col("split").is_in(cfg.splits)).iter_rows(named=True):
+        for variant in cfg.variants:
+            messages = (("user", user_message(p, captions.get(p["problem_id"]), variant)),)
+            out += [(p, variant, Request(messages, params, i)) for i in range(cfg.k)]
+    return out
+
+
+def sample_shard(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, str],
+                 teacher: CachedTeacher, desc: str = "sampling") -> tuple[pl.DataFrame, CacheStats]:
+    """The shard's samples (from the cache where present) and the cache hit/new/failed counts."""
+    items = build_requests(cfg, problems, captions)
+    completions, stats = teacher.complete([r for _, _, r in items], desc=desc)
+    rows = []
+    for (p, variant, req), c in zip(items, completions, strict=True):
+        if c is None:  # failed: its error is in the cache's errors table, and a re-run retries it
+            continue
+        key = req.key(teacher.identity)
+        rows.append(dict(
+            sample_id=sample_id(key, req.sample_index), problem_id=p["problem_id"], teacher=teacher.identity,
+            model=cfg.model, variant=variant, sample_index=req.sample_index, request_key=key,
+            prompt=req.messages[-1][1], reasoning=c.reasoning, content=c.content, finish_reason=c.finish_reason,
+            prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, latency_s=c.latency_s,
+        ))
+    return pl.DataFrame(rows, schema=SCHEMAS["samples"]), stats

@@ -1,0 +1,39 @@
+"""Problem sources: each yields `Record`s (or `Reject`s for rows it cannot use)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+
+@dataclass
+class Record:
+    """One problem as a source hands it over, before ids and image hashes are assigned."""
+
+    source_id: str
+    split: str
+    question: str
+    answer: str
+    answer_type: str  # multiple_choice | numeric | free_form
+    choices: list[str] = field(default_factory=list)
+    answer_index: int | None = None
+    hint: str = ""
+    lecture: str = ""
+    solution: str = ""
+    caption: str | None = None
+    image: bytes | None = None  # encoded image file (PNG, JPEG, ...)
+    subject: str = ""
+    topic: str = ""
+    category: str = ""
+    grade: str = ""
+
+
+class Reject(NamedTuple):
+    source_id: str
+    reason: str
+    detail: str
+
+
+class Source(Protocol):
+    name: str
+
+    def records(self) -> Iterator[Record | Reject]: ...

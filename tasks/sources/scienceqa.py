@@ -1,0 +1,132 @@
+"""ScienceQA, from the original release layout or from a Hugging Face dataset.
+
+Directory layout (the lupantech/ScienceQA release), `path` pointing at its parent:
+    scienceqa/problems.json     {pid: {question, choices, answer, hint, image, lecture, solution, ...}}
+    scienceqa/pid_splits.json   {"train": [pid, ...], "val": [...], "test": [...]}
+    captions.json               {"captions": {pid: caption}}   (optional)
+    scienceqa/images/<split>/<pid>/image.png                    (optional)
+Hugging Face: `derek-thomas/ScienceQA` (hub id, or a copy saved with `save_to_disk`), columns
+image, question, choices, answer, hint, task, grade, subject, topic, category, skill, lecture, solution.
+"""
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from tasks.sources import Record, Reject
+
+HUB_ID = "derek-thomas/ScienceQA"
+HF_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+
+
+def to_record(source_id: str, split: str, row: Mapping[str, Any], image: bytes | None,
+              caption: str | None) -> Record | Reject:
+    """One ScienceQA row (either layout) as a Record; a Reject naming the first bad field."""
+    choices, answer = row.get("choices"), row.get("answer")
+    if not isinstance(row.get("question"), str):
+        return Reject(source_id, "malformed_row", f"question is {type(row.get('question')).__name__}")
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        return Reject(source_id, "malformed_row", f"choices is {type(choices).__name__}, expected a list of strings")
+    if not isinstance(answer, int) or isinstance(answer, bool):
+        return Reject(source_id, "malformed_row", f"answer is {answer!r}, expected an option index")
+    if not 0 <= answer < len(choices):
+        return Reject(source_id, "answer_index_out_of_range", f"answer {answer} with {len(choices)} choices")
+    text = lambda key: str(row.get(key) or "")  # noqa: E731  (None and missing both become "")
+    return Record(
+        source_id=source_id, split=split, question=row["question"], choices=choices,
+        answer=choices[answer], answer_index=answer, answer_type="multiple_choice",
+        hint=text("hint"), lecture=text("lecture"), solution=text("solution"), caption=caption or None,
+        image=image, subject=text("subject"), topic=text("topic"), category=text("category"), grade=text("grade"),
+    )
+
+
+class ScienceQADirectory:
+    """The original release layout on disk."""
+
+    name = "scienceqa"
+
+    def __init__(self, path: str | Path):
+        root = Path(path)
+        self.qa = root / "scienceqa" if (root / "scienceqa" / "problems.json").exists() else root
+        if not (self.qa / "problems.json").exists():
+            raise FileNotFoundError(f"{path}: no scienceqa/problems.json (original ScienceQA layout expected)")
+        self.root = self.qa.parent if self.qa != root else root
+
+    def captions(self) -> dict[str, str]:
+        for f in (self.root / "captions.json", self.qa / "captions.json"):
+            if f.exists():
+                data = json.loads(f.read_text())
+                return data.get("captions", data)
+        return {}
+
+    def splits(self, problems: dict) -> dict[str, str]:
+        f = self.qa / "pid_splits.json"
+        if not f.exists():
+            return {pid: str(p.get("split", "")) for pid, p in problems.items() if isinstance(p, dict)}
+        pid_splits = json.loads(f.read_text())
+        return {pid: split for split in ("train", "val", "test") for pid in pid_splits.get(split, [])}
+
+    def image(self, pid: str, split: str, name: str | None) -> bytes | None:
+        if not name:
+            return None
+        for f in (self.qa / "images" / split / pid / name, self.root / "images" / split / pid / name):
+            if f.exists():
+                return f.read_bytes()
+        return None  # images are optional in this layout; the caption stands in for them
+
+    def records(self) -> Iterator[Record | Reject]:
+        problems = json.loads((self.qa / "problems.json").read_text())
+        captions, splits = self.captions(), self.splits(problems)
+        for pid, row in problems.items():
+            if not isinstance(row, dict):
+                yield Reject(pid, "malformed_row", f"expected an object, got {type(row).__name__}")
+                continue
+            split = splits.get(pid, str(row.get("split", "")))
+            image = self.image(pid, split, row.get("image"))
+            yield to_record(pid, split, row, image, captions.get(pid))
+
+
+class ScienceQAHF:
+    """A Hugging Face dataset with ScienceQA's columns: a `save_to_disk` copy or a hub id."""
+
+    name = "scienceqa"
+
+    def __init__(self, path: str = HUB_ID):
+        self.path = path
+
+    def load(self):
+        import datasets
+
+        if Path(self.path).exists():
+            return datasets.load_from_disk(self.path)
+        return datasets.load_dataset(self.path)
+
+    def records(self) -> Iterator[Record | Reject]:
+        data = self.load()
+        parts = data.items() if hasattr(data, "items") else [("train", data)]
+        for hf_split, part in parts:
+            split = HF_SPLITS.get(hf_split, hf_split)
+            for i, row in enumerate(part):
+                yield to_record(f"{split}-{i}", split, row, encode_image(row.get("image")), row.get("caption"))
+
+
+def encode_image(image) -> bytes | None:
+    """PIL image (what `datasets` decodes) or {'bytes': ...} dict to encoded bytes."""
+    if image is None:
+        return None
+    if isinstance(image, dict):
+        return image.get("bytes")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def scienceqa_source(path: str | None) -> ScienceQADirectory | ScienceQAHF:
+    """A directory with problems.json is the release layout; anything else goes to `datasets`."""
+    if path and Path(path).is_dir() and any(
+        (Path(path) / p).exists() for p in ("problems.json", "scienceqa/problems.json")
+    ):
+        return ScienceQADirectory(path)
+    return ScienceQAHF(path or HUB_ID)
