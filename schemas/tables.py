@@ -107,7 +107,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "correct": pl.Boolean,
         "grader": pl.String,
         "generated_tokens": pl.Int64,
-        "student_fingerprint": pl.String,  # identifies the adapter the answers came from
+        "eval_fingerprint": pl.String,  # hash of (adapter, evaluation settings, test problems)
     },
 }
 
@@ -141,9 +141,10 @@ def write_table(df: pl.DataFrame, path: Path, table: str) -> Path:
     return path
 
 
-def read_table(directory: Path, table: str) -> pl.DataFrame:
-    """All shards of a table under `directory` (recursively); empty with the schema if none."""
-    files = sorted(Path(directory).rglob("*.parquet")) if Path(directory).exists() else []
+def read_table(path: Path, table: str) -> pl.DataFrame:
+    """One shard file, or all shards under a directory (recursively); empty with the schema if none."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet")) if path.is_dir() else []
     if not files:
         return empty(table)
     return pl.read_parquet(files, schema=SCHEMAS[table])

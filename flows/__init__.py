@@ -1,0 +1,1 @@
+"""Prefect flows: one per stage plus `factory`, thin wrappers over tasks/, students/, reports/."""

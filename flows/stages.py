@@ -1,0 +1,102 @@
+"""One Prefect flow per stage. Each takes the whole `FactoryConfig` (a form in the Prefect UI)
+and runs one Prefect task per shard (data stages) or per student (train, evaluate)."""
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from reports.stages import run_report
+from schemas.config import FactoryConfig
+from schemas.paths import DataDir
+from students import stages as student_stages
+from tasks import stages
+from tasks.ingest import ingest
+from teacher_cache import CacheStats
+
+DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
+
+
+
+def data_of(config: FactoryConfig) -> DataDir:
+    return DataDir(config.data_dir)
+
+
+def per_shard(fn, config: FactoryConfig, items: list[str]) -> list:
+    """Runs `fn(config, data, item)` as one Prefect task per item, concurrently."""
+    runner = task(fn, cache_policy=NO_CACHE, name=fn.__name__.removeprefix("run_"))
+    return [f.result() for f in runner.map(unmapped(config), unmapped(data_of(config)), items)]
+
+
+@flow(name="ingest")
+def ingest_flow(config: FactoryConfig = DEFAULT) -> dict:
+    result = task(ingest, cache_policy=NO_CACHE)(config.ingest, data_of(config))
+    get_run_logger().info("ingest: %d problems in %d shards; rejected %s", result.problems,
+                          len(result.shards), dict(result.rejects) or "none")
+    return {"problems": result.problems, "rejects": dict(result.rejects), "shards": result.shards}
+
+
+@flow(name="caption")
+def caption_flow(config: FactoryConfig = DEFAULT) -> dict:
+    counts = per_shard(stages.run_caption, config, stages.shards(data_of(config)))
+    return {"captions": sum(counts)}
+
+
+@flow(name="sample")
+def sample_flow(config: FactoryConfig = DEFAULT) -> dict:
+    total = sum(per_shard(stages.run_sample, config, stages.shards(data_of(config))), CacheStats())
+    get_run_logger().info("sample: %d requests served from the cache, %d new, %d failed",
+                          total.hits, total.new, total.failed)
+    return {"cached": total.hits, "new": total.new, "failed": total.failed}
+
+
+@flow(name="verify")
+def verify_flow(config: FactoryConfig = DEFAULT) -> dict:
+    return {"verdicts": sum(per_shard(stages.run_verify, config, stages.sample_files(data_of(config))))}
+
+
+@flow(name="select")
+def select_flow(config: FactoryConfig = DEFAULT) -> dict:
+    return {"selected": sum(per_shard(stages.run_select, config, stages.sample_files(data_of(config))))}
+
+
+@flow(name="arms")
+def arms_flow(config: FactoryConfig = DEFAULT) -> dict:
+    counts = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
+    get_run_logger().info("arms: %s", counts)
+    return counts
+
+
+@flow(name="train")
+def train_flow(config: FactoryConfig = DEFAULT) -> dict:
+    """One task per (arm, method), one after another: each already uses every core."""
+    run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}")
+    metas = {}
+    for arm in config.arms.arms:
+        for method in config.train.methods:
+            meta = run(config, data_of(config), arm, method)
+            metas[student_stages.student_name(arm, method)] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
+    get_run_logger().info("train: %s", metas)
+    return metas
+
+
+@flow(name="evaluate")
+def evaluate_flow(config: FactoryConfig = DEFAULT) -> dict:
+    run = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
+    results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
+    return {s: r.get("accuracy", r["status"]) for s, r in results.items()}
+
+
+@flow(name="report")
+def report_flow(config: FactoryConfig = DEFAULT) -> str:
+    path = task(run_report, cache_policy=NO_CACHE)(config, data_of(config))
+    key = "report-" + "".join(c if c.isalnum() else "-" for c in config.run.lower())
+    create_markdown_artifact(path.read_text(), key=key, description=f"distillery report for run {config.run}")
+    get_run_logger().info("report: %s", path)
+    return str(path)
+
+
+STAGES = {
+    "ingest": ingest_flow, "caption": caption_flow, "sample": sample_flow, "verify": verify_flow,
+    "select": select_flow, "arms": arms_flow, "train": train_flow, "evaluate": evaluate_flow,
+    "report": report_flow,
+}

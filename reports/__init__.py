@@ -1,0 +1,1 @@
+"""Statistics, hypothesis tables, plots and report files."""

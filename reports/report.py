@@ -1,0 +1,92 @@
+"""report: per-student accuracy with bootstrap intervals, the hypothesis table, costs.
+
+Writes data/reports/<run>/report.md and summary.json.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+
+from reports.stats import bootstrap_ci, paired_bootstrap_diff
+from schemas.config import ReportConfig
+
+# (hypothesis, treatment arm, control arm, what a positive difference means)
+HYPOTHESES = [
+    ("H3.1", "teacher_answer", "raw", "teacher's answer and solution beat the dataset's solution"),
+    ("H3.2", "raw_plus_teacher", "teacher_answer", "adding the dataset's solution to the teacher's helps"),
+    ("H3.3", "teacher_cot", "teacher_answer", "the full chain of thought beats the outputs alone"),
+    ("H3.4", "teacher_lecture", "teacher_answer", "the retrieved lecture in context helps"),
+    ("H3.5", "mistakes", "raw_plus_teacher", "seeing corrected teacher mistakes (+ lecture) helps"),
+    ("CoT", "raw", "answer_only", "training on solutions beats training on answers only"),
+]
+
+
+def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: dict[str, int],
+                 cfg: ReportConfig) -> list[dict]:
+    rows = []
+    for (student,), g in evals.group_by("student", maintain_order=True):
+        correct = g["correct"].cast(pl.Float64).to_numpy()
+        lo, hi = bootstrap_ci(correct, cfg.n_bootstrap, cfg.confidence, cfg.seed)
+        meta = metas.get(student, {})
+        arm = g["arm"][0]
+        rows.append(dict(student=student, arm=arm, method=g["method"][0], accuracy=float(correct.mean()),
+                         ci_low=lo, ci_high=hi, n=int(correct.size),
+                         train_examples=meta.get("train_examples", 0), train_wall_s=meta.get("wall_s", 0.0),
+                         train_tokens=meta.get("train_tokens", 0), teacher_tokens=teacher_tokens.get(arm, 0)))
+    return rows
+
+
+def hypothesis_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
+    """Paired comparisons of two arms trained with the same method, on the same test problems."""
+    rows = []
+    for method in evals.filter(pl.col("method") != "none")["method"].unique(maintain_order=True):
+        by_arm = {arm: g.sort("problem_id") for (arm,), g in evals.filter(pl.col("method") == method).group_by("arm")}
+        for name, treat, control, meaning in HYPOTHESES:
+            if treat not in by_arm or control not in by_arm:
+                continue
+            a, b = (by_arm[x]["correct"].cast(pl.Float64).to_numpy() for x in (treat, control))
+            diff, lo, hi = paired_bootstrap_diff(a, b, cfg.n_bootstrap, cfg.confidence, cfg.seed)
+            verdict = "supported" if lo > 0 else "refuted" if hi < 0 else "inconclusive"
+            rows.append(dict(hypothesis=name, method=method, treatment=treat, control=control, meaning=meaning,
+                             difference=diff, ci_low=lo, ci_high=hi, verdict=verdict))
+    return rows
+
+
+def pct(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict, confidence: float) -> str:
+    c = int(round(confidence * 100))
+    lines = [f"# distillery report: run `{run}`", "", "## Pipeline", ""]
+    lines += [f"- {k}: {v}" for k, v in counts.items()]
+    lines += ["", "## Students", "", f"| student | arm | method | accuracy | {c}% CI | n | train examples "
+              "| train time (s) | train tokens | teacher tokens |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(students, key=lambda r: -r["accuracy"]):
+        lines.append(f"| {r['student']} | {r['arm']} | {r['method']} | {pct(r['accuracy'])} | "
+                     f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['n']} | {r['train_examples']} | "
+                     f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} |")
+    lines += ["", "## Hypotheses", "", f"Paired bootstrap over the same test problems; {c}% interval of "
+              "the accuracy difference (treatment - control).", "",
+              "| hypothesis | method | treatment | control | difference | interval | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for h in hypotheses:
+        lines.append(f"| {h['hypothesis']} | {h['method']} | {h['treatment']} | {h['control']} | "
+                     f"{pct(h['difference'])} | [{pct(h['ci_low'])}, {pct(h['ci_high'])}] | {h['verdict']} |")
+    if not hypotheses:
+        lines.append("| (no pair of trained arms to compare) | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path, run: str, evals: pl.DataFrame, metas: dict[str, dict],
+                 teacher_tokens: dict[str, int], counts: dict, cfg: ReportConfig) -> Path:
+    students = student_rows(evals, metas, teacher_tokens, cfg)
+    hypotheses = hypothesis_rows(evals, cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(run=run, counts=counts, students=students, hypotheses=hypotheses)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence))
+    return out_dir / "report.md"

@@ -1,0 +1,48 @@
+"""report as a function of (config, data dir): gathers evals, training metadata and costs."""
+
+from pathlib import Path
+
+import polars as pl
+
+from reports.report import write_report
+from schemas.config import FactoryConfig
+from schemas.paths import DataDir
+from schemas.tables import read_table
+from students.stages import BASE, students
+from students.train import read_meta
+from tasks.arms import DATASET_ARMS, variant_of
+
+
+def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
+    """Teacher tokens (in + out, all k paths) spent on the prompt variant each arm draws on."""
+    spent = samples.group_by("variant").agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("t"))
+    per_variant = dict(zip(spent["variant"], spent["t"], strict=True))
+    source = {arm: "plain" if arm == "mistakes" else variant_of(arm) for arm in cfg.arms.arms}
+    return {arm: 0 if arm in DATASET_ARMS else int(per_variant.get(v, 0)) for arm, v in source.items()}
+
+
+def pipeline_counts(data: DataDir) -> dict:
+    problems = read_table(data.table("problems"), "problems")
+    rejects = read_table(data.table("rejects"), "rejects")
+    samples = read_table(data.table("samples"), "samples")
+    verdicts = read_table(data.table("verdicts"), "verdicts")
+    selected = read_table(data.table("selected"), "selected")
+    splits = problems.group_by("split").len().sort("split")
+    counts = {
+        "problems": ", ".join(f"{s} {n}" for s, n in splits.iter_rows()) or "0",
+        "rejected rows": rejects.height,
+        "teacher samples": samples.height,
+        "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
+        "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
+    }
+    for (variant,), g in selected.group_by("variant", maintain_order=True):
+        counts[f"pass@1 / pass@k ({variant})"] = f"{g['pass_at_1'].mean():.3f} / {g['pass_at_k'].mean():.3f}"
+    return counts
+
+
+def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
+    evals = read_table(data.evals(cfg.run), "evals")
+    metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
+    samples = read_table(data.table("samples"), "samples")
+    return write_report(data.report(cfg.run), cfg.run, evals, metas, teacher_tokens_per_arm(cfg, samples),
+                        pipeline_counts(data), cfg.report)
