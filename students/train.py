@@ -81,20 +81,24 @@ def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame,
     return meta
 
 
-def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Path) -> dict:
+def build_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, checkpoints: Path):
+    """trl's SFTTrainer on the arm's prompt/completion rows with the method's peft config."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from students.model import load_model, load_tokenizer, resolve
 
+    dataset = Dataset.from_list(arm_df.select("prompt", "completion").to_dicts())
+    return SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints),
+                      train_dataset=dataset, processing_class=load_tokenizer(cfg.model),
+                      peft_config=peft_config(method, cfg, resolve(cfg.model)))
+
+
+def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Path) -> dict:
     if read_meta(out_dir) is not None:  # stale adapter from other data or settings
         (out_dir / META).unlink()
     checkpoints = out_dir / "checkpoints"
-    dataset = Dataset.from_list(arm_df.select("prompt", "completion").to_dicts())
-    tok = load_tokenizer(cfg.model)
-    trainer = SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints),
-                         train_dataset=dataset, processing_class=tok,
-                         peft_config=peft_config(method, cfg, resolve(cfg.model)))
+    trainer = build_trainer(cfg, method, arm_df, checkpoints)
     start = time.perf_counter()
     resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if resume else None)

@@ -124,9 +124,16 @@ def encode_image(image) -> bytes | None:
 
 
 def scienceqa_source(path: str | None) -> ScienceQADirectory | ScienceQAHF:
-    """A directory with problems.json is the release layout; anything else goes to `datasets`."""
-    if path and Path(path).is_dir() and any(
-        (Path(path) / p).exists() for p in ("problems.json", "scienceqa/problems.json")
-    ):
-        return ScienceQADirectory(path)
-    return ScienceQAHF(path or HUB_ID)
+    """A directory with problems.json is the release layout, one with dataset_dict.json or
+    dataset_info.json a `save_to_disk` copy; a path that is not local is a hub id."""
+    if not path:
+        return ScienceQAHF(HUB_ID)
+    p = Path(path).expanduser()
+    if any((p / f).exists() for f in ("problems.json", "scienceqa/problems.json")):
+        return ScienceQADirectory(p)
+    if any((p / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
+        return ScienceQAHF(str(p))
+    if p.exists() or p.is_absolute() or path.startswith((".", "~")):
+        raise FileNotFoundError(f"{path}: neither a ScienceQA directory (scienceqa/problems.json) "
+                                "nor a dataset saved with datasets' save_to_disk")
+    return ScienceQAHF(path)

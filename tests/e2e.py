@@ -1,0 +1,42 @@
+"""Helpers for end-to-end tests: tiny configs, isolated Prefect homes, the CLI as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "distillery")
+
+
+def tiny_config(path: Path, model: str, data_dir: Path, **overrides) -> Path:
+    cfg = {
+        "run": "e2e", "data_dir": str(data_dir),
+        "ingest": {"source": "synthetic", "n_problems": 15, "seed": 1},
+        "sample": {"model": model, "k": 2, "max_new_tokens": 24, "batch_size": 8},
+        "train": {"model": model, "methods": ["lora", "prompt_tuning"], "batch_size": 4},
+        "evaluate": {"max_new_tokens": 16},
+        "report": {"n_bootstrap": 200},
+    }
+    for section, values in overrides.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def prefect_env(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                  "PREFECT_LOGGING_LEVEL": "INFO", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"} | extra
+
+
+def run_cli(args: list[str], env: dict, timeout: int = 600) -> tuple[dict, str]:
+    """Runs `distillery ...`; returns the JSON it prints last and the whole log."""
+    proc = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    start = proc.stdout.rindex("\n{") + 1 if "\n{" in proc.stdout else proc.stdout.index("{")
+    return json.loads(proc.stdout[start:]), log

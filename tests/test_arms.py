@@ -1,0 +1,78 @@
+"""arms: each training set built from known selections, in trl's conversational form."""
+
+import polars as pl
+import pytest
+
+from schemas.tables import SCHEMAS
+from tasks.arms import build_arm, explanation, shortest_wrong
+
+T = "local/embedded"
+P1 = dict(problem_id="p1", split="train", question="Which pan is heavier?", choices=["left", "right"], answer="right",
+          answer_index=1, answer_type="multiple_choice", hint="", lecture="Add the masses.",
+          solution="Right is 5 kg, left 3 kg.", caption="A balance.", image_sha="abc")
+P2 = {**P1, "problem_id": "p2", "solution": "Only the dataset knows."}
+P3 = {**P1, "problem_id": "p3", "split": "test"}
+PROBLEMS = pl.DataFrame([P1, P2, P3])
+GOOD = "First add.\n\nThe right pan holds 5 kg. The answer is (B)."
+SELECTED = pl.DataFrame([
+    dict(problem_id="p1", teacher=T, variant="plain", sample_id="s1", reasoning="hidden thoughts", content=GOOD),
+    dict(problem_id="p1", teacher=T, variant="lecture", sample_id="s2", reasoning=None, content=GOOD),
+    dict(problem_id="p2", teacher=T, variant="plain", sample_id=None, reasoning=None, content=None),
+])
+WRONG = {"p2": dict(reasoning=None, content="Left looks bigger. The answer is (A).", extracted="A")}
+
+
+def arm(name):
+    return build_arm(name, PROBLEMS, {"p1": "A balance."}, SELECTED, WRONG, T)
+
+
+def completion(df, pid):
+    return df.filter(pl.col("problem_id") == pid)["completion"][0][0]["content"]
+
+
+def test_dataset_arms_cover_every_train_problem():
+    raw, only = arm("raw"), arm("answer_only")
+    assert raw["problem_id"].to_list() == ["p1", "p2"] == only["problem_id"].to_list()  # test split excluded
+    assert completion(raw, "p1") == "Right is 5 kg, left 3 kg.\nThe answer is (B)."
+    assert completion(only, "p2") == "The answer is (B)."
+    assert raw.schema == pl.Schema(SCHEMAS["arms"]) and raw["sample_id"].null_count() == 2
+
+
+def test_teacher_arms_use_only_correct_selections():
+    ans, cot = arm("teacher_answer"), arm("teacher_cot")
+    assert ans["problem_id"].to_list() == ["p1"] and ans["sample_id"][0] == "s1"
+    assert completion(ans, "p1") == GOOD  # separate reasoning: the answer text is the explanation
+    assert completion(cot, "p1") == f"<think>\nhidden thoughts\n</think>\n{GOOD}"
+    assert completion(arm("raw_plus_teacher"), "p1").startswith("Right is 5 kg")
+
+
+def test_lecture_arms_put_the_lecture_in_the_prompt():
+    lec = arm("teacher_lecture")
+    assert lec["sample_id"][0] == "s2" and lec["variant"][0] == "lecture"
+    assert "Lecture: Add the masses." in lec["prompt"][0][0]["content"]
+    assert "Lecture:" not in arm("raw")["prompt"][0][0]["content"]
+    assert completion(lec, "p1") == "The right pan holds 5 kg. The answer is (B)."  # closing paragraph only
+
+
+def test_mistakes_arm_shows_the_wrong_attempt_and_corrects_it():
+    m = arm("mistakes")
+    text = completion(m, "p2")
+    assert "Left looks bigger" in text and "wrong" in text and text.endswith("The answer is (B).")
+    assert text.startswith("Only the dataset knows.")
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("A.\n\nB. The answer is (B).", "B. The answer is (B)."),
+    ("One. Two. Three. The answer is 4.", "Three. The answer is 4."),
+])
+def test_explanation_without_separate_reasoning(content, expected):
+    assert explanation(None, content) == expected
+
+
+def test_shortest_wrong_ignores_unjudgeable_and_lecture_samples():
+    samples = pl.DataFrame(dict(sample_id=["a", "b", "c", "d"], problem_id=["p"] * 4, teacher=[T] * 4,
+                                variant=["plain", "plain", "lecture", "plain"], sample_index=[0, 1, 0, 2],
+                                completion_tokens=[9, 5, 1, 2], content=["x"] * 4, reasoning=[None] * 4))
+    verdicts = pl.DataFrame(dict(sample_id=["a", "b", "c", "d"], correct=[False, False, False, None],
+                                 extracted=["A", "A", "A", None]))
+    assert shortest_wrong(samples, verdicts, T)["p"]["sample_id"] == "b"

@@ -1,0 +1,58 @@
+"""`distillery run` end to end on a tiny random Llama that uses the embedded tokenizer."""
+
+import json
+
+import polars as pl
+import pytest
+from e2e import prefect_env, run_cli, tiny_config
+
+from schemas.tables import SCHEMAS
+
+TABLES = ["problems", "rejects", "captions", "samples", "verdicts", "selected", "arms", "evals"]
+
+
+@pytest.fixture(scope="module")
+def factory_run(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("factory")
+    env = prefect_env(root / "prefect")
+    cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data")
+    first, first_log = run_cli(["run", "--config", str(cfg)], env)
+    second, second_log = run_cli(["run", "--config", str(cfg)], env)
+    return dict(root=root, cfg=cfg, env=env, first=first, second=second, second_log=second_log)
+
+
+@pytest.mark.slow
+def test_every_stage_ran_and_wrote_its_declared_schema(factory_run):
+    data = factory_run["root"] / "data"
+    for table in TABLES:
+        lazy = pl.scan_parquet(str(data / table / "**" / "*.parquet"))
+        assert lazy.collect_schema() == pl.Schema(SCHEMAS[table]), table
+        if table != "rejects":
+            assert lazy.select(pl.len()).collect().item() > 0, table
+    first = factory_run["first"]
+    train_problems = pl.read_parquet(data / "problems" / "**" / "*.parquet").filter(pl.col("split") == "train").height
+    assert first["sample"]["new"] == train_problems * 2 * 2  # k=2, plain + lecture
+    assert first["verify"]["verdicts"] == first["sample"]["new"]
+    report = (data / "reports" / "e2e" / "report.md").read_text()
+    assert "| raw-lora | raw | lora |" in report and "| base | base | none |" in report
+    summary = json.loads((data / "reports" / "e2e" / "summary.json").read_text())
+    assert {s["student"] for s in summary["students"]} >= {"base", "raw-lora", "raw-prompt_tuning", "answer_only-lora"}
+
+
+@pytest.mark.slow
+def test_second_run_asks_the_teacher_for_nothing(factory_run):
+    first, second = factory_run["first"]["sample"], factory_run["second"]["sample"]
+    assert second == {"cached": first["new"], "new": 0, "failed": 0}
+    assert f"{first['new']} requests served from the cache, 0 new" in factory_run["second_log"]
+    assert all(v.endswith("(reused)") or v == "skipped" for v in factory_run["second"]["train"].values())
+
+
+@pytest.mark.slow
+def test_raising_k_asks_only_for_the_missing_samples(factory_run, tiny_model):
+    root = factory_run["root"]
+    cfg = tiny_config(root / "k3.yaml", tiny_model, root / "data", sample={"k": 3})
+    out, _ = run_cli(["sample", "--config", str(cfg)], factory_run["env"])
+    before = factory_run["first"]["sample"]["new"]
+    assert out == {"cached": before, "new": before // 2, "failed": 0}
+    samples = pl.read_parquet(root / "data" / "samples" / "**" / "*.parquet")
+    assert samples.height == before * 3 // 2 and samples["sample_id"].n_unique() == samples.height

@@ -1,0 +1,56 @@
+"""Bootstrap intervals against a direct reference, and the report files."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from reports.report import write_report
+from reports.stats import bootstrap_ci, paired_bootstrap_diff
+from schemas.config import ReportConfig
+
+
+def reference_ci(x, n_boot, confidence, seed):
+    """The textbook percentile bootstrap, one resample at a time."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    means = sorted(float(np.mean([x[i] for i in row])) for row in idx)
+    a = (1 - confidence) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def test_bootstrap_matches_reference_and_covers_the_mean():
+    x = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1], dtype=float)
+    lo, hi = bootstrap_ci(x, 500, 0.9, seed=3)
+    assert (lo, hi) == pytest.approx(reference_ci(x, 500, 0.9, 3))
+    assert lo < x.mean() < hi
+    assert bootstrap_ci(np.ones(20)) == (1.0, 1.0)
+
+
+def test_paired_difference_sign():
+    a, b = np.ones(30), np.r_[np.zeros(20), np.ones(10)]
+    diff, lo, hi = paired_bootstrap_diff(a, b)
+    assert diff == pytest.approx(20 / 30) and 0 < lo <= diff <= hi
+
+
+def evals(student, arm, method, correct):
+    n = len(correct)
+    return pl.DataFrame(dict(run=["r"] * n, student=[student] * n, arm=[arm] * n, method=[method] * n,
+                             problem_id=[f"p{i}" for i in range(n)], split=["test"] * n, response=["x"] * n,
+                             extracted=["A"] * n, correct=correct, grader=["choice_index"] * n,
+                             generated_tokens=[3] * n, eval_fingerprint=["f"] * n))
+
+
+def test_report_files(tmp_path):
+    ev = pl.concat([evals("raw-lora", "raw", "lora", [True] * 5 + [False] * 35),
+                    evals("teacher_answer-lora", "teacher_answer", "lora", [True] * 38 + [False] * 2),
+                    evals("base", "base", "none", [False] * 40)])
+    metas = {"raw-lora": {"train_examples": 7, "wall_s": 1.5, "train_tokens": 100}}
+    path = write_report(tmp_path, "r", ev, metas, {"teacher_answer": 1234}, {"problems": "test 40"}, ReportConfig())
+    text = path.read_text()
+    assert "| raw-lora | raw | lora | 12.5% |" in text and "| H3.1 | lora | teacher_answer | raw |" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    h = summary["hypotheses"][0]
+    assert h["hypothesis"] == "H3.1" and h["verdict"] == "supported" and h["difference"] == pytest.approx(33 / 40)
+    assert {s["student"]: s["teacher_tokens"] for s in summary["students"]}["teacher_answer-lora"] == 1234

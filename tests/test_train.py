@@ -1,0 +1,57 @@
+"""train: real trl + peft on a tiny Llama; adapters move, base weights stay put."""
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from schemas.config import TrainConfig
+from students.train import build_trainer, read_meta, train_student
+
+ROWS = pl.DataFrame([
+    {"prompt": [{"role": "user", "content": f"What is {i} plus one?"}],
+     "completion": [{"role": "assistant", "content": f"{i} + 1 = {i + 1}. The answer is {i + 1}."}]}
+    for i in range(10)
+])
+
+
+def cfg(model, **kw) -> TrainConfig:
+    return TrainConfig(model=model, batch_size=4, epochs=2, **kw)
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_adapter_weights_change_and_base_weights_do_not(tiny_model, tmp_path, method):
+    trainer = build_trainer(cfg(tiny_model), method, ROWS, tmp_path / "ckpt")
+    params = dict(trainer.model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    assert trainable and len(trainable) < len(params)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    changed = {n for n in params if not torch.equal(before[n], after[n].detach())}
+    assert changed and changed <= trainable  # something trained, and only adapter weights
+    assert all(not torch.equal(before[n], after[n].detach()) for n in trainable if "lora_A" not in n)
+
+
+def test_completion_only_loss_masks_the_prompt(tiny_model, tmp_path):
+    trainer = build_trainer(cfg(tiny_model), "lora", ROWS, tmp_path / "ckpt")
+    row = trainer.train_dataset[0]  # trl marks the loss either by labels (-100 = ignored) or a mask
+    mask = [int(x != -100) for x in row["labels"]] if "labels" in row else row["completion_mask"]
+    prompt_len = len(trainer.processing_class.apply_chat_template(ROWS["prompt"][0].to_list(), add_generation_prompt=True))
+    assert sum(mask[:prompt_len]) == 0 and sum(mask[prompt_len:]) > 0
+
+
+def test_train_student_writes_adapter_and_reuses_it(tiny_model, tmp_path):
+    meta = train_student(cfg(tiny_model), "lora", "raw", ROWS, tmp_path / "s")
+    assert meta["status"] == "trained" and meta["train_examples"] == 10 and meta["train_tokens"] > 0
+    weights = load_file(tmp_path / "s" / "adapter_model.safetensors")
+    assert weights and all("lora" in k for k in weights)  # the adapter only, never base weights
+    assert not (tmp_path / "s" / "checkpoints").exists()
+    assert train_student(cfg(tiny_model), "lora", "raw", ROWS, tmp_path / "s")["reused"] is True
+    retrained = train_student(cfg(tiny_model), "lora", "raw", ROWS.head(6), tmp_path / "s")
+    assert "reused" not in retrained and read_meta(tmp_path / "s")["train_examples"] == 6
+
+
+def test_empty_arm_is_skipped_with_a_reason(tiny_model, tmp_path):
+    meta = train_student(cfg(tiny_model), "prompt_tuning", "teacher_cot", ROWS.clear(), tmp_path / "e")
+    assert meta["status"] == "skipped" and meta["reason"] == "no training examples"
