@@ -58,7 +58,8 @@ def pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict, confidence: float) -> str:
+def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict, confidence: float,
+           skipped: dict[str, str]) -> str:
     c = int(round(confidence * 100))
     lines = [f"# distillery report: run `{run}`", "", "## Pipeline", ""]
     lines += [f"- {k}: {v}" for k, v in counts.items()]
@@ -68,6 +69,7 @@ def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict,
         lines.append(f"| {r['student']} | {r['arm']} | {r['method']} | {pct(r['accuracy'])} | "
                      f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['n']} | {r['train_examples']} | "
                      f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} |")
+    lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | |" for name, why in skipped.items()]
     lines += ["", "## Hypotheses", "", f"Paired bootstrap over the same test problems; {c}% interval of "
               "the accuracy difference (treatment - control).", "",
               "| hypothesis | method | treatment | control | difference | interval | verdict |",
@@ -86,7 +88,8 @@ def write_report(out_dir: Path, run: str, evals: pl.DataFrame, metas: dict[str, 
     hypotheses = hypothesis_rows(evals, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = dict(run=run, counts=counts, students=students, hypotheses=hypotheses)
+    skipped = {s: m.get("reason", "") for s, m in metas.items() if m.get("status") == "skipped"}
+    summary = dict(run=run, counts=counts, students=students, skipped=skipped, hypotheses=hypotheses)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence))
+    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence, skipped))
     return out_dir / "report.md"

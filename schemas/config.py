@@ -28,10 +28,10 @@ class IngestConfig(Section):
         description="scienceqa: a directory in the original release layout, a dataset saved with "
         "`datasets.save_to_disk`, or a Hugging Face hub id (default derek-thomas/ScienceQA).",
     )
-    n_problems: int = Field(80, ge=1, description="synthetic: number of problems to generate.")
+    n_problems: int = Field(60, ge=1, description="synthetic: number of problems to generate.")
     seed: int = Field(0, description="synthetic: generator seed; the same seed gives the same problems.")
     split_fractions: dict[Split, float] = Field(
-        {"train": 0.7, "val": 0.1, "test": 0.2}, description="synthetic: share of problems per split."
+        {"train": 0.6, "val": 0.1, "test": 0.3}, description="synthetic: share of problems per split."
     )
     limit_per_split: int | None = Field(None, ge=1, description="Keep at most this many problems per split.")
     shard_size: int = Field(200, ge=1, description="Problems per shard (one Prefect task and one file each).")
@@ -51,8 +51,8 @@ class SampleConfig(Section):
     splits: list[Split] = Field(["train"], description="Splits whose problems the teacher solves.")
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(160, ge=1)
-    batch_size: int = Field(16, ge=1, description="Sequences generated together by the local teacher.")
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(32, ge=1, description="Sequences generated together by the local teacher.")
     seed: int = 0
 
 
@@ -74,7 +74,7 @@ class TrainConfig(Section):
     methods: list[Literal["lora", "prompt_tuning"]] = Field(["lora", "prompt_tuning"])
     epochs: float = Field(1.0, gt=0.0)
     batch_size: int = Field(8, ge=1)
-    max_length: int = Field(512, ge=16, description="Tokens per training example (prompt + completion).")
+    max_length: int = Field(384, ge=16, description="Tokens per training example (prompt + completion).")
     lora_learning_rate: float = 2e-4
     lora_r: int = 8
     lora_alpha: int = 16
@@ -87,7 +87,7 @@ class TrainConfig(Section):
 class EvaluateConfig(Section):
     split: Split = Field("test", description="Split the students are scored on.")
     max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
     baseline: bool = Field(True, description="Also score the untuned student (zero-shot baseline).")
 
 

@@ -1,10 +1,13 @@
 """`distillery run` end to end on a tiny random Llama that uses the embedded tokenizer."""
 
 import json
+import re
+import subprocess
+import sys
 
 import polars as pl
 import pytest
-from e2e import prefect_env, run_cli, tiny_config
+from e2e import ROOT, prefect_env, run_cli, tiny_config
 
 from schemas.tables import SCHEMAS
 
@@ -15,7 +18,7 @@ TABLES = ["problems", "rejects", "captions", "samples", "verdicts", "selected", 
 def factory_run(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("factory")
     env = prefect_env(root / "prefect")
-    cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data")
+    cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data", run="default")  # the README's run name
     first, first_log = run_cli(["run", "--config", str(cfg)], env)
     second, second_log = run_cli(["run", "--config", str(cfg)], env)
     return dict(root=root, cfg=cfg, env=env, first=first, second=second, second_log=second_log)
@@ -33,9 +36,9 @@ def test_every_stage_ran_and_wrote_its_declared_schema(factory_run):
     train_problems = pl.read_parquet(data / "problems" / "**" / "*.parquet").filter(pl.col("split") == "train").height
     assert first["sample"]["new"] == train_problems * 2 * 2  # k=2, plain + lecture
     assert first["verify"]["verdicts"] == first["sample"]["new"]
-    report = (data / "reports" / "e2e" / "report.md").read_text()
+    report = (data / "reports" / "default" / "report.md").read_text()
     assert "| raw-lora | raw | lora |" in report and "| base | base | none |" in report
-    summary = json.loads((data / "reports" / "e2e" / "summary.json").read_text())
+    summary = json.loads((data / "reports" / "default" / "summary.json").read_text())
     assert {s["student"] for s in summary["students"]} >= {"base", "raw-lora", "raw-prompt_tuning", "answer_only-lora"}
 
 
@@ -50,9 +53,21 @@ def test_second_run_asks_the_teacher_for_nothing(factory_run):
 @pytest.mark.slow
 def test_raising_k_asks_only_for_the_missing_samples(factory_run, tiny_model):
     root = factory_run["root"]
-    cfg = tiny_config(root / "k3.yaml", tiny_model, root / "data", sample={"k": 3})
+    cfg = tiny_config(root / "k3.yaml", tiny_model, root / "data", run="default", sample={"k": 3})
     out, _ = run_cli(["sample", "--config", str(cfg)], factory_run["env"])
     before = factory_run["first"]["sample"]["new"]
     assert out == {"cached": before, "new": before // 2, "failed": 0}
     samples = pl.read_parquet(root / "data" / "samples" / "**" / "*.parquet")
     assert samples.height == before * 3 // 2 and samples["sample_id"].n_unique() == samples.height
+
+
+@pytest.mark.slow
+def test_readme_polars_examples_run_as_written(factory_run, tmp_path):
+    """Every python block of the README, run from a directory whose data/ is the factory's."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    (tmp_path / "data").symlink_to(factory_run["root"] / "data")
+    for code in blocks:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{code}\n{proc.stderr[-2000:]}"
+        assert proc.stdout.strip()

@@ -1,0 +1,52 @@
+"""FactoryConfig from YAML, table schemas and atomic writes."""
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from schemas.config import FactoryConfig
+from schemas.tables import SCHEMAS, read_table, write_table
+from tasks.caption import caption_shard
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_default_config_file_loads_and_matches_defaults():
+    cfg = FactoryConfig.from_yaml(ROOT / "configs" / "default.yaml")
+    assert cfg.sample.teacher == "local" and cfg.train.model == "embedded"
+    assert cfg.ingest.n_problems == FactoryConfig().ingest.n_problems
+
+
+@pytest.mark.parametrize("yaml_text,match", [
+    ("sample: {kk: 3}", "kk"),
+    ("samples: {k: 3}", "samples"),
+    ("sample: {k: 0}", "greater than or equal"),
+    ("arms: {arms: [raw, nonsense]}", "nonsense"),
+    ("sample: {variants: [plain]}\narms: {arms: [teacher_lecture]}", "lecture"),
+    ("- just a list", "mapping"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, yaml_text, match):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises((ValidationError, ValueError), match=match):
+        FactoryConfig.from_yaml(f)
+
+
+def test_write_table_conforms_and_rejects_missing_columns(tmp_path):
+    df = pl.DataFrame({"stage": ["ingest"], "source": ["s"], "source_id": ["1"], "reason": ["r"], "detail": ["d"],
+                       "extra": [1]})
+    path = write_table(df, tmp_path / "rejects" / "x.parquet", "rejects")
+    assert pl.read_parquet(path).columns == list(SCHEMAS["rejects"])  # extra column dropped
+    assert not list((tmp_path / "rejects").glob(".*"))  # no temp file left behind
+    with pytest.raises(ValueError, match="missing columns"):
+        write_table(df.drop("reason"), tmp_path / "rejects" / "y.parquet", "rejects")
+    assert read_table(tmp_path / "nothing", "rejects").schema == pl.Schema(SCHEMAS["rejects"])
+
+
+def test_dataset_captioner_keeps_only_real_captions():
+    problems = pl.DataFrame({"problem_id": ["a", "b", "c"], "image_sha": ["x", None, "y"],
+                             "caption": ["A red ball.", None, "  "]})
+    assert caption_shard("dataset", problems)["problem_id"].to_list() == ["a"]
+    assert caption_shard("none", problems).height == 0
+    with pytest.raises(ValueError, match="unknown captioner"):
+        caption_shard("gpt", problems)
