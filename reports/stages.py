@@ -7,7 +7,7 @@ import polars as pl
 from reports.report import write_report
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from schemas.tables import read_table
+from schemas.tables import empty, read_table
 from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import DATASET_ARMS, variant_of
@@ -41,7 +41,8 @@ def pipeline_counts(data: DataDir) -> dict:
 
 
 def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
-    evals = read_table(data.evals(cfg.run), "evals")
+    files = [data.evals(cfg.run) / f"{s}.parquet" for s in students(cfg)]  # only students of this config
+    evals = pl.concat([read_table(f, "evals") for f in files] or [empty("evals")])
     metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
     samples = read_table(data.table("samples"), "samples")
     return write_report(data.report(cfg.run), cfg.run, evals, metas, teacher_tokens_per_arm(cfg, samples),

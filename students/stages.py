@@ -24,7 +24,10 @@ def students(cfg: FactoryConfig) -> list[str]:
 
 
 def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str) -> dict:
-    arm_df = read_table(data.arm(arm) / "train.parquet", "arms")
+    path = data.arm(arm) / "train.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
+    arm_df = read_table(path, "arms")
     return train_student(cfg.train, method, arm, arm_df, data.student(cfg.run, student_name(arm, method)))
 
 
@@ -49,11 +52,12 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
         else read_meta(adapter_dir)
     if meta is None:
         raise FileNotFoundError(f"{adapter_dir} has no trained adapter: run `distillery train` first")
+    out = data.evals(cfg.run) / f"{student}.parquet"
     if meta.get("status") == "skipped":
+        out.unlink(missing_ok=True)  # answers of an earlier adapter would not describe this one
         return {"student": student, "status": "skipped", "reason": meta.get("reason")}
     problems = eval_problems(cfg, data)
     key = eval_fingerprint(meta["fingerprint"], cfg, problems["problem_id"].to_list())
-    out = data.evals(cfg.run) / f"{student}.parquet"
     old = read_table(out, "evals")
     if old.height and old["eval_fingerprint"][0] == key:
         return {"student": student, "status": "reused", "n": old.height}

@@ -20,13 +20,23 @@ from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
 
 
-def shards(data: DataDir) -> list[str]:
-    root = data.table("problems")
+def files_of(data: DataDir, table: str) -> list[str]:
+    """A table's parquet files, as paths relative to its directory without the suffix."""
+    root = data.table(table)
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.parquet"))
 
 
+def shards(data: DataDir) -> list[str]:
+    return files_of(data, "problems")
+
+
+def sample_files(data: DataDir) -> list[str]:
+    """Every samples file (any teacher): <teacher>/<shard>."""
+    return files_of(data, "samples")
+
+
 def problems_of(data: DataDir, shard: str) -> pl.DataFrame:
-    return pl.read_parquet(data.table("problems") / f"{shard}.parquet")
+    return read_table(data.table("problems") / f"{shard}.parquet", "problems")
 
 
 def captions_of(data: DataDir, captioner: str, shard: str | None = None) -> dict[str, str]:
@@ -56,16 +66,9 @@ def run_sample(cfg: FactoryConfig, data: DataDir, shard: str) -> CacheStats:
     return stats
 
 
-def sample_files(data: DataDir) -> list[str]:
-    """Every samples file (any teacher), as a path relative to samples/ without suffix."""
-    root = data.table("samples")
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.parquet"))
-
-
 def problems_for(data: DataDir, sample_file: str) -> pl.DataFrame:
     """The problems shard a samples file mirrors (samples/<teacher>/<shard>)."""
-    shard = sample_file.split("/", 1)[1]
-    return read_table(data.table("problems") / f"{shard}.parquet", "problems")
+    return problems_of(data, sample_file.split("/", 1)[1])
 
 
 def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:

@@ -71,3 +71,22 @@ def test_readme_polars_examples_run_as_written(factory_run, tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, f"{code}\n{proc.stderr[-2000:]}"
         assert proc.stdout.strip()
+
+
+@pytest.mark.slow
+def test_cli_ingests_a_scienceqa_directory(tmp_path):
+    from scienceqa_fixture import write_release_layout
+
+    layout = write_release_layout(tmp_path / "sqa")
+    out, _ = run_cli(["ingest", "--source", "scienceqa", "--path", str(layout), "--data-dir", str(tmp_path / "data")],
+                     prefect_env(tmp_path / "prefect"))
+    assert out["problems"] == 3 and out["rejects"] == {"answer_index_out_of_range": 1, "malformed_row": 1}
+    problems = pl.read_parquet(tmp_path / "data" / "problems" / "**" / "*.parquet")
+    assert problems["lecture"].str.len_chars().min() > 0 and problems["caption"].null_count() == 1
+
+
+def test_cli_rejects_an_unknown_config_key(tmp_path):
+    (tmp_path / "bad.yaml").write_text("sample: {kk: 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "sample", "--config", str(tmp_path / "bad.yaml")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "kk" in proc.stderr and "Traceback" not in proc.stderr

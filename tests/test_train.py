@@ -55,3 +55,34 @@ def test_train_student_writes_adapter_and_reuses_it(tiny_model, tmp_path):
 def test_empty_arm_is_skipped_with_a_reason(tiny_model, tmp_path):
     meta = train_student(cfg(tiny_model), "prompt_tuning", "teacher_cot", ROWS.clear(), tmp_path / "e")
     assert meta["status"] == "skipped" and meta["reason"] == "no training examples"
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(tiny_model, tmp_path):
+    """The process dies after the first checkpoint; the next call resumes instead of restarting."""
+    import subprocess
+    import sys
+    import textwrap
+
+    rows = tmp_path / "rows.parquet"
+    pl.concat([ROWS] * 4).write_parquet(rows)  # 40 rows, batch 4, 3 epochs: 30 steps; checkpoint at 25
+    script = textwrap.dedent(f"""
+        import os, polars as pl, transformers
+        from schemas.config import TrainConfig
+        from students.train import train_student
+        step = transformers.Trainer.training_step
+        calls = []
+        def dying_step(self, *a, **k):
+            calls.append(1)
+            if len(calls) == 27:
+                os._exit(9)  # a crash two steps after the checkpoint at step 25
+            return step(self, *a, **k)
+        transformers.Trainer.training_step = dying_step
+        train_student(TrainConfig(model={tiny_model!r}, batch_size=4, epochs=3), "lora", "raw",
+                      pl.read_parquet({str(rows)!r}), {str(tmp_path / 's')!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert (tmp_path / "s" / "checkpoints" / "checkpoint-25").exists() and read_meta(tmp_path / "s") is None
+    meta = train_student(TrainConfig(model=tiny_model, batch_size=4, epochs=3), "lora", "raw",
+                         pl.read_parquet(rows), tmp_path / "s")
+    assert meta["resumed"] is True and meta["steps"] == 30 and meta["status"] == "trained"
