@@ -65,7 +65,7 @@ def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict,
     lines += [f"- {k}: {v}" for k, v in counts.items()]
     lines += ["", "## Students", "", f"| student | arm | method | accuracy | {c}% CI | n | train examples "
               "| train time (s) | train tokens | teacher tokens |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(students, key=lambda r: -r["accuracy"]):
+    for r in sorted(students, key=lambda r: (-r["accuracy"], r["student"])):
         lines.append(f"| {r['student']} | {r['arm']} | {r['method']} | {pct(r['accuracy'])} | "
                      f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['n']} | {r['train_examples']} | "
                      f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} |")
