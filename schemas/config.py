@@ -118,10 +118,9 @@ class FactoryConfig(Section):
         return self
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "FactoryConfig":
+    def from_yaml(cls, path: str | Path) -> "FactoryConfig":
         text = Path(path).read_text()
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(data)

@@ -30,7 +30,7 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size: in
     for start in tqdm(range(0, len(prompts), batch_size), desc="evaluating", unit="batch"):
         chats = [[{"role": "user", "content": p}] for p in prompts[start:start + batch_size]]
         enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True,
-                                      return_tensors="pt", return_dict=True)
+                                      return_tensors="pt", return_dict=True).to(model.device)
         with torch.no_grad():
             gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
         for row in gen[:, enc["input_ids"].shape[1]:].tolist():  # (B, T_new)

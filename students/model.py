@@ -77,4 +77,4 @@ def load_model(name: str):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=torch.float32)
-    return model.eval()
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()

@@ -39,7 +39,7 @@ class LocalTeacher:
             tok, model = self._load()
             chats = [[{"role": r, "content": c} for r, c in req.messages] for req in requests]
             enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True,
-                                          return_tensors="pt", return_dict=True)
+                                          return_tensors="pt", return_dict=True).to(model.device)
             # Seeded from the batch's own requests, so a re-run of the same batch samples the same.
             seed = int(hashlib.sha256(repr([(r.messages, r.sample_index) for r in requests]).encode()).hexdigest()[:8], 16)
             torch.manual_seed(seed + params.seed)
