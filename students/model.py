@@ -14,7 +14,8 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-EMBEDDED = "embedded"
+from schemas.config import EMBEDDED
+
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _convert_lock = threading.Lock()
 

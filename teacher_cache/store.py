@@ -60,6 +60,3 @@ class CacheStore:
     def count(self) -> int:
         with self.lock:
             return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-
-    def close(self) -> None:
-        self.db.close()
