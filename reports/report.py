@@ -32,7 +32,7 @@ def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: di
         meta = metas.get(student, {})
         arm = g["arm"][0]
         rows.append(dict(student=student, arm=arm, method=g["method"][0], accuracy=float(correct.mean()),
-                         ci_low=lo, ci_high=hi, n=int(correct.size),
+                         ci_low=lo, ci_high=hi, n=int(correct.size), answer_tokens=float(g["generated_tokens"].mean()),
                          train_examples=meta.get("train_examples", 0), train_wall_s=meta.get("wall_s", 0.0),
                          train_tokens=meta.get("train_tokens", 0), teacher_tokens=teacher_tokens.get(arm, 0)))
     return rows
@@ -54,22 +54,33 @@ def hypothesis_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
     return rows
 
 
+def by_topic(evals: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
+    """Accuracy per student (rows) and topic (columns) on the evaluated problems."""
+    joined = evals.join(problems.select("problem_id", "topic"), on="problem_id", how="left")
+    return (joined.group_by("student", "topic").agg(pl.col("correct").mean())
+            .pivot(on="topic", index="student", values="correct", sort_columns=True).sort("student"))
+
+
 def pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
 def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict, confidence: float,
-           skipped: dict[str, str]) -> str:
+           skipped: dict[str, str], topics: pl.DataFrame) -> str:
     c = int(round(confidence * 100))
     lines = [f"# distillery report: run `{run}`", "", "## Pipeline", ""]
     lines += [f"- {k}: {v}" for k, v in counts.items()]
     lines += ["", "## Students", "", f"| student | arm | method | accuracy | {c}% CI | n | train examples "
-              "| train time (s) | train tokens | teacher tokens |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| train time (s) | train tokens | teacher tokens | tokens per answer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(students, key=lambda r: (-r["accuracy"], r["student"])):
         lines.append(f"| {r['student']} | {r['arm']} | {r['method']} | {pct(r['accuracy'])} | "
                      f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['n']} | {r['train_examples']} | "
-                     f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} |")
-    lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | |" for name, why in skipped.items()]
+                     f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} | {r['answer_tokens']:.0f} |")
+    lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | | |" for name, why in skipped.items()]
+    if topics.height:
+        names = topics.columns[1:]
+        lines += ["", "## Accuracy by topic", "", f"| student | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {r[0]} | {' | '.join(pct(x) for x in r[1:])} |" for r in topics.iter_rows()]
     lines += ["", "## Hypotheses", "", f"Paired bootstrap over the same test problems; {c}% interval of "
               "the accuracy difference (treatment - control).", "",
               "| hypothesis | method | treatment | control | difference | interval | verdict |",
@@ -82,14 +93,16 @@ def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict,
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: Path, run: str, evals: pl.DataFrame, metas: dict[str, dict],
+def write_report(out_dir: Path, run: str, evals: pl.DataFrame, problems: pl.DataFrame, metas: dict[str, dict],
                  teacher_tokens: dict[str, int], counts: dict, cfg: ReportConfig) -> Path:
     students = student_rows(evals, metas, teacher_tokens, cfg)
     hypotheses = hypothesis_rows(evals, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = {s: m.get("reason", "") for s, m in metas.items() if m.get("status") == "skipped"}
-    summary = dict(run=run, counts=counts, students=students, skipped=skipped, hypotheses=hypotheses)
+    topics = by_topic(evals, problems)
+    summary = dict(run=run, counts=counts, students=students, skipped=skipped, hypotheses=hypotheses,
+                   by_topic=topics.to_dicts())
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence, skipped))
+    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence, skipped, topics))
     return out_dir / "report.md"

@@ -45,5 +45,6 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     evals = pl.concat([read_table(f, "evals") for f in files] or [empty("evals")])
     metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
     samples = read_table(data.table("samples"), "samples")
-    return write_report(data.report(cfg.run), cfg.run, evals, metas, teacher_tokens_per_arm(cfg, samples),
+    problems = read_table(data.table("problems"), "problems")
+    return write_report(data.report(cfg.run), cfg.run, evals, problems, metas, teacher_tokens_per_arm(cfg, samples),
                         pipeline_counts(data), cfg.report)

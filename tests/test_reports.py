@@ -47,9 +47,11 @@ def test_report_files(tmp_path):
                     evals("teacher_answer-lora", "teacher_answer", "lora", [True] * 38 + [False] * 2),
                     evals("base", "base", "none", [False] * 40)])
     metas = {"raw-lora": {"train_examples": 7, "wall_s": 1.5, "train_tokens": 100}}
-    path = write_report(tmp_path, "r", ev, metas, {"teacher_answer": 1234}, {"problems": "test 40"}, ReportConfig())
+    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(40)], "topic": ["maps"] * 10 + ["verbs"] * 30})
+    path = write_report(tmp_path, "r", ev, problems, metas, {"teacher_answer": 1234}, {"problems": "test 40"}, ReportConfig())
     text = path.read_text()
     assert "| raw-lora | raw | lora | 12.5% |" in text and "| H3.1 | lora | teacher_answer | raw |" in text
+    assert "| student | maps | verbs |" in text and "| raw-lora | 50.0% | 0.0% |" in text  # 5 right, all in maps
     summary = json.loads((tmp_path / "summary.json").read_text())
     h = summary["hypotheses"][0]
     assert h["hypothesis"] == "H3.1" and h["verdict"] == "supported" and h["difference"] == pytest.approx(33 / 40)
