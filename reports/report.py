@@ -27,7 +27,7 @@ def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: di
                  cfg: ReportConfig) -> list[dict]:
     rows = []
     for (student,), g in evals.group_by("student", maintain_order=True):
-        correct = g["correct"].cast(pl.Float64).to_numpy()
+        correct = g["correct"].drop_nulls().cast(pl.Float64).to_numpy()  # null: gold not judgeable
         lo, hi = bootstrap_ci(correct, cfg.n_bootstrap, cfg.confidence, cfg.seed)
         meta = metas.get(student, {})
         arm = g["arm"][0]
@@ -41,12 +41,15 @@ def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: di
 def hypothesis_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
     """Paired comparisons of two arms trained with the same method, on the same test problems."""
     rows = []
+    evals = evals.filter(pl.col("correct").is_not_null())
     for method in evals.filter(pl.col("method") != "none")["method"].unique(maintain_order=True):
-        by_arm = {arm: g.sort("problem_id") for (arm,), g in evals.filter(pl.col("method") == method).group_by("arm")}
+        by_arm = {arm: g.select("problem_id", "correct") for (arm,), g in
+                  evals.filter(pl.col("method") == method).group_by("arm")}
         for name, treat, control, meaning in HYPOTHESES:
             if treat not in by_arm or control not in by_arm:
                 continue
-            a, b = (by_arm[x]["correct"].cast(pl.Float64).to_numpy() for x in (treat, control))
+            pairs = by_arm[treat].join(by_arm[control], on="problem_id", suffix="_control")  # same problems only
+            a, b = (pairs[c].cast(pl.Float64).to_numpy() for c in ("correct", "correct_control"))
             diff, lo, hi = paired_bootstrap_diff(a, b, cfg.n_bootstrap, cfg.confidence, cfg.seed)
             verdict = "supported" if lo > 0 else "refuted" if hi < 0 else "inconclusive"
             rows.append(dict(hypothesis=name, method=method, treatment=treat, control=control, meaning=meaning,

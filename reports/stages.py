@@ -10,21 +10,21 @@ from schemas.paths import DataDir
 from schemas.tables import empty, read_table
 from students.stages import BASE, students
 from students.train import read_meta
-from tasks.arms import DATASET_ARMS, variant_of
+from tasks.arms import source_variant
+from tasks.teachers import teacher_for
 
 
 def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
-    """Teacher tokens (in + out, all k paths) spent on the prompt variant each arm draws on."""
-    spent = samples.group_by("variant").agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("t"))
+    """Tokens (in + out, all k paths) the configured teacher spent on each arm's source variant."""
+    identity = teacher_for(cfg.sample.teacher, cfg.sample.model, cfg.sample.batch_size).identity
+    spent = (samples.filter(pl.col("teacher") == identity).group_by("variant")
+             .agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("t")))
     per_variant = dict(zip(spent["variant"], spent["t"], strict=True))
-    source = {arm: "plain" if arm == "mistakes" else variant_of(arm) for arm in cfg.arms.arms}
-    return {arm: 0 if arm in DATASET_ARMS else int(per_variant.get(v, 0)) for arm, v in source.items()}
+    return {arm: int(per_variant.get(source_variant(arm), 0)) for arm in cfg.arms.arms}
 
 
-def pipeline_counts(data: DataDir) -> dict:
-    problems = read_table(data.table("problems"), "problems")
+def pipeline_counts(data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame) -> dict:
     rejects = read_table(data.table("rejects"), "rejects")
-    samples = read_table(data.table("samples"), "samples")
     verdicts = read_table(data.table("verdicts"), "verdicts")
     selected = read_table(data.table("selected"), "selected")
     splits = problems.group_by("split").len().sort("split")
@@ -47,4 +47,4 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     samples = read_table(data.table("samples"), "samples")
     problems = read_table(data.table("problems"), "problems")
     return write_report(data.report(cfg.run), cfg.run, evals, problems, metas, teacher_tokens_per_arm(cfg, samples),
-                        pipeline_counts(data), cfg.report)
+                        pipeline_counts(data, problems, samples), cfg.report)

@@ -49,5 +49,5 @@ def evaluate_student(model, tok, problems: pl.DataFrame, captions: dict[str, str
     for p, (text, n) in zip(rows, answers, strict=True):
         v = grade(text, p)
         out.append(info | dict(problem_id=p["problem_id"], split=p["split"], response=text,
-                               extracted=v.extracted, correct=bool(v.correct), grader=v.grader, generated_tokens=n))
+                               extracted=v.extracted, correct=v.correct, grader=v.grader, generated_tokens=n))
     return pl.DataFrame(out, schema=SCHEMAS["evals"])

@@ -8,8 +8,11 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
+from students.evaluate import evaluate_student, load_student
+from students.model import load_tokenizer
 from students.train import read_meta, train_student
 from tasks.arms import variant_of
+from tasks.stages import captions_of
 
 BASE = "base"  # the untuned student
 
@@ -43,10 +46,6 @@ def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -
 
 def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     """Scores one student on the evaluation split; reuses answers whose fingerprint matches."""
-    from students.evaluate import evaluate_student, load_student
-    from students.model import load_tokenizer
-    from tasks.stages import captions_of
-
     adapter_dir = None if student == BASE else data.student(cfg.run, student)
     meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none"} if adapter_dir is None \
         else read_meta(adapter_dir)
@@ -67,4 +66,4 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
                           captions_of(data, cfg.caption.captioner), variant_of(meta["arm"]), info,
                           cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size)
     write_table(df, out, "evals")
-    return {"student": student, "status": "evaluated", "n": df.height, "accuracy": float(df["correct"].mean() or 0)}
+    return {"student": student, "status": "evaluated", "n": df.height, "accuracy": df["correct"].mean()}

@@ -25,7 +25,16 @@ WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` ar
 
 
 def variant_of(arm: str) -> str:
+    """The prompt variant the student sees."""
     return ARM_VARIANT.get(arm, "plain")
+
+
+def source_variant(arm: str) -> str | None:
+    """The prompt variant of the teacher samples the arm is built from (None: no teacher).
+    `mistakes` shows the lecture to the student but is built from plain-variant attempts."""
+    if arm in DATASET_ARMS:
+        return None
+    return "lecture" if arm == "teacher_lecture" else "plain"
 
 
 def cot(reasoning: str | None, content: str) -> str:
@@ -65,30 +74,31 @@ def mistakes_completion(problem: dict, right: dict | None, wrong: dict | None) -
     return ensure_answer("\n\n".join(parts), problem)
 
 
-def completion_for(arm: str, p: dict, picks: dict, wrong: dict | None) -> str | None:
-    """The assistant turn of `arm` for problem `p`; None when the arm has no example for it."""
-    plain, lecture = picks.get("plain"), picks.get("lecture")
+def completion_for(arm: str, p: dict, pick: dict | None, wrong: dict | None) -> str | None:
+    """The assistant turn of `arm` for problem `p` from `pick` (its selected correct teacher
+    trace of the arm's source variant, if any); None when the arm has no example for it."""
     if arm == "raw":
         return raw_solution(p)
     if arm == "answer_only":
         return answer_sentence(p)
-    if arm == "teacher_answer":
-        return plain and ensure_answer(explanation(plain["reasoning"], plain["content"]), p)
-    if arm == "teacher_cot":
-        return plain and cot(plain["reasoning"], plain["content"])
-    if arm == "raw_plus_teacher":
-        return plain and ensure_answer(f"{p['solution']}\n\n{explanation(plain['reasoning'], plain['content'])}".strip(), p)
-    if arm == "teacher_lecture":
-        return lecture and ensure_answer(explanation(lecture["reasoning"], lecture["content"]), p)
     if arm == "mistakes":
-        return mistakes_completion(p, plain, wrong) if (plain or wrong) else None
+        return mistakes_completion(p, pick, wrong) if (pick or wrong) else None
+    if pick is None:
+        return None
+    if arm == "teacher_cot":
+        return cot(pick["reasoning"], pick["content"])
+    said = explanation(pick["reasoning"], pick["content"])
+    if arm in ("teacher_answer", "teacher_lecture"):
+        return ensure_answer(said, p)
+    if arm == "raw_plus_teacher":
+        return ensure_answer(f"{p['solution']}\n\n{said}".strip(), p)
     raise ValueError(f"unknown arm {arm!r}")
 
 
 def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> dict[str, dict]:
-    """problem_id -> its shortest incorrect plain-variant sample (with the extracted answer)."""
+    """problem_id -> its shortest incorrect sample of the `mistakes` arm's source variant."""
     wrong = (
-        samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == "plain"))
+        samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant("mistakes")))
         .join(verdicts.select("sample_id", "correct", "extracted"), on="sample_id")
         .filter(pl.col("correct") == False)  # noqa: E712  (null = cannot judge: not a mistake)
         .sort("completion_tokens", "sample_index")
@@ -105,14 +115,14 @@ def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], select
         picks.setdefault(r["problem_id"], {})[r["variant"]] = r
     rows = []
     for p in problems.filter(pl.col("split") == "train").iter_rows(named=True):
-        text = completion_for(arm, p, picks.get(p["problem_id"], {}), wrong.get(p["problem_id"]))
+        pick = picks.get(p["problem_id"], {}).get(source_variant(arm))
+        text = completion_for(arm, p, pick, wrong.get(p["problem_id"]))
         if not text:
             continue
-        pick = picks.get(p["problem_id"], {}).get(variant_of(arm))
         rows.append(dict(
             arm=arm, problem_id=p["problem_id"], split=p["split"], variant=variant_of(arm),
             prompt=[{"role": "user", "content": user_message(p, captions.get(p["problem_id"]), variant_of(arm))}],
             completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
-            sample_id=pick["sample_id"] if pick and arm not in DATASET_ARMS else None,
+            sample_id=pick["sample_id"] if pick else None,
         ))
     return pl.DataFrame(rows, schema=SCHEMAS["arms"])

@@ -59,6 +59,7 @@ def test_mistakes_arm_shows_the_wrong_attempt_and_corrects_it():
     text = completion(m, "p2")
     assert "Left looks bigger" in text and "wrong" in text and text.endswith("The answer is (B).")
     assert text.startswith("Only the dataset knows.")
+    assert m.filter(pl.col("problem_id") == "p1")["sample_id"][0] == "s1"  # built from the plain trace, not s2
 
 
 @pytest.mark.parametrize("content,expected", [

@@ -56,3 +56,14 @@ def test_report_files(tmp_path):
     h = summary["hypotheses"][0]
     assert h["hypothesis"] == "H3.1" and h["verdict"] == "supported" and h["difference"] == pytest.approx(33 / 40)
     assert {s["student"]: s["teacher_tokens"] for s in summary["students"]}["teacher_answer-lora"] == 1234
+
+
+def test_unjudgeable_answers_leave_accuracy_and_pairing_alone(tmp_path):
+    treat = evals("teacher_answer-lora", "teacher_answer", "lora", [True, True, None, False])
+    control = evals("raw-lora", "raw", "lora", [False, True, False, False])
+    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(4)], "topic": ["t"] * 4})
+    write_report(tmp_path, "r", pl.concat([treat, control]), problems, {}, {}, {}, ReportConfig())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    row = {s["student"]: s for s in summary["students"]}["teacher_answer-lora"]
+    assert (row["n"], row["accuracy"]) == (3, pytest.approx(2 / 3))
+    assert summary["hypotheses"][0]["difference"] == pytest.approx(1 / 3)  # p0, p1, p3 paired: (2 - 1) / 3
