@@ -1,8 +1,11 @@
 """One Prefect flow per stage. Each takes the whole `FactoryConfig` (a form in the Prefect UI)
 and runs one Prefect task per shard (data stages) or per student (train, evaluate)."""
 
+from contextlib import nullcontext
+
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
 from reports.stages import run_report
@@ -10,20 +13,33 @@ from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from students import stages as student_stages
 from tasks import stages
+from tasks.caption import REMOTE
 from tasks.ingest import ingest
+from tasks.teachers import secrets
 from teacher_cache import CacheStats
 
 DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
+secrets.secret_loader = lambda name: Secret.load(name).get()  # api_key_secret: a Prefect Secret block
 
 
 def data_of(config: FactoryConfig) -> DataDir:
     return DataDir(config.data_dir)
 
 
-def per_shard(fn, config: FactoryConfig, items: list[str]) -> list:
-    """Runs `fn(config, data, item)` as one Prefect task per item, concurrently."""
+def per_shard(fn, config: FactoryConfig, items: list[str], *shared) -> list:
+    """Runs `fn(config, data, item, *shared)` as one Prefect task per item, concurrently."""
     runner = task(fn, cache_policy=NO_CACHE, name=fn.__name__.removeprefix("run_"))
-    return [f.result() for f in runner.map(unmapped(config), unmapped(data_of(config)), items)]
+    futures = runner.map(unmapped(config), unmapped(data_of(config)), items, *(unmapped(x) for x in shared))
+    return [f.result() for f in futures]
+
+
+def log_spend(stage: str, total: CacheStats, priced: bool) -> dict:
+    spent = f"${total.cost_usd:.4f}" if priced else "unknown (no price for this model: add it under prices:)"
+    get_run_logger().info("%s: %d requests served from the cache, %d new, %d failed; new tokens in %d, out %d; "
+                          "spent %s", stage, total.hits, total.new, total.failed, total.tokens_in, total.tokens_out,
+                          spent)
+    return {"cached": total.hits, "new": total.new, "failed": total.failed, "tokens_in": total.tokens_in,
+            "tokens_out": total.tokens_out, "cost_usd": round(total.cost_usd, 6) if priced else None}
 
 
 @flow(name="ingest")
@@ -36,16 +52,20 @@ def ingest_flow(config: FactoryConfig = DEFAULT) -> dict:
 
 @flow(name="caption")
 def caption_flow(config: FactoryConfig = DEFAULT) -> dict:
-    counts = per_shard(stages.run_caption, config, stages.shards(data_of(config)))
-    return {"captions": sum(counts)}
+    data = data_of(config)
+    remote = config.caption.captioner in REMOTE
+    with stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
+        total = sum(per_shard(stages.run_caption, config, stages.shards(data), captioner), CacheStats())
+        priced = captioner is None or captioner.price is not None
+    return log_spend("caption", total, priced) if remote else {"captioner": config.caption.captioner}
 
 
 @flow(name="sample")
 def sample_flow(config: FactoryConfig = DEFAULT) -> dict:
-    total = sum(per_shard(stages.run_sample, config, stages.shards(data_of(config))), CacheStats())
-    get_run_logger().info("sample: %d requests served from the cache, %d new, %d failed",
-                          total.hits, total.new, total.failed)
-    return {"cached": total.hits, "new": total.new, "failed": total.failed}
+    data = data_of(config)
+    with stages.opened(config.sample, config, data) as teacher:
+        total = sum(per_shard(stages.run_sample, config, stages.shards(data), teacher), CacheStats())
+    return log_spend("sample", total, teacher.price is not None)
 
 
 @flow(name="verify")

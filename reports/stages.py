@@ -11,12 +11,12 @@ from schemas.tables import empty, read_table
 from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import source_variant
-from tasks.teachers import teacher_for
+from tasks.stages import identity_of
 
 
 def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
     """Tokens (in + out, all k paths) the configured teacher spent on each arm's source variant."""
-    identity = teacher_for(cfg.sample.teacher, cfg.sample.model, cfg.sample.batch_size).identity
+    identity = identity_of(cfg.sample)
     spent = (samples.filter(pl.col("teacher") == identity).group_by("variant")
              .agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("t")))
     per_variant = dict(zip(spent["variant"], spent["t"], strict=True))

@@ -37,15 +37,66 @@ class IngestConfig(Section):
     shard_size: int = Field(200, ge=1, description="Problems per shard (one Prefect task and one file each).")
 
 
-class CaptionConfig(Section):
-    captioner: Literal["dataset", "none"] = Field(
-        "dataset", description="`dataset`: the caption shipped with the problem; `none`: no captions."
+class EndpointConfig(Section):
+    """Where a remote backend lives and how hard the factory may push it."""
+
+    base_urls: list[str] = Field(
+        [], description="API base URLs; several (vLLM replicas) share the load. Empty: the provider's default."
     )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (default OPENAI_API_KEY / GEMINI_API_KEY)."
+    )
+    api_key_secret: str | None = Field(None, description="Prefect Secret block holding the API key (wins over the env).")
+    identity: str | None = Field(
+        None, description="Cache identity of the endpoint (default `<backend>/<model>`); answers of the same "
+        "identity are interchangeable, so replicas of one model share it.",
+    )
+    concurrency: int = Field(16, ge=1, description="Requests in flight per base URL.")
+    rpm: float | None = Field(None, gt=0, description="Requests per minute across all base URLs (none: unlimited).")
+    tpm: float | None = Field(None, gt=0, description="Tokens per minute (prompt estimate + max output), all base URLs.")
+    timeout_s: float = Field(300.0, gt=0, description="Per-request time limit; a request past it is retried.")
+    max_attempts: int = Field(6, ge=1, description="Attempts per request before its error is recorded.")
+    backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt, with jitter.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay (a longer retry-after still wins).")
+    use_n: bool = Field(True, description="Ask for k paths in one request (`n` / candidate_count) where accepted.")
+
+
+class VllmConfig(Section):
+    """`vllm` teacher: the factory runs `vllm serve MODEL` on loopback for the stage."""
+
+    executable: str = Field("vllm", description="The vllm command.")
+    reasoning_parser: str | None = Field(None, description="`--reasoning-parser` (e.g. deepseek_r1, qwen3).")
+    args: list[str] = Field([], description="Extra `vllm serve` arguments, e.g. [--tensor-parallel-size, '2'].")
+    startup_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for the server to be healthy.")
+    require_gpu: bool = Field(True, description="Refuse to start without a CUDA GPU (false for CPU builds of vLLM).")
+
+
+class ModelPrice(Section):
+    input_per_mtok: float = Field(ge=0.0, description="USD per million prompt tokens.")
+    output_per_mtok: float = Field(ge=0.0, description="USD per million output tokens (reasoning included).")
+
+
+class CaptionConfig(Section):
+    captioner: Literal["dataset", "none", "gemini", "openai"] = Field(
+        "dataset", description="`dataset`: the caption shipped with the problem; `none`: no captions; "
+        "`gemini` / `openai`: a vision model captions each image (cached per image, captioner and prompt).",
+    )
+    model: str = Field("gemini-2.5-flash", description="gemini / openai: the vision model.")
+    prompt: str = Field(
+        "Describe this image in detail for someone who must answer a science or math question about it "
+        "without seeing it. Include every number, label and relation shown.",
+        description="gemini / openai: the captioning instruction.",
+    )
+    max_new_tokens: int = Field(512, ge=1)
+    endpoint: EndpointConfig = EndpointConfig()
 
 
 class SampleConfig(Section):
-    teacher: Literal["local"] = Field("local", description="Teacher backend.")
-    model: str = Field(EMBEDDED, description="Model for the local teacher: `embedded`, a local directory or a hub id.")
+    teacher: Literal["local", "openai", "gemini", "vllm"] = Field("local", description="Teacher backend.")
+    model: str = Field(
+        EMBEDDED, description="local: `embedded`, a local directory or a hub id; openai / gemini: the API's model "
+        "name; vllm: the model `vllm serve` loads (hub id or directory).",
+    )
     k: int = Field(2, ge=1, description="Sampled reasoning paths per problem and prompt variant.")
     variants: list[Variant] = Field(["plain", "lecture"], description="Prompt variants to sample.")
     splits: list[Split] = Field(["train"], description="Splits whose problems the teacher solves.")
@@ -54,6 +105,9 @@ class SampleConfig(Section):
     max_new_tokens: int = Field(128, ge=1)
     batch_size: int = Field(32, ge=1, description="Sequences generated together by the local teacher.")
     seed: int = 0
+    images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
+    endpoint: EndpointConfig = EndpointConfig()
+    vllm: VllmConfig = VllmConfig()
 
 
 class VerifyConfig(Section):
@@ -109,6 +163,9 @@ class FactoryConfig(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     report: ReportConfig = ReportConfig()
+    prices: dict[str, ModelPrice] = Field(
+        {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
+    )
 
     @model_validator(mode="after")
     def _lecture_arm_needs_lecture_variant(self) -> "FactoryConfig":

@@ -45,6 +45,9 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "image_sha": pl.String,
         "captioner": pl.String,
         "caption": pl.String,
+        "prompt_tokens": pl.Int64,  # 0 for captions shipped with the data
+        "completion_tokens": pl.Int64,
+        "cost_usd": pl.Float64,  # null when the captioning model has no known price
     },
     "samples": {
         "sample_id": pl.String,  # hash of (request_key, sample_index)
@@ -61,6 +64,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "prompt_tokens": pl.Int64,
         "completion_tokens": pl.Int64,
         "latency_s": pl.Float64,  # wall time of the request (a batch's time shared out)
+        "cost_usd": pl.Float64,  # tokens x the model's price; null when the model has no known price
     },
     "verdicts": {
         "sample_id": pl.String,

@@ -4,7 +4,8 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 (e.g. `synthetic/synthetic-00000`); every per-shard output mirrors that name.
 """
 
-from functools import lru_cache
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import polars as pl
 
@@ -16,6 +17,7 @@ from tasks.caption import caption_shard
 from tasks.sample import sample_shard, teacher_dir
 from tasks.select import select_shard
 from tasks.teachers import teacher_for
+from tasks.teachers.prices import price_for
 from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
 
@@ -45,23 +47,39 @@ def captions_of(data: DataDir, captioner: str, shard: str | None = None) -> dict
     return dict(zip(df["problem_id"], df["caption"], strict=True))
 
 
-def run_caption(cfg: FactoryConfig, data: DataDir, shard: str) -> int:
-    df = caption_shard(cfg.caption.captioner, problems_of(data, shard))
+@contextmanager
+def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher]:
+    """The teacher (or captioner) a config section names, behind the cache, for one stage:
+    a managed vLLM server is started here and stopped when the stage ends."""
+    backend = teacher_for(section)
+    if hasattr(backend, "start"):
+        backend.start()
+    try:
+        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price_for(backend.backend, backend.model, cfg.prices),
+                                getattr(section, "endpoint", None))
+        try:
+            yield teacher
+        finally:
+            teacher.close()
+    finally:
+        if hasattr(backend, "stop"):
+            backend.stop()
+
+
+def identity_of(section) -> str:
+    """The cache identity of a configured teacher, without starting or asking it anything."""
+    return teacher_for(section).identity
+
+
+def run_caption(cfg: FactoryConfig, data: DataDir, shard: str, captioner: CachedTeacher | None = None) -> CacheStats:
+    df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image, desc=f"captioning {shard}")
     write_table(df, data.table("captions") / cfg.caption.captioner / f"{shard}.parquet", "captions")
-    return df.height
+    return stats
 
 
-@lru_cache(maxsize=4)
-def cached_teacher(name: str, model: str, batch_size: int, db: str) -> CachedTeacher:
-    """One teacher (and loaded model) per process, shared by the shard tasks."""
-    return CachedTeacher(teacher_for(name, model, batch_size), CacheStore(db))
-
-
-def run_sample(cfg: FactoryConfig, data: DataDir, shard: str) -> CacheStats:
-    s = cfg.sample
-    teacher = cached_teacher(s.teacher, s.model, s.batch_size, str(data.teacher_cache))
-    df, stats = sample_shard(s, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
-                             teacher, desc=f"sampling {shard}")
+def run_sample(cfg: FactoryConfig, data: DataDir, shard: str, teacher: CachedTeacher) -> CacheStats:
+    df, stats = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
+                             teacher, desc=f"sampling {shard}", image_path=data.image)
     write_table(df, data.table("samples") / teacher_dir(teacher.identity) / f"{shard}.parquet", "samples")
     return stats
 
@@ -90,7 +108,7 @@ def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
 
 def run_arms(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
     """Builds every configured arm from the configured teacher's selections; returns row counts."""
-    identity = teacher_for(cfg.sample.teacher, cfg.sample.model, cfg.sample.batch_size).identity
+    identity = identity_of(cfg.sample)
     problems = read_table(data.table("problems"), "problems")
     samples, verdicts = read_table(data.table("samples"), "samples"), read_table(data.table("verdicts"), "verdicts")
     selected = read_table(data.table("selected"), "selected")

@@ -1,13 +1,18 @@
 """`CachedTeacher`: wraps any teacher so each (request, sample index) is asked for once.
 
-Raising k from 4 to 8 asks for 4 more samples per problem; a re-run asks for nothing.
+Raising k from 4 to 8 asks for 4 more samples per problem; a re-run asks for nothing. A local
+teacher is asked in batches; a remote one through the request engine, and each answer is
+committed to the cache the moment it arrives, so a crash loses only the requests in flight.
 """
 
+import threading
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from tasks.teachers import Completion, Request, Teacher
+from schemas.config import ModelPrice
+from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
+from tasks.teachers.prices import cost_usd
 from teacher_cache.store import CacheStore
 
 
@@ -16,41 +21,93 @@ class CacheStats:
     hits: int = 0
     new: int = 0
     failed: int = 0
+    tokens_in: int = 0  # of the new requests: what this call paid for
+    tokens_out: int = 0
+    cost_usd: float = 0.0
 
     def __add__(self, other: "CacheStats") -> "CacheStats":
-        return CacheStats(self.hits + other.hits, self.new + other.new, self.failed + other.failed)
+        return CacheStats(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple:
+        return self.hits, self.new, self.failed, self.tokens_in, self.tokens_out, self.cost_usd
+
+    def add(self, completions: list[Completion], price: ModelPrice | None) -> None:
+        for c in completions:
+            self.new += 1
+            self.tokens_in += c.prompt_tokens
+            self.tokens_out += c.completion_tokens
+            self.cost_usd += cost_usd(price, c.prompt_tokens, c.completion_tokens) or 0.0
 
 
 class CachedTeacher:
-    def __init__(self, teacher: Teacher, store: CacheStore):
-        self.teacher, self.store = teacher, store
+    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None,
+                 endpoint=None):
+        self.teacher, self.store, self.price = teacher, store, price
+        self.engine = None
+        if isinstance(teacher, RemoteTeacher):
+            from tasks.teachers.engine import RequestEngine
+
+            self.engine = RequestEngine(teacher, endpoint)
 
     @property
     def identity(self) -> str:
         return self.teacher.identity
 
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
     def complete(self, requests: list[Request], desc: str = "sampling") -> tuple[list[Completion | None], CacheStats]:
         """Completions in request order (None where the backend failed), and what it cost."""
         keys = [(r.key(self.identity), r.sample_index) for r in requests]
         done = self.store.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in done]
-        stats = CacheStats(hits=len(requests) - len(todo))
-        step = max(1, self.teacher.batch_size)
-        with tqdm(total=len(todo), desc=desc, unit="req", disable=not todo) as bar:
-            for start in range(0, len(todo), step):
-                batch = todo[start:start + step]
-                stats += self._ask(batch, requests, keys, done)
-                bar.update(len(batch))
-                bar.set_postfix(cached=stats.hits, new=stats.new, failed=stats.failed)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical requests are asked once
+        todo = [i for k, i in first.items() if k not in done]
+        stats = CacheStats(hits=sum(k in done for k in keys))
+        with tqdm(total=len(first), initial=len(first) - len(todo), desc=desc, unit="req", disable=not todo) as bar:
+            ask = self._ask_remote if self.engine else self._ask_local
+            ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
         return [done.get(k) for k in keys], stats
 
-    def _ask(self, batch, requests, keys, done) -> CacheStats:
-        try:
-            answers = self.teacher.complete([requests[i] for i in batch])
-        except Exception as e:  # the whole batch failed: record it, keep going
-            for i in batch:
-                self.store.put_error(self.identity, *keys[i], f"{type(e).__name__}: {e}")
-            return CacheStats(failed=len(batch))
-        self.store.put_many(self.identity, [(*keys[i], a) for i, a in zip(batch, answers, strict=True)])
-        done.update({keys[i]: a for i, a in zip(batch, answers, strict=True)})
-        return CacheStats(new=len(batch))
+    def _ask_local(self, requests, keys, done, stats, bar) -> None:
+        step = max(1, self.teacher.batch_size)
+        for start in range(0, len(requests), step):
+            batch, batch_keys = requests[start:start + step], keys[start:start + step]
+            try:
+                answers = self.teacher.complete(batch)
+            except Exception as e:  # noqa: BLE001  the whole batch failed: record it, keep going
+                for k in batch_keys:
+                    self.store.put_error(self.identity, *k, f"{type(e).__name__}: {e}")
+                stats.failed += len(batch)
+            else:
+                self._keep(batch_keys, answers, done, stats)
+            self._show(bar, len(batch), stats)
+
+    def _ask_remote(self, requests, keys, done, stats, bar) -> None:
+        key_of = {id(r): k for r, k in zip(requests, keys, strict=True)}
+        lock = threading.Lock()
+
+        def on_done(reqs: list[Request], answers: list[Completion]) -> None:
+            with lock:
+                self._keep([key_of[id(r)] for r in reqs], answers, done, stats)
+                self._show(bar, len(reqs), stats)
+
+        def on_error(reqs: list[Request], error: str) -> None:
+            with lock:
+                for r in reqs:
+                    self.store.put_error(self.identity, *key_of[id(r)], error)
+                stats.failed += len(reqs)
+                self._show(bar, len(reqs), stats)
+
+        self.engine.run(requests, on_done, on_error)
+
+    def _keep(self, keys, answers: list[Completion], done: dict, stats: CacheStats) -> None:
+        self.store.put_many(self.identity, [(*k, a) for k, a in zip(keys, answers, strict=True)])
+        done.update(zip(keys, answers, strict=True))
+        stats.add(answers, self.price)
+
+    def _show(self, bar, n: int, stats: CacheStats) -> None:
+        bar.update(n)
+        spent = f"${stats.cost_usd:.4f}" if self.price is not None else "unpriced"
+        bar.set_postfix(cached=stats.hits, new=stats.new, failed=stats.failed,
+                        tokens=stats.tokens_in + stats.tokens_out, spent=spent, refresh=False)

@@ -29,6 +29,7 @@ class CacheStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, check_same_thread=False, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process, without an fsync each
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
 
@@ -60,3 +61,11 @@ class CacheStore:
     def count(self) -> int:
         with self.lock:
             return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def errors(self, identity: str | None = None) -> dict[tuple[str, int], str]:
+        """Recorded failures (request_key, sample_index) -> error, for one teacher or all."""
+        sql, args = "SELECT request_key, sample_index, error FROM errors", ()
+        if identity:
+            sql, args = sql + " WHERE identity=?", (identity,)
+        with self.lock:
+            return {(k, i): e for k, i, e in self.db.execute(sql, args).fetchall()}

@@ -26,7 +26,8 @@ def test_local_teacher_k_paths_per_variant_and_cached_rerun(tmp_path, tiny_model
     teacher = LocalTeacher(tiny_model, batch_size=5)
     df, stats = sample_shard(cfg, probs, {}, CachedTeacher(teacher, CacheStore(db)))
     n_train = probs.filter(pl.col("split") == "train").height
-    assert df.height == n_train * 2 * 2 and stats.new == df.height and stats.hits == 0
+    assert df.height == n_train * 2 * 2 and df["sample_id"].is_unique().all() and stats.hits == 0
+    assert stats.new == df.select("request_key", "sample_index").n_unique()
     assert df.schema == pl.Schema(SCHEMAS["samples"])
     assert df.group_by("problem_id", "variant").len()["len"].to_list() == [2] * (n_train * 2)
     assert (df["completion_tokens"] <= 12).all() and (df["prompt_tokens"] > 0).all()

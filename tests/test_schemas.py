@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from schemas.config import FactoryConfig
+from schemas.config import CaptionConfig, FactoryConfig
 from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.caption import caption_shard
 
@@ -46,7 +46,9 @@ def test_write_table_conforms_and_rejects_missing_columns(tmp_path):
 def test_dataset_captioner_keeps_only_real_captions():
     problems = pl.DataFrame({"problem_id": ["a", "b", "c"], "image_sha": ["x", None, "y"],
                              "caption": ["A red ball.", None, "  "]})
-    assert caption_shard("dataset", problems)["problem_id"].to_list() == ["a"]
-    assert caption_shard("none", problems).height == 0
-    with pytest.raises(ValueError, match="unknown captioner"):
-        caption_shard("gpt", problems)
+    assert caption_shard(CaptionConfig(captioner="dataset"), problems)[0]["problem_id"].to_list() == ["a"]
+    assert caption_shard(CaptionConfig(captioner="none"), problems)[0].height == 0
+    with pytest.raises(ValueError, match="needs an opened backend"):
+        caption_shard(CaptionConfig(captioner="gemini"), problems)
+    with pytest.raises(ValidationError):
+        CaptionConfig(captioner="gpt")

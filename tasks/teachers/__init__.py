@@ -1,14 +1,20 @@
-"""Teachers: one small class per backend behind the `Teacher` protocol, chosen by name.
+"""Teachers: one small class per backend behind a protocol, chosen by name from `TEACHERS`.
 
 A backend only turns `Request`s into `Completion`s. Caching, resume and accounting wrap it
-once (`teacher_cache.CachedTeacher`).
+once (`teacher_cache.CachedTeacher`); retries and rate limits for remote backends live once in
+`tasks.teachers.engine.RequestEngine`.
+
+- `local` (`Teacher`): transformers in this process, batched `complete(requests)`.
+- `openai`, `gemini`, `vllm` (`RemoteTeacher`): `async send(base_url, requests)` makes one
+  HTTP request for requests that differ only in sample index (k paths with `n=k`).
 """
 
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 
@@ -22,32 +28,75 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    sha: str  # sha256 of the PNG: what the cache key uses
+    path: Path = field(compare=False)  # where its bytes are
+
+
+@dataclass(frozen=True)
 class Request:
     messages: tuple[tuple[str, str], ...]  # ((role, content), ...)
     params: SamplingParams
     sample_index: int
+    images: tuple[ImageRef, ...] = ()  # attached to the last user message
 
     def key(self, identity: str) -> str:
         """Cache key of the request, without its sample index and never with a secret."""
         payload = {"teacher": identity, "messages": self.messages, "params": asdict(self.params)}
+        if self.images:  # by content hash, so moving the data directory keeps the cache
+            payload["images"] = [i.sha for i in self.images]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def group(self) -> tuple:
+        """Requests with equal groups differ only in sample index: one `n=k` request can serve them."""
+        return self.messages, self.params, self.images
 
 
 @dataclass
 class Completion:
     content: str
     reasoning: str | None
-    finish_reason: str  # stop | length
+    finish_reason: str  # stop | length | other provider reasons (content_filter, safety, ...)
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # reasoning tokens included: they are billed as output
     latency_s: float
 
 
 class Teacher(Protocol):
-    identity: str  # backend + model (+ endpoint): what makes two answers comparable
+    identity: str  # backend + model: what makes two answers comparable
     batch_size: int  # requests handed to `complete` at once
 
     def complete(self, requests: list[Request]) -> list[Completion]: ...
+
+
+@runtime_checkable
+class RemoteTeacher(Protocol):
+    identity: str
+    model: str
+    base_urls: list[str]  # the endpoint's replicas; `send` is told which one to use
+
+    async def send(self, base_url: str, requests: list[Request]) -> list[Completion]:
+        """One HTTP request for `requests` (same `group()`); a completion per request, in order.
+
+        Raises `Transient` (retry), `Refused` (a feature the endpoint rejects) or anything else (give up).
+        """
+        ...
+
+
+class Transient(Exception):
+    """Worth retrying: 429, 5xx, a timeout, a dropped connection or a malformed body."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the server asked us to wait
+
+
+class Refused(Exception):
+    """The endpoint rejects a feature (`n`, thought summaries); the backend stops using it."""
+
+    def __init__(self, feature: str, message: str):
+        super().__init__(f"{feature} refused: {message}")
+        self.feature = feature
 
 
 def split_think(text: str) -> tuple[str | None, str]:
@@ -58,10 +107,28 @@ def split_think(text: str) -> tuple[str | None, str]:
     return m.group(1).strip(), (text[: m.start()] + text[m.end():]).strip()
 
 
-def teacher_for(name: str, model: str, batch_size: int) -> Teacher:
-    from tasks.teachers.local import LocalTeacher
+def share(total: int, weights: list[int]) -> list[int]:
+    """Split an integer total in proportion to weights; the parts sum to the total exactly."""
+    w = [max(x, 1) for x in weights]
+    parts = [total * x // sum(w) for x in w]
+    for i in range(total - sum(parts)):
+        parts[i % len(parts)] += 1
+    return parts
 
-    teachers = {"local": LocalTeacher}
+
+def _teachers() -> dict:
+    from tasks.teachers.gemini import GeminiTeacher
+    from tasks.teachers.local import LocalTeacher
+    from tasks.teachers.openai_compat import OpenAITeacher
+    from tasks.teachers.vllm import VllmTeacher
+
+    return {"local": LocalTeacher, "openai": OpenAITeacher, "gemini": GeminiTeacher, "vllm": VllmTeacher}
+
+
+def teacher_for(cfg) -> Teacher | RemoteTeacher:
+    """The backend a `SampleConfig` (or `CaptionConfig`) names. Constructing one starts and asks nothing."""
+    name = getattr(cfg, "teacher", None) or cfg.captioner
+    teachers = _teachers()
     if name not in teachers:
         raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(teachers)}")
-    return teachers[name](model, batch_size=batch_size)
+    return teachers[name].from_config(cfg)

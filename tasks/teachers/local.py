@@ -8,11 +8,17 @@ from tasks.teachers import Completion, Request, split_think
 
 
 class LocalTeacher:
+    backend = "local"
     def __init__(self, model: str = "embedded", batch_size: int = 16):
-        self.model_name, self.batch_size = model, batch_size
+        self.model = self.model_name = model
+        self.batch_size = batch_size
         self.identity = f"local/{model}"
         self._model = self._tok = None
         self._lock = threading.Lock()  # one generate at a time: it already uses every core
+
+    @classmethod
+    def from_config(cls, cfg) -> "LocalTeacher":
+        return cls(cfg.model, batch_size=cfg.batch_size)
 
     def _load(self):
         if self._model is None:

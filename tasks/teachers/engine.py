@@ -1,0 +1,133 @@
+"""The request engine: every remote backend's requests go through it, so limits and retries live once.
+
+Per endpoint: at most `concurrency` requests in flight per base URL (the least-loaded replica
+gets the next one), requests- and tokens-per-minute limits, a per-request time limit, and
+exponential backoff with jitter on `Transient` errors (429, 5xx, timeouts, malformed bodies)
+that honours the server's retry-after, for a bounded number of attempts.
+
+The engine runs its own event loop in a daemon thread, so shard tasks running in several
+threads share one set of limits. `run` blocks the caller until its requests are done; each
+result is handed to `on_done` as it arrives (the cache commits it there).
+"""
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from tasks.teachers import Completion, Refused, RemoteTeacher, Request, Transient
+from tasks.teachers.secrets import redact
+
+OnDone = Callable[[list[Request], list[Completion]], None]
+OnError = Callable[[list[Request], str], None]
+CHARS_PER_TOKEN = 4  # prompt-size estimate for the tokens-per-minute limit
+
+
+class RequestEngine:
+    def __init__(self, teacher: RemoteTeacher, endpoint):
+        self.teacher, self.cfg = teacher, endpoint
+        self.use_n = endpoint.use_n  # set to False once the endpoint refuses or ignores `n`
+        self._inflight: dict[str, int] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._rpm = AsyncLimiter(endpoint.rpm, 60) if endpoint.rpm else None
+        self._tpm = AsyncLimiter(endpoint.tpm, 60) if endpoint.tpm else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock = threading.Lock()
+
+    def run(self, requests: list[Request], on_done: OnDone, on_error: OnError) -> None:
+        """Sends every request (k paths of one prompt together where `n` works); blocks until all end."""
+        asyncio.run_coroutine_threadsafe(self._run(requests, on_done, on_error), self._started()).result()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._aclose(), self._loop).result(timeout=30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, daemon=True, name="request-engine").start()
+                self._loop = loop
+        return self._loop
+
+    async def _aclose(self) -> None:
+        closer = getattr(self.teacher, "aclose", None)
+        if closer:
+            await closer()
+
+    async def _run(self, requests: list[Request], on_done: OnDone, on_error: OnError) -> None:
+        urls = self.teacher.base_urls
+        if self._slots is None:  # created on the engine's loop, which it belongs to
+            self._slots = asyncio.Semaphore(self.cfg.concurrency * len(urls))
+            self._inflight = dict.fromkeys(urls, 0)
+        groups: dict[tuple, list[Request]] = {}
+        for r in requests:
+            groups.setdefault(r.group(), []).append(r)
+        jobs = list(groups.values()) if self.use_n else [[r] for g in groups.values() for r in g]
+        await asyncio.gather(*(self._job(j, on_done, on_error) for j in jobs))
+
+    async def _job(self, reqs: list[Request], on_done: OnDone, on_error: OnError, refused: frozenset = frozenset()):
+        try:
+            got = await self._with_retries(reqs)
+        except Refused as e:
+            if e.feature in refused:  # refused again after dropping it: the backend cannot adapt
+                on_error(reqs, redact(str(e)))
+                return
+            if e.feature == "n":
+                self.use_n = False
+            parts = [[r] for r in reqs] if e.feature == "n" else [reqs]
+            await asyncio.gather(*(self._job(p, on_done, on_error, refused | {e.feature}) for p in parts))
+            return
+        except Exception as e:  # noqa: BLE001  attempts exhausted or not retryable: record, go on
+            on_error(reqs, redact(f"{type(e).__name__}: {e}"))
+            return
+        on_done(reqs[:len(got)], got)
+        if len(got) < len(reqs):  # the endpoint ignored `n`: ask for the rest one by one
+            self.use_n = False
+            await asyncio.gather(*(self._job([r], on_done, on_error) for r in reqs[len(got):]))
+
+    async def _with_retries(self, reqs: list[Request]) -> list[Completion]:
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.cfg.max_attempts), wait=self._wait,
+                                 retry=retry_if_exception_type(Transient), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                return await self._send_once(reqs)
+        raise AssertionError("unreachable")
+
+    async def _send_once(self, reqs: list[Request]) -> list[Completion]:
+        if self._rpm:
+            await self._rpm.acquire()
+        if self._tpm:
+            await self._tpm.acquire(min(self._tpm.max_rate, estimated_tokens(reqs)))
+        async with self._slots:
+            url = min(self._inflight, key=self._inflight.get)  # least-loaded replica
+            self._inflight[url] += 1
+            start = time.perf_counter()
+            try:
+                got = await asyncio.wait_for(self.teacher.send(url, reqs), self.cfg.timeout_s)
+            except TimeoutError as e:
+                raise Transient(f"no response within {self.cfg.timeout_s:g} s") from e
+            finally:
+                self._inflight[url] -= 1
+        for c in got:
+            c.latency_s = time.perf_counter() - start
+        return got
+
+    def _wait(self, state) -> float:
+        """Exponential backoff with full jitter, never shorter than the server's retry-after."""
+        cap = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(cap / 2, cap)
+        retry_after = getattr(state.outcome.exception(), "retry_after", None)
+        return max(wait, retry_after) if retry_after else wait
+
+
+def estimated_tokens(reqs: list[Request]) -> int:
+    """Prompt (once) plus the most output the request may produce: what TPM limits count."""
+    prompt = sum(len(c) for _, c in reqs[0].messages) // CHARS_PER_TOKEN
+    return prompt + reqs[0].params.max_new_tokens * len(reqs)

@@ -1,0 +1,37 @@
+"""API keys: read from an environment variable or a Prefect Secret block, and scrubbed from text.
+
+Keys never enter a cache key, a table, a log line or a report: backends hold them only in the
+SDK client, and every error message passes through `redact` before it is stored or shown.
+"""
+
+import os
+import re
+from collections.abc import Callable
+
+# Set by flows/ (the only package that imports prefect) to load a Prefect Secret block by name.
+secret_loader: Callable[[str], str] | None = None
+
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,})")
+_known: set[str] = set()  # every key resolved in this process, to scrub from any text
+
+
+def api_key(endpoint, default_env: str | None) -> str | None:
+    """The endpoint's key: its Prefect Secret block, else its environment variable, else None."""
+    if endpoint.api_key_secret:
+        if secret_loader is None:
+            raise RuntimeError(f"api_key_secret {endpoint.api_key_secret!r} needs Prefect: run through the "
+                               "distillery CLI or a Prefect flow, or use api_key_env")
+        key = secret_loader(endpoint.api_key_secret)
+    else:
+        env = endpoint.api_key_env or default_env
+        key = os.environ.get(env) if env else None
+    if key:
+        _known.add(key)
+    return key or None
+
+
+def redact(text: str) -> str:
+    """The text with every known key, and anything shaped like one, replaced by `***`."""
+    for key in sorted(_known, key=len, reverse=True):
+        text = text.replace(key, "***")
+    return _KEYLIKE.sub("***", text)
