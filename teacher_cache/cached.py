@@ -62,7 +62,7 @@ class CachedTeacher:
         keys = [(r.key(self.identity), r.sample_index) for r in requests]
         done = self.store.get_many(keys)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical requests are asked once
-        todo = [i for k, i in first.items() if k not in done]
+        todo = sorted(i for k, i in first.items() if k not in done)
         stats = CacheStats(hits=sum(k in done for k in keys))
         with tqdm(total=len(first), initial=len(first) - len(todo), desc=desc, unit="req", disable=not todo) as bar:
             ask = self._ask_remote if self.engine else self._ask_local

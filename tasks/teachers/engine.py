@@ -33,7 +33,7 @@ class RequestEngine:
         self.use_n = endpoint.use_n  # set to False once the endpoint refuses or ignores `n`
         self._inflight: dict[str, int] = {}
         self._slots: asyncio.Semaphore | None = None
-        self._rpm = AsyncLimiter(endpoint.rpm, 60) if endpoint.rpm else None
+        self._rpm = smooth_limiter(endpoint.rpm) if endpoint.rpm else None
         self._tpm = AsyncLimiter(endpoint.tpm, 60) if endpoint.tpm else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
@@ -69,6 +69,7 @@ class RequestEngine:
         groups: dict[tuple, list[Request]] = {}
         for r in requests:
             groups.setdefault(r.group(), []).append(r)
+        groups = {g: sorted(rs, key=lambda r: r.sample_index) for g, rs in groups.items()}
         jobs = list(groups.values()) if self.use_n else [[r] for g in groups.values() for r in g]
         await asyncio.gather(*(self._job(j, on_done, on_error) for j in jobs))
 
@@ -106,6 +107,8 @@ class RequestEngine:
         if self._tpm:
             await self._tpm.acquire(min(self._tpm.max_rate, estimated_tokens(reqs)))
         async with self._slots:
+            if len(reqs) > 1 and not self.use_n:  # refused while this job waited for a slot
+                raise Refused("n", "the endpoint refused n earlier")
             url = min(self._inflight, key=self._inflight.get)  # least-loaded replica
             self._inflight[url] += 1
             start = time.perf_counter()
@@ -131,3 +134,10 @@ def estimated_tokens(reqs: list[Request]) -> int:
     """Prompt (once) plus the most output the request may produce: what TPM limits count."""
     prompt = sum(len(c) for _, c in reqs[0].messages) // CHARS_PER_TOKEN
     return prompt + reqs[0].params.max_new_tokens * len(reqs)
+
+
+def smooth_limiter(per_minute: float) -> AsyncLimiter:
+    """A limiter that spreads `per_minute` over the minute: bursts of at most a second's share
+    (or one request), rather than the whole minute's allowance at once."""
+    burst = max(1.0, per_minute / 60)
+    return AsyncLimiter(burst, burst * 60 / per_minute)

@@ -1,0 +1,223 @@
+"""Small local HTTP servers that speak the OpenAI chat-completions and Gemini generateContent
+wire formats, so the production teacher backends are tested unchanged over real HTTP.
+
+Markers in the prompt script a problem's first attempt: `[429]` (rate limited, retry-after),
+`[500]`, `[503]`, `[malformed]` (a 200 with a broken JSON body), `[hang]` (no answer), `[slow]`,
+`[length]` (truncated answer); `[always500]` fails every attempt. Options refuse or ignore `n`.
+The server counts every request and every successful (prompt, sample index), so a test can
+prove no successful request was repeated.
+
+    python tests/fake_servers.py --kind openai --latency 0.05 --port 8000   # for bench/
+"""
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+
+from aiohttp import web
+
+MARKERS = ("[429]", "[500]", "[503]", "[malformed]", "[hang]")
+
+
+def answer_for(prompt: str, index: int) -> tuple[str, str]:
+    """(reasoning, answer) the fake teacher gives: deterministic in (prompt, index)."""
+    h = int(hashlib.sha256(f"{prompt}:{index}".encode()).hexdigest(), 16)
+    letter = "ABCD"[h % 4]
+    return f"Path {index}: weighing the options for {h % 997}.", f"The answer is ({letter})."
+
+
+class FakeServer:
+    def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
+                 reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
+                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0):
+        self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
+        self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
+        self.port = port
+        self.attempts: Counter = Counter()  # prompt -> requests received
+        self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
+        self.statuses: Counter = Counter()  # HTTP status -> count
+        self.images: list[str] = []  # sha256 of every image received
+        self.bodies: list[dict] = []  # every request body (for asserting what was sent)
+        self.headers: list[dict] = []
+        self.times: list[float] = []  # monotonic arrival time of every answered request
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", self.openai)
+        app.router.add_post("/{version:v1[a-z0-9]*}/models/{model:[^/:]+}:generateContent", self.gemini)
+        app.router.add_get("/health", lambda r: web.Response(text="ok"))
+        return app
+
+    def __enter__(self) -> "FakeServer":
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def start():
+            self._runner = web.AppRunner(self.app(), shutdown_timeout=0.5)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]
+            started.set()
+
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self._loop)
+        started.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}" + ("/v1" if self.kind == "openai" else "/")
+
+    def attempts_with(self, marker: str) -> int:
+        """Requests received for prompts containing `marker`."""
+        return sum(n for prompt, n in self.attempts.items() if marker in prompt)
+
+    def repeated_successes(self) -> dict:
+        return {k: n for k, n in self.successes.items() if n > 1}
+
+    # -- shared behaviour -------------------------------------------------------------------
+    async def scripted_failure(self, prompt: str, error) -> web.Response | None:
+        """The scripted response for this attempt, or None to answer normally."""
+        with self._lock:
+            self.attempts[prompt] += 1
+            first = self.attempts[prompt] == 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if "[slow]" in prompt:
+            await asyncio.sleep(0.3)
+        if "[always500]" in prompt:
+            return error(500, "internal error")
+        if not first:
+            return None
+        if "[429]" in prompt:
+            return error(429, "rate limited", {"retry-after": str(self.retry_after)})
+        if "[500]" in prompt:
+            return error(500, "internal error")
+        if "[503]" in prompt:
+            return error(503, "overloaded")
+        if "[malformed]" in prompt:
+            return web.Response(status=200, text='{"id": "x", "choices": [{"index": 0, "mess', content_type="application/json")
+        if "[hang]" in prompt:
+            await asyncio.sleep(self.hang_s)
+        return None
+
+    def record(self, status: int, request: web.Request, body: dict) -> None:
+        with self._lock:
+            self.statuses[status] += 1
+            self.bodies.append(body)
+            self.headers.append(dict(request.headers))
+            self.times.append(time.monotonic())
+
+    def succeeded(self, prompt: str, indices: range) -> None:
+        with self._lock:
+            for i in indices:
+                self.successes[(prompt, i)] += 1
+
+    # -- OpenAI chat completions ------------------------------------------------------------
+    async def openai(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        content = body["messages"][-1]["content"]
+        if isinstance(content, list):  # text + image parts
+            for part in content:
+                if part["type"] == "image_url":
+                    data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                    self.images.append(hashlib.sha256(data).hexdigest())
+            content = "".join(p.get("text", "") for p in content)
+
+        def error(status, message, headers=None):
+            self.record(status, request, body)
+            return web.json_response({"error": {"message": message, "type": "fake", "code": status}},
+                                     status=status, headers=headers)
+
+        n = body.get("n", 1)
+        if n > 1 and not self.accept_n:
+            return error(400, "n is not supported by this server; n must be 1")
+        if (scripted := await self.scripted_failure(content, error)) is not None:
+            return scripted
+        n = 1 if self.ignore_n else n
+        start = body.get("seed", 0)
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        choices = [self.openai_choice(content, start + j, j, max_tokens) for j in range(n)]
+        self.record(200, request, body)
+        self.succeeded(content, range(start, start + n))
+        usage = {"prompt_tokens": len(content) // 4, "completion_tokens": 10 * n, "total_tokens": len(content) // 4 + 10 * n}
+        return web.json_response({"id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+                                  "model": body["model"], "choices": choices, "usage": usage})
+
+    def openai_choice(self, prompt: str, index: int, j: int, max_tokens: int) -> dict:
+        reasoning, answer = answer_for(prompt, index)
+        finish = "length" if "[length]" in prompt else "stop"
+        if finish == "length":
+            answer = answer[: max(1, min(max_tokens, 5))]
+        msg = {"role": "assistant", "content": answer}
+        if self.reasoning == "think":
+            msg["content"] = f"<think>{reasoning}</think>\n{answer}"
+        elif self.reasoning:  # reasoning (vLLM) or reasoning_content (DeepSeek)
+            msg[self.reasoning] = reasoning
+        return {"index": j, "message": msg, "finish_reason": finish}
+
+    # -- Gemini generateContent -------------------------------------------------------------
+    async def gemini(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        parts = body["contents"][-1]["parts"]
+        content = "".join(p.get("text", "") for p in parts)
+        for p in parts:
+            if "inlineData" in p or "inline_data" in p:
+                blob = p.get("inlineData") or p.get("inline_data")
+                self.images.append(hashlib.sha256(base64.b64decode(blob["data"])).hexdigest())
+
+        def error(status, message, headers=None):
+            self.record(status, request, body)
+            names = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+            return web.json_response({"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}},
+                                     status=status, headers=headers)
+
+        gen = body.get("generationConfig", {})
+        n = gen.get("candidateCount", 1)
+        if n > 1 and not self.accept_n:
+            return error(400, "Multiple candidates is not enabled for this model")
+        thinking_cfg = gen.get("thinkingConfig", {})  # proto JSON: camelCase or snake_case
+        thinking = thinking_cfg.get("includeThoughts", thinking_cfg.get("include_thoughts", False))
+        if thinking and self.thoughts_refused:
+            return error(400, "Thinking is not supported by this model.")
+        if (scripted := await self.scripted_failure(content, error)) is not None:
+            return scripted
+        start = gen.get("seed", 0)
+        candidates = []
+        for j in range(n):
+            reasoning, answer = answer_for(content, start + j)
+            finish = "MAX_TOKENS" if "[length]" in content else "STOP"
+            out = ([{"text": reasoning, "thought": True}] if thinking else []) + [{"text": answer}]
+            candidates.append({"content": {"role": "model", "parts": out}, "finishReason": finish, "index": j})
+        self.record(200, request, body)
+        self.succeeded(content, range(start, start + n))
+        usage = {"promptTokenCount": len(content) // 4, "candidatesTokenCount": 10 * n,
+                 "thoughtsTokenCount": 5 * n if thinking else 0, "totalTokenCount": len(content) // 4 + 15 * n}
+        return web.json_response({"candidates": candidates, "usageMetadata": usage, "modelVersion": "fake"})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--kind", default="openai")
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--port", type=int, default=8000)
+    args = p.parse_args()
+    server = FakeServer(args.kind, latency=args.latency, port=args.port)
+    web.run_app(server.app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
