@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import base64
 import hashlib
-import json
 import threading
 import time
 from collections import Counter
@@ -74,7 +73,14 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        async def stop():
+            await self._runner.cleanup()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in pending:  # handlers still hanging
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     @property
