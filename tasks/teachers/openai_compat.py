@@ -43,7 +43,7 @@ class OpenAITeacher:
     def client(self, url: str) -> openai.AsyncOpenAI:
         if url not in self._clients:
             key = api_key(self.endpoint, self.default_key_env)
-            if key is None and not self.endpoint.base_urls:
+            if key is None and url == OPENAI_URL:  # custom servers (vLLM, llama.cpp) often need none
                 env = self.endpoint.api_key_env or self.default_key_env
                 raise PermissionError(f"{self.backend} teacher needs an API key: set {env} "
                                       "(or endpoint.api_key_env / endpoint.api_key_secret)")

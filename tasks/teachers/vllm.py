@@ -18,6 +18,7 @@ from tasks.teachers.openai_compat import OpenAITeacher
 
 class VllmTeacher(OpenAITeacher):
     backend = "vllm"
+    default_key_env = None  # our own loopback server: a key only if the config names one
 
     def __init__(self, model: str, endpoint, vllm):
         super().__init__(model, endpoint)
