@@ -44,6 +44,8 @@ class CachedTeacher:
                  endpoint=None):
         self.teacher, self.store, self.price = teacher, store, price
         self.engine = None
+        self._inflight: dict[tuple[str, int], threading.Event] = {}  # asked by some thread right now
+        self._claims = threading.Lock()
         if isinstance(teacher, RemoteTeacher):
             from tasks.teachers.engine import RequestEngine
 
@@ -62,11 +64,23 @@ class CachedTeacher:
         keys = [(r.key(self.identity), r.sample_index) for r in requests]
         done = self.store.get_many(keys)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical requests are asked once
-        todo = sorted(i for k, i in first.items() if k not in done)
-        stats = CacheStats(hits=sum(k in done for k in keys))
-        with tqdm(total=len(first), initial=len(first) - len(todo), desc=desc, unit="req", disable=not todo) as bar:
-            ask = self._ask_remote if self.engine else self._ask_local
-            ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
+        missing = sorted(i for k, i in first.items() if k not in done)
+        with self._claims:  # a request another shard is asking right now is awaited, not asked again
+            theirs = {keys[i]: self._inflight[keys[i]] for i in missing if keys[i] in self._inflight}
+            todo = [i for i in missing if keys[i] not in theirs]
+            self._inflight.update({keys[i]: threading.Event() for i in todo})
+        stats = CacheStats(hits=len(first) - len(todo))
+        try:
+            with tqdm(total=len(first), initial=stats.hits, desc=desc, unit="req", disable=not todo) as bar:
+                ask = self._ask_remote if self.engine else self._ask_local
+                ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
+        finally:
+            with self._claims:
+                for i in todo:
+                    self._inflight.pop(keys[i]).set()
+        for event in theirs.values():
+            event.wait()
+        done.update(self.store.get_many(list(theirs)))
         return [done.get(k) for k in keys], stats
 
     def _ask_local(self, requests, keys, done, stats, bar) -> None:
