@@ -24,7 +24,7 @@ HYPOTHESES = [
 
 
 def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: dict[str, int],
-                 cfg: ReportConfig) -> list[dict]:
+                 cfg: ReportConfig, teacher_usd: dict[str, float | None] | None = None) -> list[dict]:
     rows = []
     for (student,), g in evals.group_by("student", maintain_order=True):
         correct = g["correct"].drop_nulls().cast(pl.Float64).to_numpy()  # null: gold not judgeable
@@ -34,7 +34,8 @@ def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: di
         rows.append(dict(student=student, arm=arm, method=g["method"][0], accuracy=float(correct.mean()),
                          ci_low=lo, ci_high=hi, n=int(correct.size), answer_tokens=float(g["generated_tokens"].mean()),
                          train_examples=meta.get("train_examples", 0), train_wall_s=meta.get("wall_s", 0.0),
-                         train_tokens=meta.get("train_tokens", 0), teacher_tokens=teacher_tokens.get(arm, 0)))
+                         train_tokens=meta.get("train_tokens", 0), teacher_tokens=teacher_tokens.get(arm, 0),
+                         teacher_usd=(teacher_usd or {}).get(arm)))
     return rows
 
 
@@ -68,18 +69,29 @@ def pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
+def usd(x: float | None) -> str:
+    return "unpriced" if x is None else f"${x:.4f}"
+
+
 def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict, confidence: float,
-           skipped: dict[str, str], topics: pl.DataFrame) -> str:
+           skipped: dict[str, str], topics: pl.DataFrame, costs: list[dict] = ()) -> str:
     c = int(round(confidence * 100))
     lines = [f"# distillery report: run `{run}`", "", "## Pipeline", ""]
     lines += [f"- {k}: {v}" for k, v in counts.items()]
+    if costs:
+        lines += ["", "## Costs", "", "What the data of this run cost to produce (cached answers were paid once).", "",
+                  "| stage | model | answers | tokens in | tokens out | cost |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['stage']} | {r['model']} | {r['answers']} | {r['tokens_in']} | {r['tokens_out']} | "
+                  f"{usd(r['cost_usd'])} |" for r in costs]
     lines += ["", "## Students", "", f"| student | arm | method | accuracy | {c}% CI | n | train examples "
-              "| train time (s) | train tokens | teacher tokens | tokens per answer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| train time (s) | train tokens | teacher tokens | teacher cost | tokens per answer |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(students, key=lambda r: (-r["accuracy"], r["student"])):
         lines.append(f"| {r['student']} | {r['arm']} | {r['method']} | {pct(r['accuracy'])} | "
                      f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['n']} | {r['train_examples']} | "
-                     f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} | {r['answer_tokens']:.0f} |")
-    lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | | |" for name, why in skipped.items()]
+                     f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} | "
+                     f"{usd(r.get('teacher_usd'))} | {r['answer_tokens']:.0f} |")
+    lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | | | |" for name, why in skipped.items()]
     if topics.height:
         names = topics.columns[1:]
         lines += ["", "## Accuracy by topic", "", f"| student | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
@@ -97,15 +109,17 @@ def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict,
 
 
 def write_report(out_dir: Path, run: str, evals: pl.DataFrame, problems: pl.DataFrame, metas: dict[str, dict],
-                 teacher_tokens: dict[str, int], counts: dict, cfg: ReportConfig) -> Path:
-    students = student_rows(evals, metas, teacher_tokens, cfg)
+                 teacher_tokens: dict[str, int], counts: dict, cfg: ReportConfig, costs: list[dict] = (),
+                 teacher_usd: dict[str, float | None] | None = None) -> Path:
+    students = student_rows(evals, metas, teacher_tokens, cfg, teacher_usd)
     hypotheses = hypothesis_rows(evals, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = {s: m.get("reason", "") for s, m in metas.items() if m.get("status") == "skipped"}
     topics = by_topic(evals, problems)
-    summary = dict(run=run, counts=counts, students=students, skipped=skipped, hypotheses=hypotheses,
-                   by_topic=topics.to_dicts())
+    summary = dict(run=run, counts=counts, costs=list(costs), students=students, skipped=skipped,
+                   hypotheses=hypotheses, by_topic=topics.to_dicts())
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence, skipped, topics))
+    (out_dir / "report.md").write_text(render(run, students, hypotheses, counts, cfg.confidence, skipped, topics,
+                                                   costs))
     return out_dir / "report.md"

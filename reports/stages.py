@@ -23,6 +23,29 @@ def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[st
     return {arm: int(per_variant.get(source_variant(arm), 0)) for arm in cfg.arms.arms}
 
 
+def teacher_usd_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, float | None]:
+    """USD the configured teacher's samples of each arm's source variant cost (None: unpriced)."""
+    own = samples.filter(pl.col("teacher") == identity_of(cfg.sample))
+    out = {}
+    for arm in cfg.arms.arms:
+        cost = own.filter(pl.col("variant") == source_variant(arm))["cost_usd"]
+        out[arm] = None if cost.null_count() else float(cost.sum())
+    return out
+
+
+def stage_costs(data: DataDir, samples: pl.DataFrame) -> list[dict]:
+    """Per stage and model: requests, tokens and USD of what is in the tables now."""
+    captions = read_table(data.table("captions"), "captions").filter(pl.col("captioner") != "dataset")
+    rows = []
+    for stage, df, model in (("caption", captions, "captioner"), ("sample", samples, "teacher")):
+        for (name,), g in df.group_by(model, maintain_order=True):
+            cost = g["cost_usd"]
+            rows.append(dict(stage=stage, model=name, answers=g.height, tokens_in=int(g["prompt_tokens"].sum()),
+                             tokens_out=int(g["completion_tokens"].sum()),
+                             cost_usd=None if cost.null_count() else round(float(cost.sum()), 6)))
+    return rows
+
+
 def pipeline_counts(data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame) -> dict:
     rejects = read_table(data.table("rejects"), "rejects")
     verdicts = read_table(data.table("verdicts"), "verdicts")
@@ -47,4 +70,5 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     samples = read_table(data.table("samples"), "samples")
     problems = read_table(data.table("problems"), "problems")
     return write_report(data.report(cfg.run), cfg.run, evals, problems, metas, teacher_tokens_per_arm(cfg, samples),
-                        pipeline_counts(data, problems, samples), cfg.report)
+                        pipeline_counts(data, problems, samples), cfg.report, stage_costs(data, samples),
+                        teacher_usd_per_arm(cfg, samples))

@@ -67,3 +67,31 @@ def test_unjudgeable_answers_leave_accuracy_and_pairing_alone(tmp_path):
     row = {s["student"]: s for s in summary["students"]}["teacher_answer-lora"]
     assert (row["n"], row["accuracy"]) == (3, pytest.approx(2 / 3))
     assert summary["hypotheses"][0]["difference"] == pytest.approx(1 / 3)  # p0, p1, p3 paired: (2 - 1) / 3
+
+
+def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
+    from reports.stages import stage_costs, teacher_usd_per_arm
+    from schemas.config import FactoryConfig
+    from schemas.paths import DataDir
+    from schemas.tables import SCHEMAS, write_table
+
+    cfg = FactoryConfig.model_validate({"sample": {"teacher": "openai", "model": "gpt-4o-mini"}})
+    rows = [dict(sample_id=f"s{i}", problem_id="p", teacher="openai/gpt-4o-mini", model="gpt-4o-mini",
+                 variant=v, sample_index=i, request_key="k", prompt="", reasoning=None, content="", finish_reason="stop",
+                 prompt_tokens=1000, completion_tokens=500, latency_s=0.1, cost_usd=0.0015)
+            for i, v in enumerate(["plain", "plain", "lecture"])]
+    samples = pl.DataFrame(rows, schema=SCHEMAS["samples"])
+    data = DataDir(tmp_path)
+    write_table(pl.DataFrame([dict(problem_id="p", image_sha="x", captioner="gemini", caption="c", prompt_tokens=300,
+                                   completion_tokens=40, cost_usd=None)], schema=SCHEMAS["captions"]),
+                data.table("captions") / "gemini" / "s.parquet", "captions")
+    costs = stage_costs(data, samples)
+    assert costs == [dict(stage="caption", model="gemini", answers=1, tokens_in=300, tokens_out=40, cost_usd=None),
+                     dict(stage="sample", model="openai/gpt-4o-mini", answers=3, tokens_in=3000, tokens_out=1500,
+                          cost_usd=0.0045)]
+    per_arm = teacher_usd_per_arm(cfg, samples)
+    assert per_arm["teacher_cot"] == pytest.approx(0.003) and per_arm["teacher_lecture"] == pytest.approx(0.0015)
+    path = write_report(tmp_path / "r", "r", pl.DataFrame(schema=SCHEMAS["evals"]), pl.DataFrame(schema=SCHEMAS["problems"]),
+                        {}, {}, {}, ReportConfig(), costs, per_arm)
+    text = path.read_text()
+    assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.0045 |" in text and "| caption | gemini | 1 | 300 | 40 | unpriced |" in text

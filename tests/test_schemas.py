@@ -52,3 +52,14 @@ def test_dataset_captioner_keeps_only_real_captions():
         caption_shard(CaptionConfig(captioner="gemini"), problems)
     with pytest.raises(ValidationError):
         CaptionConfig(captioner="gpt")
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    from schemas.config import FactoryConfig
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 5
+    teachers = {FactoryConfig.from_yaml(f).sample.teacher for f in files}
+    assert teachers == {"local", "openai", "gemini", "vllm"}
