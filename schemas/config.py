@@ -113,6 +113,8 @@ class SampleConfig(Section):
 class VerifyConfig(Section):
     rel_tol: float = Field(1e-4, ge=0.0, description="Relative tolerance for numeric answers.")
     abs_tol: float = Field(1e-6, ge=0.0, description="Absolute tolerance for numeric answers.")
+    time_limit_s: float = Field(10.0, gt=0, description="Per-item limit for free-form grading (mathruler, sympy).")
+    workers: int = Field(2, ge=1, description="Processes grading free-form answers.")
 
 
 class SelectConfig(Section):

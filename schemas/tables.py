@@ -32,6 +32,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "topic": pl.String,
         "category": pl.String,
         "grade": pl.String,
+        "precision": pl.Int32,  # decimals a numeric answer is judged to; null: the tolerance decides
+        "aliases": pl.List(pl.String),  # other acceptable answers (e.g. A-OKVQA direct answers)
     },
     "rejects": {
         "stage": pl.String,

@@ -1,11 +1,24 @@
-"""Graders: plain functions from (response, problem) to a `Verdict` with a reason."""
+"""Graders: plain functions from (response, problem) to a `Verdict` with the grader and a reason.
+
+- `choice_index`: multiple choice, by option index (letter or option text).
+- `numeric`: numbers with relative/absolute tolerance, or to the problem's declared precision;
+  thousands separators, fractions, LaTeX fractions, percents (25% matches 25 and 0.25) and units.
+- free form: exact match against the answer or any alias (case, articles, punctuation and
+  `\\text{}` ignored); a word answer is judged by that alone, because mathruler's unit stripping
+  makes "mon" equal "monday"; then numbers; then mathruler `grade_answer` (never on an answer
+  extracted as "None"); then math-verify, where installed, as a second opinion.
+"""
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 
 from tasks.extract import NUMBER, extract_choice, extract_free
 from tasks.prompts import LETTERS
+
+LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+# A number alone, perhaps with a percent sign or a unit: "12", "-7/2", "25 %", "5 cm" (not "x^2+1").
+NUMBER_ONLY = re.compile(r"^[-−]?(\d[\d,]*(\.\d+)?|\.\d+)([eE][-+]?\d+)?(\s*/\s*\d+)?\s*(\\?%|[A-Za-z][A-Za-z .]*)?$")
 
 
 @dataclass
@@ -16,17 +29,35 @@ class Verdict:
     reason: str
 
 
-def to_number(s: str) -> float | None:
-    """The first number in `s`: thousands separators, fractions and percent signs handled."""
-    m = NUMBER.search(s.replace("\\frac{", "").replace("}{", "/"))
+def to_number(s: str) -> tuple[float, bool] | None:
+    """(the first number in `s`, whether a percent sign follows it), or None."""
+    s = LATEX_FRAC.sub(r"\1/\2", s.replace("−", "-").replace("\\!", "").replace("{,}", ","))
+    m = NUMBER.search(s)
     if not m:
         return None
-    token = m.group(0).replace(",", "").replace(" ", "")
-    try:
-        value = float(Fraction(token)) if "/" in token else float(token)
-    except (ValueError, ZeroDivisionError):
+    token = m.group(0).replace(",", "").replace(" ", "").replace("−", "-")
+    try:  # floats, not Fraction: Fraction("1e999999999/3") would build a billion-digit integer
+        num, _, den = token.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError, OverflowError):
         return None
-    return value / 100 if s[m.end():].lstrip().startswith("%") else value
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    rest = s[m.end():].lstrip()
+    return value, rest.startswith("%") or rest.startswith("\\%") or rest.lower().startswith("percent")
+
+
+def close(a: float, b: float, rel_tol: float, abs_tol: float, precision: int | None) -> bool:
+    if precision is not None:
+        return abs(a - b) <= 0.5 * 10 ** -precision + 1e-12
+    return abs(a - b) <= max(abs_tol, rel_tol * abs(b))
+
+
+def numbers_match(pred: tuple[float, bool], gold: tuple[float, bool], rel_tol, abs_tol, precision) -> bool:
+    """Equal within tolerance, reading a percent on either side as itself or as a fraction."""
+    (p, p_pct), (g, g_pct) = pred, gold
+    options = [(p, g)] + ([(p / 100, g), (p, g / 100)] if p_pct or g_pct else [])
+    return any(close(a, b, rel_tol, abs_tol, precision) for a, b in options)
 
 
 def grade_choice(response: str, problem: dict) -> Verdict:
@@ -37,31 +68,82 @@ def grade_choice(response: str, problem: dict) -> Verdict:
 
 
 def grade_numeric(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict:
-    gold = to_number(problem["answer"])
-    if gold is None:
+    golds = [g for g in (to_number(a) for a in [problem["answer"], *(problem.get("aliases") or [])]) if g]
+    if not golds:
         return Verdict(None, None, "numeric", f"gold answer {problem['answer']!r} is not a number")
     text, how = extract_free(response)
     value = to_number(text) if text else None
     if value is None:
         return Verdict(text, False, "numeric", how if text is None else f"{how}: not a number")
-    return Verdict(text, abs(value - gold) <= max(abs_tol, rel_tol * abs(gold)), "numeric", how)
+    ok = any(numbers_match(value, g, rel_tol, abs_tol, problem.get("precision")) for g in golds)
+    return Verdict(text, ok, "numeric", how)
 
 
-def grade_free(response: str, problem: dict) -> Verdict:
-    from mathruler.grader import grade_answer
+def normal(s: str) -> str:
+    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s.lower())
+    s = re.sub(r"[^a-z0-9.\-/ ]+", " ", s)
+    return " ".join(ARTICLES.sub(" ", s).split()).strip(" .")
 
+
+def same_text(text: str, gold: str) -> bool:
+    """Words: equal after case, articles and punctuation; anything else: equal but for spacing."""
+    if is_word(gold):
+        return normal(text) == normal(gold)
+    compact = lambda s: re.sub(r"\s+", "", s.lower()).strip("$").rstrip(".")  # noqa: E731
+    return compact(text) == compact(gold)
+
+
+def number_only(s: str) -> bool:
+    return bool(NUMBER_ONLY.match(LATEX_FRAC.sub(r"\1/\2", s.strip().strip("$")).strip()))
+
+
+def is_word(s: str) -> bool:
+    """An answer made of words only (no digits, no LaTeX): judged by exact match alone."""
+    return bool(re.search(r"[A-Za-z]", s)) and not re.search(r"[\d\\^_{}=]", s)
+
+
+def grade_free(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
+    golds = [problem["answer"], *(problem.get("aliases") or [])]
     text, how = extract_free(response)
     if text is None:
-        return Verdict(None, False, "mathruler", how)
-    if re.sub(r"\s+", " ", text.lower()) == re.sub(r"\s+", " ", problem["answer"].lower()):
+        return Verdict(None, False, "exact_match", how)
+    if any(same_text(text, g) for g in golds):
         return Verdict(text, True, "exact_match", how)
-    return Verdict(text, bool(grade_answer(text, problem["answer"])), "mathruler", how)
+    if all(is_word(g) for g in golds):
+        return Verdict(text, False, "exact_match", f"{how}: word answer differs")
+    pred = to_number(text) if number_only(text) else None
+    for g in golds:
+        gold = to_number(g) if number_only(g) else None
+        if pred and gold and numbers_match(pred, gold, rel_tol, abs_tol, problem.get("precision")):
+            return Verdict(text, True, "numeric", how)
+    if text.strip().lower() in ("none", "null", ""):  # mathruler's stand-in for a missing \boxed{}
+        return Verdict(text, False, "mathruler", f"{how}: no answer")
+    from mathruler.grader import grade_answer
+
+    if any(grade_answer(text, g) for g in golds):
+        return Verdict(text, True, "mathruler", how)
+    if math_verify_agrees(text, golds):
+        return Verdict(text, True, "math_verify", how)
+    return Verdict(text, False, "mathruler", how)
+
+
+def math_verify_agrees(text: str, golds: list[str]) -> bool:
+    """math-verify's opinion where the package is installed; False where it is not."""
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        return False
+    try:
+        pred = parse(f"${text}$")
+        return any(verify(parse(f"${g}$"), pred) for g in golds)
+    except Exception:  # noqa: BLE001  a second opinion that fails is no opinion
+        return False
 
 
 def grade(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
-    """Multiple choice by option index; numbers with a tolerance; anything else by mathruler."""
+    """Multiple choice by option index; numbers with a tolerance; anything else as free form."""
     if problem["answer_type"] == "multiple_choice":
         return grade_choice(response, problem)
     if problem["answer_type"] == "numeric":
         return grade_numeric(response, problem, rel_tol, abs_tol)
-    return grade_free(response, problem)
+    return grade_free(response, problem, rel_tol, abs_tol)

@@ -77,7 +77,7 @@ def to_row(source: str, rec: Record, image_sha: str | None) -> dict:
         split=rec.split, question=rec.question, choices=rec.choices, answer=str(rec.answer),
         answer_index=rec.answer_index, answer_type=rec.answer_type, hint=rec.hint, lecture=rec.lecture,
         solution=rec.solution, caption=rec.caption, image_sha=image_sha, subject=rec.subject,
-        topic=rec.topic, category=rec.category, grade=rec.grade,
+        topic=rec.topic, category=rec.category, grade=rec.grade, precision=rec.precision, aliases=rec.aliases,
     )
 
 

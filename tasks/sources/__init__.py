@@ -25,6 +25,8 @@ class Record:
     topic: str = ""
     category: str = ""
     grade: str = ""
+    precision: int | None = None  # decimals a numeric answer is judged to (MathVista's `precision`)
+    aliases: list[str] = field(default_factory=list)  # other acceptable answers (A-OKVQA's direct answers)
 
 
 class Reject(NamedTuple):
