@@ -58,7 +58,8 @@ def pipeline_counts(data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
     }
-    for (variant,), g in selected.group_by("variant", maintain_order=True):
+    per_group = selected.unique(["problem_id", "teacher", "variant"], keep="first", maintain_order=True)
+    for (variant,), g in per_group.group_by("variant", maintain_order=True):
         counts[f"pass@1 / pass@k ({variant})"] = f"{g['pass_at_1'].mean():.3f} / {g['pass_at_k'].mean():.3f}"
     return counts
 

@@ -118,7 +118,9 @@ class VerifyConfig(Section):
 
 
 class SelectConfig(Section):
-    policy: Literal["shortest_correct"] = Field("shortest_correct", description="Which correct trace to keep.")
+    policy: Literal["shortest_correct", "all_correct", "length_capped", "reflection_truncated"] = Field(
+        "shortest_correct", description="Which correct trace(s) to keep (see tasks/select.py).")
+    max_tokens: int | None = Field(None, ge=1, description="length_capped: longest trace kept, in completion tokens.")
 
 
 class ArmsConfig(Section):

@@ -110,19 +110,20 @@ def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) 
 def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], selected: pl.DataFrame,
               wrong: dict[str, dict], teacher: str) -> pl.DataFrame:
     chosen = selected.filter((pl.col("teacher") == teacher) & pl.col("sample_id").is_not_null())
-    picks: dict[str, dict] = {}
+    picks: dict[str, dict[str, list[dict]]] = {}  # problem -> variant -> selected traces (several: all_correct)
     for r in chosen.iter_rows(named=True):
-        picks.setdefault(r["problem_id"], {})[r["variant"]] = r
+        picks.setdefault(r["problem_id"], {}).setdefault(r["variant"], []).append(r)
     rows = []
     for p in problems.filter(pl.col("split") == "train").iter_rows(named=True):
-        pick = picks.get(p["problem_id"], {}).get(source_variant(arm))
-        text = completion_for(arm, p, pick, wrong.get(p["problem_id"]))
-        if not text:
-            continue
-        rows.append(dict(
-            arm=arm, problem_id=p["problem_id"], split=p["split"], variant=variant_of(arm),
-            prompt=[{"role": "user", "content": user_message(p, captions.get(p["problem_id"]), variant_of(arm))}],
-            completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
-            sample_id=pick["sample_id"] if pick else None,
-        ))
+        options = picks.get(p["problem_id"], {}).get(source_variant(arm)) or [None]
+        for pick in options[:1] if arm in DATASET_ARMS else options:
+            text = completion_for(arm, p, pick, wrong.get(p["problem_id"]))
+            if not text:
+                continue
+            rows.append(dict(
+                arm=arm, problem_id=p["problem_id"], split=p["split"], variant=variant_of(arm),
+                prompt=[{"role": "user", "content": user_message(p, captions.get(p["problem_id"]), variant_of(arm))}],
+                completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
+                sample_id=pick["sample_id"] if pick else None,
+            ))
     return pl.DataFrame(rows, schema=SCHEMAS["arms"])

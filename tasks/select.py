@@ -1,5 +1,14 @@
-"""select: keep one trace per (problem, teacher, variant) by policy; pass@k per problem."""
+"""select: keep trace(s) per (problem, teacher, variant) by policy; pass@k per problem.
 
+Policies (plain functions from a group's samples to the kept ones, identical traces once):
+    shortest_correct      the correct trace with the fewest completion tokens (default)
+    all_correct           every distinct correct trace
+    length_capped         the shortest correct trace within `max_tokens` completion tokens
+    reflection_truncated  the shortest correct trace, cut after its first committed answer
+                          when re-checks ("Wait,", "But wait", "Let me double-check") follow
+"""
+
+import re
 from math import comb
 
 import polars as pl
@@ -14,27 +23,70 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def shortest_correct(group: list[dict]) -> dict | None:
-    """The correct sample with the fewest completion tokens (ties: fewer characters, lower index)."""
-    correct = [s for s in group if s["correct"]]
-    key = lambda s: (s["completion_tokens"], len(s["content"]) + len(s["reasoning"] or ""), s["sample_index"])  # noqa: E731
-    return min(correct, key=key) if correct else None
+RECHECK = re.compile(r"\n\s*(?:Wait[,.!]|But wait|Hmm,? wait|Let me (?:double[- ]check|re-?check|verify)|"
+                     r"Actually,? let me|Alternatively,)", re.IGNORECASE)
+COMMITTED = re.compile(r"(?:answer\s*(?:is|:)|\\boxed\{)", re.IGNORECASE)
 
 
-POLICIES = {"shortest_correct": shortest_correct}
+def by_length(s: dict) -> tuple:
+    return s["completion_tokens"], len(s["content"]) + len(s["reasoning"] or ""), s["sample_index"]
 
 
-def select_shard(policy: str, samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
+def distinct_correct(group: list[dict]) -> list[dict]:
+    """Correct samples, shortest first, identical (reasoning, content) pairs kept once."""
+    seen, out = set(), []
+    for s in sorted((s for s in group if s["correct"]), key=by_length):
+        key = (" ".join((s["reasoning"] or "").split()), " ".join(s["content"].split()))
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def shortest_correct(group: list[dict], max_tokens: int | None = None) -> list[dict]:
+    return distinct_correct(group)[:1]
+
+
+def all_correct(group: list[dict], max_tokens: int | None = None) -> list[dict]:
+    return distinct_correct(group)
+
+
+def length_capped(group: list[dict], max_tokens: int | None = None) -> list[dict]:
+    return [s for s in distinct_correct(group) if max_tokens is None or s["completion_tokens"] <= max_tokens][:1]
+
+
+def truncate_reflection(text: str) -> str:
+    """`text` up to the end of the line of its first committed answer, if re-checks follow it."""
+    m = COMMITTED.search(text)
+    if not m:
+        return text
+    end = text.find("\n", m.end())
+    end = len(text) if end < 0 else end
+    return text[:end].rstrip() if RECHECK.search(text, end) else text
+
+
+def reflection_truncated(group: list[dict], max_tokens: int | None = None) -> list[dict]:
+    """The shortest correct trace; its reasoning cut after the first committed answer when
+    re-checks follow (the final answer line in `content` is kept as is)."""
+    picks = distinct_correct(group)[:1]
+    return [{**s, "reasoning": truncate_reflection(s["reasoning"]) if s["reasoning"] else None,
+             "content": s["content"] if s["reasoning"] else truncate_reflection(s["content"])} for s in picks]
+
+
+POLICIES = {"shortest_correct": shortest_correct, "all_correct": all_correct, "length_capped": length_capped,
+            "reflection_truncated": reflection_truncated}
+
+
+def select_shard(policy: str, samples: pl.DataFrame, verdicts: pl.DataFrame, max_tokens: int | None = None) -> pl.DataFrame:
+    """One row per kept trace; a group with none kept gets one row with a null sample_id."""
     joined = samples.join(verdicts.select("sample_id", "correct"), on="sample_id", how="left")
     rows = []
     for (problem_id, teacher, variant), g in joined.group_by("problem_id", "teacher", "variant", maintain_order=True):
         group = g.to_dicts()
         n, c = len(group), sum(1 for s in group if s["correct"])
-        pick = POLICIES[policy](group)
-        rows.append(dict(
-            problem_id=problem_id, teacher=teacher, variant=variant, policy=policy,
-            sample_id=pick and pick["sample_id"], reasoning=pick and pick["reasoning"],
-            content=pick and pick["content"], n_samples=n, n_correct=c,
-            pass_at_1=pass_at_k(n, c, 1), pass_at_k=pass_at_k(n, c, n),
-        ))
+        base = dict(problem_id=problem_id, teacher=teacher, variant=variant, policy=policy, n_samples=n, n_correct=c,
+                    pass_at_1=pass_at_k(n, c, 1), pass_at_k=pass_at_k(n, c, n))
+        picks = POLICIES[policy](group, max_tokens) or [None]
+        rows += [dict(base, sample_id=p and p["sample_id"], reasoning=p and p["reasoning"], content=p and p["content"])
+                 for p in picks]
     return pl.DataFrame(rows, schema=SCHEMAS["selected"])

@@ -101,7 +101,7 @@ def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
     verdicts_path = data.table("verdicts") / f"{sample_file}.parquet"
     if not verdicts_path.exists():
         raise FileNotFoundError(f"{verdicts_path} is missing: run `distillery verify` first")
-    df = select_shard(cfg.select.policy, samples, pl.read_parquet(verdicts_path))
+    df = select_shard(cfg.select.policy, samples, pl.read_parquet(verdicts_path), cfg.select.max_tokens)
     write_table(df, data.table("selected") / f"{sample_file}.parquet", "selected")
     return df.height
 

@@ -29,3 +29,36 @@ def test_shortest_correct_and_pass_at_k_per_group():
     assert rows[("p1", "plain")]["pass_at_1"] == pytest.approx(2 / 3)
     assert rows[("p2", "plain")]["sample_id"] is None and rows[("p2", "plain")]["pass_at_k"] == 0.0
     assert rows[("p1", "lecture")]["sample_id"] == "f"
+
+
+def group(contents, tokens, correct, reasoning=None):
+    n = len(contents)
+    samples = pl.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "problem_id": ["p"] * n, "teacher": ["t"] * n,
+                            "variant": ["plain"] * n, "sample_index": list(range(n)), "completion_tokens": tokens,
+                            "content": contents, "reasoning": reasoning or [None] * n})
+    return samples, pl.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "correct": correct})
+
+
+def test_all_correct_keeps_every_distinct_correct_trace():
+    samples, verdicts = group(["Because X. The answer is (B).", "Because  X.\nThe answer is (B).", "Y. The answer is (B).",
+                               "Z. The answer is (A)."], [8, 8, 5, 3], [True, True, True, False])
+    sel = select_shard("all_correct", samples, verdicts)
+    assert sel["sample_id"].to_list() == ["s2", "s0"]  # shortest first; s1 is s0 but for whitespace
+    assert sel["n_correct"].to_list() == [3, 3] and sel["pass_at_k"].to_list() == [1.0, 1.0]
+
+
+def test_length_capped_keeps_nothing_over_the_cap():
+    samples, verdicts = group(["a", "b"], [50, 80], [True, True])
+    assert select_shard("length_capped", samples, verdicts, max_tokens=60)["sample_id"].to_list() == ["s0"]
+    assert select_shard("length_capped", samples, verdicts, max_tokens=40)["sample_id"].to_list() == [None]
+
+
+def test_reflection_truncated_cuts_re_checks_after_the_first_committed_answer():
+    trace = ("2 + 3 = 5, so the answer is 5.\nWait, let me re-check: 2 + 3 = 5.\nBut wait, is it 5? Yes.\n"
+             "The answer is 5.")
+    samples, verdicts = group(["The answer is 5."], [40], [True], reasoning=[trace])
+    row = select_shard("reflection_truncated", samples, verdicts).row(0, named=True)
+    assert row["reasoning"] == "2 + 3 = 5, so the answer is 5." and row["content"] == "The answer is 5."
+    plain = "First, 5. The answer is 5."  # nothing after the committed answer: kept whole
+    samples, verdicts = group([plain], [10], [True])
+    assert select_shard("reflection_truncated", samples, verdicts)["content"].item() == plain
