@@ -33,10 +33,10 @@ def answer_for(prompt: str, index: int) -> tuple[str, str]:
 class FakeServer:
     def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
                  reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
-                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0):
+                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False):
         self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
         self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
-        self.port = port
+        self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
         self.attempts: Counter = Counter()  # prompt -> requests received
         self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
         self.statuses: Counter = Counter()  # HTTP status -> count
@@ -104,7 +104,7 @@ class FakeServer:
             await asyncio.sleep(self.latency)
         if "[slow]" in prompt:
             await asyncio.sleep(0.3)
-        if "[always500]" in prompt:
+        if "[always500]" in prompt or self.fail_all:
             return error(500, "internal error")
         if not first:
             return None

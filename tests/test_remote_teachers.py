@@ -192,3 +192,10 @@ def test_costs_come_from_the_price_table(tmp_path):
             df, stats = sample_shard(cfg.sample, problems(["What colour is it? " * 10]), {}, t)
     expected = (df["prompt_tokens"].sum() * 1.0 + df["completion_tokens"].sum() * 2.0) / 1e6
     assert expected > 0 and df["cost_usd"].sum() == pytest.approx(expected) and stats.cost_usd == pytest.approx(expected)
+
+
+def test_a_failing_endpoint_is_counted_by_the_server(tmp_path):
+    """The broken endpoint of test_rerun_no_teacher does see (and count) any request sent to it."""
+    with FakeServer("openai", fail_all=True) as server:
+        _, stats, _ = sample("openai", server, tmp_path, ["q0"], k=1, max_attempts=2)
+    assert stats.failed == 1 and server.statuses == {500: 2} and server.attempts_with("q0") == 2

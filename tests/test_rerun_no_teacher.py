@@ -1,0 +1,36 @@
+"""Re-running verify, select and arms never calls a teacher: the endpoint configured for them
+fails every request, and its own request count stays at zero."""
+
+import pytest
+import yaml
+from e2e import prefect_env, run_cli
+from fake_servers import FakeServer
+
+from schemas.config import FactoryConfig, IngestConfig
+from schemas.paths import DataDir
+from tasks.ingest import ingest
+from tasks.stages import opened, run_caption, run_sample, shards
+
+
+@pytest.mark.slow
+def test_verify_select_arms_ask_no_teacher(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123456789")
+    data = DataDir(tmp_path / "data")
+    ingest(IngestConfig(n_problems=20), data)
+    cfg = {"data_dir": str(data.root), "sample": {"teacher": "openai", "model": "fake", "k": 2}}
+    with FakeServer("openai") as good:  # the samples, paid for once
+        cfg["sample"]["endpoint"] = {"base_urls": [good.url]}
+        config = FactoryConfig.model_validate(cfg)
+        with opened(config.sample, config, data) as teacher:
+            for shard in shards(data):
+                run_caption(config, data, shard)
+                run_sample(config, data, shard, teacher)
+    with FakeServer("openai", fail_all=True) as broken:
+        cfg["sample"]["endpoint"] = {"base_urls": [broken.url], "max_attempts": 1}
+        path = tmp_path / "cfg.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        env = prefect_env(tmp_path / "prefect")
+        outs = {stage: run_cli([stage, "--config", str(path)], env)[0] for stage in ("verify", "select", "arms")}
+    assert sum(broken.statuses.values()) == 0 and not broken.attempts  # not one request reached it
+    assert outs["verify"]["verdicts"] == sum(good.statuses.values()) * 2 and outs["select"]["selected"] > 0
+    assert outs["arms"]["raw"] > 0
