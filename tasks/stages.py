@@ -55,8 +55,8 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
     if hasattr(backend, "start"):
         backend.start()
     try:
-        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price_for(backend.backend, backend.model, cfg.prices),
-                                getattr(section, "endpoint", None))
+        price = price_for(backend.backend, backend.model, cfg.prices)
+        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price)
         try:
             yield teacher
         finally:

@@ -58,7 +58,7 @@ def grade_all(items: list[Item], limit_s: float = 10.0, workers: int = 2) -> lis
 def verify_shard(cfg: VerifyConfig, samples: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
     """Graded on the answer text; the reasoning is consulted only if the answer text has none."""
     by_id = {p["problem_id"]: p for p in problems.iter_rows(named=True)}
-    rows = [s for s in samples.iter_rows(named=True)]
+    rows = list(samples.iter_rows(named=True))
     items = [(s["content"], by_id[s["problem_id"]], cfg.rel_tol, cfg.abs_tol) for s in rows if s["problem_id"] in by_id]
     verdicts = iter(grade_all(items, cfg.time_limit_s, cfg.workers))
     retry = []

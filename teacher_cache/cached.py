@@ -40,8 +40,7 @@ class CacheStats:
 
 
 class CachedTeacher:
-    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None,
-                 endpoint=None):
+    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None):
         self.teacher, self.store, self.price = teacher, store, price
         self.engine = None
         self._inflight: dict[tuple[str, int], threading.Event] = {}  # asked by some thread right now
@@ -49,7 +48,7 @@ class CachedTeacher:
         if isinstance(teacher, RemoteTeacher):
             from tasks.teachers.engine import RequestEngine
 
-            self.engine = RequestEngine(teacher, endpoint)
+            self.engine = RequestEngine(teacher, teacher.endpoint)
 
     @property
     def identity(self) -> str:

@@ -9,9 +9,12 @@ once (`teacher_cache.CachedTeacher`); retries and rate limits for remote backend
   HTTP request for requests that differ only in sample index (k paths with `n=k`).
 """
 
+import email.utils
 import hashlib
+import importlib
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -74,6 +77,7 @@ class RemoteTeacher(Protocol):
     identity: str
     model: str
     base_urls: list[str]  # the endpoint's replicas; `send` is told which one to use
+    endpoint: object  # its `EndpointConfig`: limits and retries the engine applies
 
     async def send(self, base_url: str, requests: list[Request]) -> list[Completion]:
         """One HTTP request for `requests` (same `group()`); a completion per request, in order.
@@ -116,19 +120,45 @@ def share(total: int, weights: list[int]) -> list[int]:
     return parts
 
 
-def _teachers() -> dict:
-    from tasks.teachers.gemini import GeminiTeacher
-    from tasks.teachers.local import LocalTeacher
-    from tasks.teachers.openai_compat import OpenAITeacher
-    from tasks.teachers.vllm import VllmTeacher
+REFUSAL = re.compile(r"not supported|unsupported|does not support|only supports|must be|not allowed|invalid|"
+                     r"not enabled|not available", re.I)
 
-    return {"local": LocalTeacher, "openai": OpenAITeacher, "gemini": GeminiTeacher, "vllm": VllmTeacher}
+
+def refused_feature(message: str, features: dict[str, str]) -> str | None:
+    """Which of `features` (name -> pattern) a 400 message says the endpoint rejects, if any."""
+    if not REFUSAL.search(message):
+        return None
+    return next((f for f, pat in features.items() if re.search(pat, message, re.I)), None)
+
+
+def retry_after(headers) -> float | None:
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date); None if absent."""
+    if headers is None:
+        return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if email.utils.parsedate_tz(value) else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+# Imported by name on use, so naming the local teacher never imports an SDK (nor the reverse).
+TEACHERS = {"local": "tasks.teachers.local:LocalTeacher", "openai": "tasks.teachers.openai_compat:OpenAITeacher",
+            "gemini": "tasks.teachers.gemini:GeminiTeacher", "vllm": "tasks.teachers.vllm:VllmTeacher"}
 
 
 def teacher_for(cfg) -> Teacher | RemoteTeacher:
     """The backend a `SampleConfig` (or `CaptionConfig`) names. Constructing one starts and asks nothing."""
     name = getattr(cfg, "teacher", None) or cfg.captioner
-    teachers = _teachers()
-    if name not in teachers:
-        raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(teachers)}")
-    return teachers[name].from_config(cfg)
+    if name not in TEACHERS:
+        raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(TEACHERS)}")
+    module, cls = TEACHERS[name].split(":")
+    return getattr(importlib.import_module(module), cls).from_config(cfg)

@@ -123,7 +123,7 @@ class RequestEngine:
         return got
 
     def _wait(self, state) -> float:
-        """Exponential backoff with full jitter, never shorter than the server's retry-after."""
+        """Exponential backoff with jitter (half to all of the cap), never shorter than the server's retry-after."""
         cap = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** (state.attempt_number - 1))
         wait = random.uniform(cap / 2, cap)
         retry_after = getattr(state.outcome.exception(), "retry_after", None)

@@ -6,17 +6,13 @@ reasoning; a model that rejects thinking settings is asked without them from the
 Images go inline as PNG parts.
 """
 
-import re
 from pathlib import Path
 
-from tasks.teachers import Completion, Refused, Request, Transient, share
-from tasks.teachers.openai_compat import retry_after
+from tasks.teachers import Completion, Refused, Request, Transient, refused_feature, retry_after, share
 from tasks.teachers.secrets import api_key
 
 GEMINI_URL = "https://generativelanguage.googleapis.com/"
 FEATURES = {"n": r"candidate[_ ]?count|candidates?", "thoughts": r"think|thought"}
-REFUSAL = re.compile(r"not supported|unsupported|does not support|only supports|must be|not allowed|invalid|"
-                     r"not enabled|not available", re.I)
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 
 
@@ -83,7 +79,7 @@ class GeminiTeacher:
             if code in (408, 409, 429) or code >= 500:
                 wait = retry_after(getattr(e.response, "headers", None)) or retry_delay(e.details)
                 return Transient(f"HTTP {code}: {msg}", wait)
-            feature = refused_feature(msg) if code in (400, 422) else None
+            feature = refused_feature(msg, FEATURES) if code in (400, 422) else None
             if feature:
                 if feature != "n":
                     self.refused.add(feature)
@@ -125,12 +121,6 @@ def completions(resp) -> list[Completion]:
                        share(output, [len(c.content) + len(c.reasoning or "") for c in out]), strict=True):
         c.prompt_tokens, c.completion_tokens = p, o
     return out
-
-
-def refused_feature(message: str) -> str | None:
-    if not REFUSAL.search(message):
-        return None
-    return next((f for f, pat in FEATURES.items() if re.search(pat, message, re.I)), None)
 
 
 def retry_delay(details) -> float | None:

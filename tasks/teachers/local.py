@@ -10,7 +10,7 @@ from tasks.teachers import Completion, Request, split_think
 class LocalTeacher:
     backend = "local"
     def __init__(self, model: str = "embedded", batch_size: int = 16):
-        self.model = self.model_name = model
+        self.model = model
         self.batch_size = batch_size
         self.identity = f"local/{model}"
         self._model = self._tok = None
@@ -24,7 +24,7 @@ class LocalTeacher:
         if self._model is None:
             from students.model import load_model, load_tokenizer
 
-            self._tok, self._model = load_tokenizer(self.model_name), load_model(self.model_name)
+            self._tok, self._model = load_tokenizer(self.model), load_model(self.model)
         return self._tok, self._model
 
     def complete(self, requests: list[Request]) -> list[Completion]:

@@ -7,21 +7,26 @@ endpoint that refuses `n` (or ignores it) gets k requests with distinct seeds fr
 """
 
 import base64
-import email.utils
 import json
-import re
-import time
 
 import openai
 
-from tasks.teachers import Completion, Refused, Request, Transient, share, split_think
+from tasks.teachers import (
+    Completion,
+    Refused,
+    Request,
+    Transient,
+    refused_feature,
+    retry_after,
+    share,
+    split_think,
+)
 from tasks.teachers.secrets import api_key
 
 OPENAI_URL = "https://api.openai.com/v1"
 # Parameters an endpoint may reject, and how its error names them.
 FEATURES = {"n": r"(?<![\w.-])[`'\"]?n[`'\"]?(?![\w-])", "max_tokens": r"max_tokens",
             "temperature": r"temperature", "top_p": r"top_p", "seed": r"seed"}
-REFUSAL = re.compile(r"not supported|unsupported|does not support|only supports|must be|not allowed|invalid", re.I)
 
 
 class OpenAITeacher:
@@ -80,7 +85,7 @@ def classify(e: Exception, refused: set[str] | None = None) -> Exception:
         status, msg = e.status_code, str(e.message)
         if status in (408, 409, 429) or status >= 500:
             return Transient(f"HTTP {status}: {msg}", retry_after(e.response.headers))
-        feature = refused_feature(msg) if status in (400, 422) else None
+        feature = refused_feature(msg, FEATURES) if status in (400, 422) else None
         if feature:
             if refused is not None and feature != "n":
                 refused.add(feature)
@@ -91,31 +96,6 @@ def classify(e: Exception, refused: set[str] | None = None) -> Exception:
     if isinstance(e, (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, KeyError, TypeError)):
         return Transient(f"malformed response: {type(e).__name__}: {e}")
     return e
-
-
-def refused_feature(message: str) -> str | None:
-    if not REFUSAL.search(message):
-        return None
-    return next((f for f, pat in FEATURES.items() if re.search(pat, message)), None)
-
-
-def retry_after(headers) -> float | None:
-    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date); None if absent."""
-    if headers is None:
-        return None
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if email.utils.parsedate_tz(value) else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
 
 
 def wire_messages(r: Request) -> list[dict]:
