@@ -3,6 +3,7 @@
     distillery run --config configs/default.yaml --data-dir data
     distillery ingest --source scienceqa --path DIR
     distillery sample --config my.yaml
+    distillery import-traces --file r1.jsonl --teacher deepseek-r1 --source scienceqa
 """
 
 import argparse
@@ -13,21 +14,36 @@ from pydantic import ValidationError
 
 from schemas.config import FactoryConfig
 
-STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "train", "evaluate", "report"]
+STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="distillery", description="Teacher-to-student distillation data factory.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ["run", *STAGE_NAMES]:
-        s = sub.add_parser(name, help="the whole factory" if name == "run" else f"the {name} stage alone")
+    for name in ["run", *STAGE_NAMES, "import-traces"]:
+        s = sub.add_parser(name, help="the whole factory" if name == "run" else
+                           "store existing traces as a teacher's samples" if name == "import-traces" else
+                           f"the {name} stage alone")
         s.add_argument("--config", help="YAML file with a FactoryConfig (defaults when omitted)")
         s.add_argument("--data-dir", help="data directory (overrides data_dir in the config)")
         s.add_argument("--run-name", help="run name (overrides run in the config)")
         if name in ("ingest", "run"):
             s.add_argument("--source", choices=["synthetic", "scienceqa"], help="problem source")
             s.add_argument("--path", help="source path: a ScienceQA directory or saved dataset")
+        if name == "import-traces":
+            import_arguments(s)
     return p
+
+
+def import_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--file", required=True, help="jsonl, json or parquet: one row per response (or a list of k)")
+    s.add_argument("--teacher", required=True, help="name the samples are stored under (samples/<teacher>/)")
+    s.add_argument("--source", required=True, help="the ingested source whose ids the file uses, e.g. scienceqa")
+    s.add_argument("--variant", choices=["plain", "lecture"], default="plain",
+                   help="prompt variant of rows without a `variant` column (default plain)")
+    s.add_argument("--model", help="model name for rows without a `model` column, and for pricing")
+    for what in ("id", "response", "reasoning"):
+        s.add_argument(f"--{what}-column", help=f"the {what} column, when not one of the usual names")
 
 
 def load_config(args: argparse.Namespace) -> FactoryConfig:
@@ -52,7 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     from flows.factory import factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
 
-    result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config)
+    if args.command == "import-traces":
+        from flows.stages import import_traces_flow
+
+        try:
+            result = import_traces_flow(file=args.file, teacher=args.teacher, source=args.source, variant=args.variant,
+                                        model=args.model, id_column=args.id_column, response_column=args.response_column,
+                                        reasoning_column=args.reasoning_column, config=config)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"distillery import-traces: {e}", file=sys.stderr)
+            return 2
+    else:
+        result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

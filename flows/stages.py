@@ -2,6 +2,7 @@
 and runs one Prefect task per shard (data stages) or per student (train, evaluate)."""
 
 from contextlib import nullcontext
+from typing import Literal
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
@@ -80,9 +81,30 @@ def select_flow(config: FactoryConfig = DEFAULT) -> dict:
 
 @flow(name="arms")
 def arms_flow(config: FactoryConfig = DEFAULT) -> dict:
-    counts = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
-    get_run_logger().info("arms: %s", counts)
+    result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
+    get_run_logger().info("arms from teacher %s: %s; %d training problems copy a val/test problem (%d left out)",
+                          result["teacher"], result["rows"], result["contaminated"], result["left_out"])
+    return result
+
+
+@flow(name="export")
+def export_flow(config: FactoryConfig = DEFAULT) -> dict:
+    counts = task(stages.run_export, cache_policy=NO_CACHE)(config, data_of(config))
+    get_run_logger().info("export: %s under %s", counts, data_of(config).table("exports"))
     return counts
+
+
+@flow(name="import-traces")
+def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["plain", "lecture"] = "plain",
+                       model: str | None = None, id_column: str | None = None, response_column: str | None = None,
+                       reasoning_column: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Existing traces (jsonl / json / parquet) as samples of `teacher`; then verify and select."""
+    result = task(stages.run_import, cache_policy=NO_CACHE)(
+        config, data_of(config), file, teacher, source, variant, model, id_column, response_column, reasoning_column)
+    get_run_logger().info("import-traces: %d samples of %d problems as teacher %r; rejected %s", result.samples,
+                          result.problems, teacher, dict(result.rejects) or "none")
+    return {"samples": result.samples, "problems": result.problems, "rejects": dict(result.rejects),
+            "files": result.files}
 
 
 @flow(name="train")
@@ -116,6 +138,6 @@ def report_flow(config: FactoryConfig = DEFAULT) -> str:
 
 STAGES = {
     "ingest": ingest_flow, "caption": caption_flow, "sample": sample_flow, "verify": verify_flow,
-    "select": select_flow, "arms": arms_flow, "train": train_flow, "evaluate": evaluate_flow,
+    "select": select_flow, "arms": arms_flow, "export": export_flow, "train": train_flow, "evaluate": evaluate_flow,
     "report": report_flow,
 }

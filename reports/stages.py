@@ -10,27 +10,18 @@ from schemas.paths import DataDir
 from schemas.tables import empty, read_table
 from students.stages import BASE, students
 from students.train import read_meta
-from tasks.arms import source_variant
-from tasks.stages import identity_of
+from tasks.arms import teacher_spend
+from tasks.stages import arms_teacher
 
 
 def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
-    """Tokens (in + out, all k paths) the configured teacher spent on each arm's source variant."""
-    identity = identity_of(cfg.sample)
-    spent = (samples.filter(pl.col("teacher") == identity).group_by("variant")
-             .agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("t")))
-    per_variant = dict(zip(spent["variant"], spent["t"], strict=True))
-    return {arm: int(per_variant.get(source_variant(arm), 0)) for arm in cfg.arms.arms}
+    """Tokens (in + out, all k paths) the arms' teacher spent on each arm's source variant."""
+    return {arm: teacher_spend(samples, arms_teacher(cfg), arm)[0] for arm in cfg.arms.arms}
 
 
 def teacher_usd_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, float | None]:
-    """USD the configured teacher's samples of each arm's source variant cost (None: unpriced)."""
-    own = samples.filter(pl.col("teacher") == identity_of(cfg.sample))
-    out = {}
-    for arm in cfg.arms.arms:
-        cost = own.filter(pl.col("variant") == source_variant(arm))["cost_usd"]
-        out[arm] = None if cost.null_count() else float(cost.sum())
-    return out
+    """USD the arms' teacher's samples of each arm's source variant cost (None: unpriced)."""
+    return {arm: teacher_spend(samples, arms_teacher(cfg), arm)[1] for arm in cfg.arms.arms}
 
 
 def stage_costs(data: DataDir, samples: pl.DataFrame) -> list[dict]:
@@ -46,14 +37,17 @@ def stage_costs(data: DataDir, samples: pl.DataFrame) -> list[dict]:
     return rows
 
 
-def pipeline_counts(data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame) -> dict:
+def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame) -> dict:
     rejects = read_table(data.table("rejects"), "rejects")
+    flags = read_table(data.table("contamination"), "contamination")
     verdicts = read_table(data.table("verdicts"), "verdicts")
     selected = read_table(data.table("selected"), "selected")
     splits = problems.group_by("split").len().sort("split")
     counts = {
         "problems": ", ".join(f"{s} {n}" for s, n in splits.iter_rows()) or "0",
         "rejected rows": rejects.height,
+        "training problems copying a val/test problem": f"{flags.height} "
+        + ("(left out of the arms)" if cfg.arms.decontaminate else "(kept: arms.decontaminate is off)"),
         "teacher samples": samples.height,
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
@@ -71,5 +65,5 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     samples = read_table(data.table("samples"), "samples")
     problems = read_table(data.table("problems"), "problems")
     return write_report(data.report(cfg.run), cfg.run, evals, problems, metas, teacher_tokens_per_arm(cfg, samples),
-                        pipeline_counts(data, problems, samples), cfg.report, stage_costs(data, samples),
+                        pipeline_counts(cfg, data, problems, samples), cfg.report, stage_costs(data, samples),
                         teacher_usd_per_arm(cfg, samples))

@@ -125,6 +125,30 @@ class SelectConfig(Section):
 
 class ArmsConfig(Section):
     arms: list[Arm] = Field(list(ARMS), description="Student training sets to build (and train).")
+    teacher: str | None = Field(
+        None, description="Teacher whose selected traces the arms use: a cache identity such as `openai/gpt-4o` "
+        "or an imported teacher's name. Default: the one `sample` configures.",
+    )
+    decontaminate: bool = Field(
+        True, description="Leave out training problems whose question nearly matches a val or test problem "
+        "(they are flagged and counted either way).",
+    )
+    near_match: float = Field(
+        95.0, ge=50.0, le=100.0, description="Similarity (rapidfuzz ratio, 0-100) of normalised question texts "
+        "from which a training problem counts as a copy of a val / test problem.",
+    )
+
+
+class ExportConfig(Section):
+    formats: list[Literal["hf", "sharegpt", "trl"]] = Field(
+        ["hf", "sharegpt", "trl"], description="`hf`: a `datasets` dataset (save_to_disk); `sharegpt`: "
+        "LLaMA-Factory JSON + dataset_info.json; `trl`: conversational prompt/completion parquet.",
+    )
+    push_to_hub: str | None = Field(
+        None, description="Hugging Face dataset repo (`user/name`) to push every arm to, one config per arm.")
+    private: bool = Field(True, description="push_to_hub: create the repo private.")
+    token_env: str = Field("HF_TOKEN", description="push_to_hub: environment variable holding the token.")
+    token_secret: str | None = Field(None, description="push_to_hub: Prefect Secret block holding the token.")
 
 
 class TrainConfig(Section):
@@ -164,6 +188,7 @@ class FactoryConfig(Section):
     verify: VerifyConfig = VerifyConfig()
     select: SelectConfig = SelectConfig()
     arms: ArmsConfig = ArmsConfig()
+    export: ExportConfig = ExportConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     report: ReportConfig = ReportConfig()

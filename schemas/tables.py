@@ -101,6 +101,12 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "image_sha": pl.String,
         "sample_id": pl.String,  # teacher sample the completion came from; null for raw arms
     },
+    "contamination": {  # training problems that copy a val / test problem (tasks/decontam.py)
+        "problem_id": pl.String,  # the training problem
+        "match_id": pl.String,  # its closest val / test problem
+        "match_split": pl.String,
+        "score": pl.Float64,  # rapidfuzz ratio of the normalised texts, 0-100 (100: identical)
+    },
     "evals": {
         "run": pl.String,
         "student": pl.String,  # <arm>-<method>, or `base` for the untuned student

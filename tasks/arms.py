@@ -19,6 +19,16 @@ from schemas.tables import SCHEMAS
 from tasks.grade import grade
 from tasks.prompts import answer_sentence, user_message
 
+DESCRIPTIONS = {
+    "raw": "the dataset's own solution and answer (H3.1 control)",
+    "teacher_answer": "the teacher's answer and short explanation, no chain of thought (H3.1)",
+    "teacher_cot": "the teacher's full selected reasoning trace (H3.3)",
+    "raw_plus_teacher": "the dataset's solution followed by the teacher's explanation (H3.2)",
+    "teacher_lecture": "the teacher's explanation when shown the lecture, lecture in the prompt (H3.4)",
+    "mistakes": "dataset solution, a wrong teacher attempt shown and corrected, the teacher's correct "
+                "explanation, lecture in the prompt (H3.5)",
+    "answer_only": "the answer alone (baseline)",
+}
 ARM_VARIANT = {"teacher_lecture": "lecture", "mistakes": "lecture"}  # the rest see the plain prompt
 DATASET_ARMS = {"raw", "answer_only"}  # built from the dataset alone, no teacher
 WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` arm
@@ -35,6 +45,16 @@ def source_variant(arm: str) -> str | None:
     if arm in DATASET_ARMS:
         return None
     return "lecture" if arm == "teacher_lecture" else "plain"
+
+
+def teacher_spend(samples: pl.DataFrame, teacher: str, arm: str) -> tuple[int, float | None]:
+    """(tokens in + out, USD or None when unpriced) the teacher spent on the arm's source variant,
+    all k paths counted; (0, 0.0) for arms built from the dataset alone."""
+    if source_variant(arm) is None:
+        return 0, 0.0
+    own = samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant(arm)))
+    tokens = int((own["prompt_tokens"].fill_null(0) + own["completion_tokens"].fill_null(0)).sum())
+    return tokens, None if own["cost_usd"].null_count() else float(own["cost_usd"].sum())
 
 
 def cot(reasoning: str | None, content: str) -> str:

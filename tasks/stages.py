@@ -6,6 +6,7 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import polars as pl
 
@@ -14,10 +15,14 @@ from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from tasks.arms import build_arm, shortest_wrong
 from tasks.caption import caption_shard
+from tasks.decontam import contamination
+from tasks.export import arm_file, export_arm
+from tasks.import_traces import ImportResult, import_traces
 from tasks.sample import sample_shard, teacher_dir
 from tasks.select import select_shard
 from tasks.teachers import teacher_for
 from tasks.teachers.prices import price_for
+from tasks.teachers.secrets import api_key
 from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
 
@@ -71,6 +76,11 @@ def identity_of(section) -> str:
     return teacher_for(section).identity
 
 
+def arms_teacher(cfg: FactoryConfig) -> str:
+    """The teacher whose selections the arms (and their cost columns) use."""
+    return cfg.arms.teacher or identity_of(cfg.sample)
+
+
 def run_caption(cfg: FactoryConfig, data: DataDir, shard: str, captioner: CachedTeacher | None = None) -> CacheStats:
     df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image, desc=f"captioning {shard}")
     write_table(df, data.table("captions") / cfg.caption.captioner / f"{shard}.parquet", "captions")
@@ -106,10 +116,21 @@ def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
     return df.height
 
 
-def run_arms(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
-    """Builds every configured arm from the configured teacher's selections; returns row counts."""
-    identity = identity_of(cfg.sample)
+def run_decontam(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame) -> pl.DataFrame:
+    """Flags training problems that copy a val / test problem; writes contamination/flags.parquet."""
+    flags = contamination(problems, cfg.arms.near_match)
+    write_table(flags, data.table("contamination") / "flags.parquet", "contamination")
+    return flags
+
+
+def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
+    """Builds every configured arm from the configured teacher's selections; returns row counts
+    per arm and how many training problems copy a val / test problem (left out by default)."""
+    identity = arms_teacher(cfg)
     problems = read_table(data.table("problems"), "problems")
+    flags = run_decontam(cfg, data, problems)
+    if cfg.arms.decontaminate:
+        problems = problems.filter(~pl.col("problem_id").is_in(flags["problem_id"].implode()))
     samples, verdicts = read_table(data.table("samples"), "samples"), read_table(data.table("verdicts"), "verdicts")
     selected = read_table(data.table("selected"), "selected")
     captions = captions_of(data, cfg.caption.captioner)
@@ -119,4 +140,38 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
         df = build_arm(arm, problems, captions, selected, wrong, identity)
         write_table(df, data.arm(arm) / "train.parquet", "arms")
         counts[arm] = df.height
+    return {"rows": counts, "teacher": identity, "contaminated": flags.height,
+            "left_out": flags.height if cfg.arms.decontaminate else 0}
+
+
+def hub_token(cfg: FactoryConfig) -> str | None:
+    """The Hugging Face token `export.push_to_hub` needs, or None when nothing is pushed."""
+    if not cfg.export.push_to_hub:
+        return None
+    where = SimpleNamespace(api_key_secret=cfg.export.token_secret, api_key_env=cfg.export.token_env)
+    token = api_key(where, None)
+    if not token:
+        raise ValueError(f"export.push_to_hub is {cfg.export.push_to_hub!r} but there is no token: set "
+                         f"{cfg.export.token_env} or export.token_secret")
+    return token
+
+
+def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
+    """Exports every configured arm (data/exports/<arm>/); returns rows per arm."""
+    token = hub_token(cfg)  # before any work: a push that cannot happen fails first
+    tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
+    teacher = arms_teacher(cfg)
+    counts = {}
+    for arm in cfg.arms.arms:
+        export_arm(cfg, data, arm, teacher, tables, token)
+        counts[arm] = pl.scan_parquet(arm_file(data, arm)).select(pl.len()).collect().item()
     return counts
+
+
+def run_import(cfg: FactoryConfig, data: DataDir, file: str, teacher: str, source: str, variant: str = "plain",
+               model: str | None = None, id_column: str | None = None, response_column: str | None = None,
+               reasoning_column: str | None = None) -> ImportResult:
+    """Imports a file of existing traces as samples of `teacher` (priced when its model is known)."""
+    price = price_for("import", model or teacher, cfg.prices)
+    return import_traces(data, file, teacher, source, variant, model, price, id_column, response_column,
+                         reasoning_column)

@@ -33,4 +33,4 @@ def test_verify_select_arms_ask_no_teacher(tmp_path, monkeypatch):
         outs = {stage: run_cli([stage, "--config", str(path)], env)[0] for stage in ("verify", "select", "arms")}
     assert sum(broken.statuses.values()) == 0 and not broken.attempts  # not one request reached it
     assert outs["verify"]["verdicts"] == sum(good.statuses.values()) * 2 and outs["select"]["selected"] > 0
-    assert outs["arms"]["raw"] > 0
+    assert outs["arms"]["rows"]["raw"] > 0

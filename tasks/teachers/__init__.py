@@ -104,10 +104,13 @@ class Refused(Exception):
 
 
 def split_think(text: str) -> tuple[str | None, str]:
-    """(`<think>` reasoning or None, the rest). An unclosed <think> is all reasoning."""
+    """(`<think>` reasoning or None, the rest). An unclosed <think> is all reasoning; a
+    `</think>` without its opening tag (R1 distills, whose chat template opens it in the
+    prompt) closes reasoning that began at the start."""
     m = THINK.search(text)
     if not m:
-        return None, text.strip()
+        head, tag, tail = text.partition("</think>")
+        return (head.strip(), tail.strip()) if tag else (None, text.strip())
     return m.group(1).strip(), (text[: m.start()] + text[m.end():]).strip()
 
 

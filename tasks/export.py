@@ -1,0 +1,156 @@
+"""export: each arm in the layouts other trainers read, with a dataset card.
+
+    data/exports/<arm>/hf/           datasets.save_to_disk: prompt, completion, images (embedded)
+    data/exports/<arm>/trl.parquet   the same rows as parquet (trl conversational prompt/completion)
+    data/exports/<arm>/sharegpt/     LLaMA-Factory: data.json, dataset_info.json, images/<sha>.png
+    data/exports/<arm>/README.md     dataset card: what the arm is, counts, pass@k, costs, config
+
+An arm's export directory is replaced whole (written beside it, then renamed), so a failed
+export leaves the previous one intact.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from schemas.config import FactoryConfig
+from schemas.paths import DataDir
+from tasks.arms import DESCRIPTIONS, source_variant, teacher_spend
+
+SHAREGPT_INFO = {  # LLaMA-Factory data/README.md, "Sharegpt Format" + multimodal `images` column
+    "file_name": "data.json", "formatting": "sharegpt",
+    "columns": {"messages": "conversations", "images": "images"},
+}
+
+
+def sharegpt_rows(arm_df: pl.DataFrame) -> list[dict]:
+    """LLaMA-Factory sharegpt records: human then gpt turns; an `<image>` tag per image."""
+    out = []
+    for r in arm_df.iter_rows(named=True):
+        images = [f"images/{r['image_sha']}.png"] if r["image_sha"] else []
+        human = "".join("<image>" for _ in images) + r["prompt"][-1]["content"]
+        out.append({"conversations": [{"from": "human", "value": human},
+                                      {"from": "gpt", "value": r["completion"][-1]["content"]}],
+                    "images": images})
+    return out
+
+
+def write_sharegpt(arm: str, arm_df: pl.DataFrame, data: DataDir, out: Path) -> None:
+    out.mkdir(parents=True)
+    for sha in arm_df["image_sha"].drop_nulls().unique():
+        (out / "images").mkdir(exist_ok=True)
+        link_or_copy(data.image(sha), out / "images" / f"{sha}.png")
+    (out / "data.json").write_text(json.dumps(sharegpt_rows(arm_df), ensure_ascii=False, indent=1))
+    (out / "dataset_info.json").write_text(json.dumps({f"distillery_{arm}": SHAREGPT_INFO}, indent=2))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the filesystem allows (images are immutable, content-addressed), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def hf_dataset(arm_df: pl.DataFrame, data: DataDir):
+    """The arm as a `datasets.Dataset`, images embedded as PNG bytes so the export stands alone."""
+    import datasets  # slow to import: only when exporting
+
+    message = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
+    features = datasets.Features({
+        "problem_id": datasets.Value("string"), "sample_id": datasets.Value("string"),
+        "variant": datasets.Value("string"), "prompt": message, "completion": message,
+        "images": datasets.Sequence(datasets.Image()),
+    })
+    columns = {c: arm_df[c].to_list() for c in ("problem_id", "sample_id", "variant", "prompt", "completion")}
+    columns["images"] = [[{"bytes": data.image(sha).read_bytes(), "path": f"{sha}.png"}] if sha else []
+                         for sha in arm_df["image_sha"]]
+    return datasets.Dataset.from_dict(columns, features=features, split=datasets.Split.TRAIN)
+
+
+def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, tables: dict[str, pl.DataFrame]) -> str:
+    """The dataset card: YAML header for the hub, then what the arm is and what it cost."""
+    variant = source_variant(arm)
+    groups = (tables["selected"].filter((pl.col("teacher") == teacher) & (pl.col("variant") == variant))
+              .unique(["problem_id"], keep="first"))
+    tokens, usd = teacher_spend(tables["samples"], teacher, arm)
+    flags = tables["contamination"]
+    header = {"pretty_name": f"distillery {arm}", "task_categories": ["question-answering"],
+              "tags": ["distillation", "reasoning", "distillery"]}
+    if "trl" in cfg.export.formats:  # the folder uploaded as is loads with `load_dataset(repo)`
+        header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "trl.parquet"}]}]
+    lines = [
+        "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+        f"# distillery arm `{arm}`", "", f"Each example's completion is {DESCRIPTIONS[arm]}.", "",
+        "## Counts", "",
+        f"- examples: {arm_df.height} from {arm_df['problem_id'].n_unique()} training problems",
+        f"- with an image: {arm_df['image_sha'].is_not_null().sum()}",
+        f"- training problems left out as copies of val/test problems: "
+        f"{flags.height if cfg.arms.decontaminate else 0} (flagged: {flags.height})", "",
+        "## Teacher", "",
+    ]
+    if variant is None:
+        lines += ["Built from the dataset alone: no teacher samples, no teacher cost.", ""]
+    else:
+        lines += [
+            f"- teacher: `{teacher}`, prompt variant `{variant}`, selection policy `{cfg.select.policy}`",
+            f"- problems sampled: {groups.height}; with a correct sample: {int((groups['n_correct'] > 0).sum())}",
+            f"- pass@1 {groups['pass_at_1'].mean() or 0:.3f}, pass@k {groups['pass_at_k'].mean() or 0:.3f} "
+            f"(k = samples per problem, unbiased estimator)",
+            f"- teacher tokens (in + out, all samples): {tokens}; cost: "
+            + (f"${usd:.4f}" if usd is not None else "unknown (no price for the model)"), "",
+        ]
+    lines += ["## Files", "", "- `hf/`: `datasets.load_from_disk`; `trl.parquet`: trl conversational "
+              "prompt/completion; `sharegpt/`: LLaMA-Factory (`dataset_dir` = that folder).", "",
+              "## Factory configuration", "", "```yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False).strip(),
+              "```", ""]
+    return "\n".join(lines)
+
+
+def export_arm(cfg: FactoryConfig, data: DataDir, arm: str, teacher: str, tables: dict[str, pl.DataFrame],
+               hub_token: str | None = None) -> Path:
+    """Writes data/exports/<arm>/ in the configured formats (and pushes the arm to the hub as
+    config `<arm>` of `export.push_to_hub` when that is set); returns the directory."""
+    arm_df = pl.read_parquet(arm_file(data, arm))
+    final = data.table("exports") / arm
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{arm}."))
+    try:
+        if {"hf", "trl"} & set(cfg.export.formats) or cfg.export.push_to_hub:
+            ds = hf_dataset(arm_df, data)
+            if cfg.export.push_to_hub:
+                ds.push_to_hub(cfg.export.push_to_hub, config_name=arm, split="train", private=cfg.export.private,
+                               token=hub_token)
+            if "hf" in cfg.export.formats:
+                ds.save_to_disk(str(tmp / "hf"))
+            if "trl" in cfg.export.formats:
+                ds.to_parquet(str(tmp / "trl.parquet"))
+        if "sharegpt" in cfg.export.formats:
+            write_sharegpt(arm, arm_df, data, tmp / "sharegpt")
+        (tmp / "README.md").write_text(card(cfg, arm, arm_df, teacher, tables))
+        replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def arm_file(data: DataDir, arm: str) -> Path:
+    path = data.arm(arm) / "train.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
+    return path
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Puts `new` at `final`; the old directory is removed only once the new one is in place."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
