@@ -53,8 +53,9 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
     }
     per_group = selected.unique(["problem_id", "teacher", "variant"], keep="first", maintain_order=True)
-    for (variant,), g in per_group.group_by("variant", maintain_order=True):
-        counts[f"pass@1 / pass@k ({variant})"] = f"{g['pass_at_1'].mean():.3f} / {g['pass_at_k'].mean():.3f}"
+    for (teacher, variant), g in per_group.sort("teacher", "variant").group_by("teacher", "variant", maintain_order=True):
+        counts[f"teacher pass@1 / pass@k ({teacher}, {variant}, {g.height} problems)"] = (
+            f"{g['pass_at_1'].mean():.3f} / {g['pass_at_k'].mean():.3f}")
     return counts
 
 

@@ -121,7 +121,7 @@ def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) 
         samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant("mistakes")))
         .join(verdicts.select("sample_id", "correct", "extracted"), on="sample_id")
         .filter(pl.col("correct") == False)  # noqa: E712  (null = cannot judge: not a mistake)
-        .sort("completion_tokens", "sample_index")
+        .sort(pl.col("completion_tokens").fill_null(pl.col("content").str.len_chars() // 4), "sample_index")
         .unique("problem_id", keep="first", maintain_order=True)
     )
     return {r["problem_id"]: r for r in wrong.iter_rows(named=True)}

@@ -76,8 +76,6 @@ def hf_dataset(arm_df: pl.DataFrame, data: DataDir):
 def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, tables: dict[str, pl.DataFrame]) -> str:
     """The dataset card: YAML header for the hub, then what the arm is and what it cost."""
     variant = source_variant(arm)
-    groups = (tables["selected"].filter((pl.col("teacher") == teacher) & (pl.col("variant") == variant))
-              .unique(["problem_id"], keep="first"))
     tokens, usd = teacher_spend(tables["samples"], teacher, arm)
     flags = tables["contamination"]
     header = {"pretty_name": f"distillery {arm}", "task_categories": ["question-answering"],
@@ -97,6 +95,8 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
     if variant is None:
         lines += ["Built from the dataset alone: no teacher samples, no teacher cost.", ""]
     else:
+        groups = (tables["selected"].filter((pl.col("teacher") == teacher) & (pl.col("variant") == variant))
+                  .unique(["problem_id"], keep="first"))
         lines += [
             f"- teacher: `{teacher}`, prompt variant `{variant}`, selection policy `{cfg.select.policy}`",
             f"- problems sampled: {groups.height}; with a correct sample: {int((groups['n_correct'] > 0).sum())}",

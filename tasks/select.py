@@ -28,8 +28,17 @@ RECHECK = re.compile(r"\n\s*(?:Wait[,.!]|But wait|Hmm,? wait|Let me (?:double[- 
 COMMITTED = re.compile(r"(?:answer\s*(?:is|:)|\\boxed\{)", re.IGNORECASE)
 
 
+def chars(s: dict) -> int:
+    return len(s["content"]) + len(s["reasoning"] or "")
+
+
+def tokens_of(s: dict) -> int:
+    """Completion tokens; for imported traces without counts, an estimate of 4 characters a token."""
+    return s["completion_tokens"] if s["completion_tokens"] is not None else -(-chars(s) // 4)
+
+
 def by_length(s: dict) -> tuple:
-    return s["completion_tokens"], len(s["content"]) + len(s["reasoning"] or ""), s["sample_index"]
+    return tokens_of(s), chars(s), s["sample_index"]
 
 
 def distinct_correct(group: list[dict]) -> list[dict]:
@@ -52,7 +61,7 @@ def all_correct(group: list[dict], max_tokens: int | None = None) -> list[dict]:
 
 
 def length_capped(group: list[dict], max_tokens: int | None = None) -> list[dict]:
-    return [s for s in distinct_correct(group) if max_tokens is None or s["completion_tokens"] <= max_tokens][:1]
+    return [s for s in distinct_correct(group) if max_tokens is None or tokens_of(s) <= max_tokens][:1]
 
 
 def truncate_reflection(text: str) -> str:

@@ -1,4 +1,5 @@
-"""A real Prefect server on loopback: deploy `factory` from prefect.yaml and run it with --watch."""
+"""A real Prefect server on loopback: deploy `factory` and `import-traces` from prefect.yaml and
+run them with --watch, as a user does from the command line or the UI."""
 
 import json
 import socket
@@ -69,9 +70,14 @@ def test_deploy_and_run_factory(server, tmp_path, tiny_model):
     try:
         config = yaml.safe_load(tiny_config(tmp_path / "c.yaml", tiny_model, tmp_path / "data",
                                             arms={"arms": ["raw", "answer_only"]}, train={"methods": ["lora"]}).read_text())
-        run = subprocess.run([PREFECT, "deployment", "run", "factory/factory", "--params", json.dumps({"config": config}),
-                              "--watch", "--watch-timeout", "540"], env=env, cwd=ROOT, capture_output=True,
-                             text=True, timeout=600)
+        run = deployment_run("factory/factory", {"config": config}, env)
+        problems = pl.read_parquet(tmp_path / "data" / "problems" / "**" / "*.parquet").filter(pl.col("split") == "train")
+        traces = tmp_path / "traces.jsonl"
+        traces.write_text("\n".join(json.dumps({"id": s, "response": "<think>Count.</think>The answer is (A)."})
+                                    for s in problems["source_id"]))
+        assert "import-traces/import-traces" in prefect(["--no-prompt", "deploy", "--name", "import-traces"], env)
+        imported = deployment_run("import-traces/import-traces", {
+            "file": str(traces), "teacher": "earlier-run", "source": "synthetic", "config": config}, env)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -83,3 +89,11 @@ def test_deploy_and_run_factory(server, tmp_path, tiny_model):
     assert (data / "students" / "e2e" / "raw-lora" / "adapter_model.safetensors").exists()
     schedules = prefect(["deployment", "inspect", "factory/factory"], env)
     assert "0 2 * * *" in schedules
+    assert imported.returncode == 0 and "COMPLETED" in imported.stdout.upper(), imported.stdout[-3000:]
+    earlier = pl.read_parquet(data / "samples" / "earlier-run" / "**" / "*.parquet")
+    assert earlier.height == problems.height and set(earlier["reasoning"]) == {"Count."}
+
+
+def deployment_run(name: str, params: dict, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([PREFECT, "deployment", "run", name, "--params", json.dumps(params), "--watch",
+                           "--watch-timeout", "540"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-"""Re-running verify, select and arms never calls a teacher: the endpoint configured for them
+"""Re-running verify, select, arms and export never calls a teacher: the endpoint configured for them
 fails every request, and its own request count stays at zero."""
 
 import pytest
@@ -13,7 +13,7 @@ from tasks.stages import opened, run_caption, run_sample, shards
 
 
 @pytest.mark.slow
-def test_verify_select_arms_ask_no_teacher(tmp_path, monkeypatch):
+def test_verify_select_arms_export_ask_no_teacher(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123456789")
     data = DataDir(tmp_path / "data")
     ingest(IngestConfig(n_problems=20), data)
@@ -30,7 +30,8 @@ def test_verify_select_arms_ask_no_teacher(tmp_path, monkeypatch):
         path = tmp_path / "cfg.yaml"
         path.write_text(yaml.safe_dump(cfg))
         env = prefect_env(tmp_path / "prefect")
-        outs = {stage: run_cli([stage, "--config", str(path)], env)[0] for stage in ("verify", "select", "arms")}
+        outs = {stage: run_cli([stage, "--config", str(path)], env)[0] for stage in ("verify", "select", "arms", "export")}
     assert sum(broken.statuses.values()) == 0 and not broken.attempts  # not one request reached it
     assert outs["verify"]["verdicts"] == sum(good.statuses.values()) * 2 and outs["select"]["selected"] > 0
-    assert outs["arms"]["rows"]["raw"] > 0
+    assert outs["arms"]["rows"]["raw"] > 0 and outs["export"] == outs["arms"]["rows"]
+    assert (data.table("exports") / "teacher_cot" / "hf" / "dataset_info.json").is_file()

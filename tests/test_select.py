@@ -62,3 +62,12 @@ def test_reflection_truncated_cuts_re_checks_after_the_first_committed_answer():
     plain = "First, 5. The answer is 5."  # nothing after the committed answer: kept whole
     samples, verdicts = group([plain], [10], [True])
     assert select_shard("reflection_truncated", samples, verdicts)["content"].item() == plain
+
+
+def test_traces_without_token_counts_compare_by_length():
+    """Imported traces may carry no token counts: the shortest text wins and the cap uses ~4 chars a token."""
+    samples, verdicts = group(["a" * 400, "b" * 40, "c" * 120], pl.Series([None, None, None], dtype=pl.Int64),
+                              [True, False, True])
+    assert select_shard("shortest_correct", samples, verdicts)["sample_id"].to_list() == ["s2"]
+    assert select_shard("length_capped", samples, verdicts, max_tokens=29)["sample_id"].to_list() == [None]
+    assert select_shard("length_capped", samples, verdicts, max_tokens=30)["sample_id"].to_list() == ["s2"]
