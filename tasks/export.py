@@ -101,7 +101,7 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
             f"- teacher: `{teacher}`, prompt variant `{variant}`, selection policy `{cfg.select.policy}`",
             f"- problems sampled: {groups.height}; with a correct sample: {int((groups['n_correct'] > 0).sum())}",
             f"- pass@1 {groups['pass_at_1'].mean() or 0:.3f}, pass@k {groups['pass_at_k'].mean() or 0:.3f} "
-            f"(k = samples per problem, unbiased estimator)",
+            f"(k = {groups['n_samples'].max() or 0} samples per problem; unbiased estimator)",
             f"- teacher tokens (in + out, all samples): {tokens}; cost: "
             + (f"${usd:.4f}" if usd is not None else "unknown (no price for the model)"), "",
         ]

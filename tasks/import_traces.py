@@ -4,8 +4,9 @@ set of traces) stored as that teacher's samples, so they verify and select like 
     distillery import-traces --file r1.jsonl --teacher deepseek-r1 --source scienceqa
 
 A file is jsonl, json (a list of objects) or parquet. A row names its problem by the source's
-own id (`source_id`, `pid`, `id`, ...) and carries the response: a string, a list of strings
-(k samples in one row), or a chat (`messages` / `conversations`: the last assistant turn).
+own id (`source_id`, `pid`, `custom_id`, `id`, ...) and carries the response: a string, a list
+of strings (k samples in one row), a chat (`messages` / `conversations`: the last assistant
+turn), or what an API returned, as OpenAI and Gemini batch jobs write it (see `answers_of`).
 Optional: `reasoning` (or `reasoning_content`, `thinking`; else `<think>` tags are split off),
 `completion_tokens` / `prompt_tokens` (or a `usage` object), `variant`, `sample_index`,
 `finish_reason`, `model`. The samples of a (problem, variant) in the file replace that
@@ -24,10 +25,10 @@ from schemas.config import ModelPrice
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.sample import sample_id, teacher_dir
-from tasks.teachers import split_think
+from tasks.teachers import share, split_think
 from tasks.teachers.prices import cost_usd
 
-ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "id", "idx", "index")
+ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "custom_id", "key", "id", "idx", "index")
 RESPONSE_COLUMNS = ("response", "responses", "content", "output", "outputs", "completion", "generation",
                     "generations", "prediction", "model_output", "answer_text", "text", "messages", "conversations")
 REASONING_COLUMNS = ("reasoning", "reasoning_content", "thinking", "thoughts")
@@ -98,25 +99,59 @@ def find_columns(rows: list[dict], id_column: str | None = None, response_column
                    pick(reasoning_column, REASONING_COLUMNS, "reasoning", required=False))
 
 
-def responses_of(value) -> list[str]:
-    """The response texts a cell holds: a string, a list of strings, or a chat's last assistant turn."""
+@dataclass(frozen=True)
+class Answer:
+    content: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+
+
+FINISH = {"max_tokens": "length", "length": "length", "stop": "stop", "end_turn": "stop"}
+
+
+def answers_of(value) -> list[Answer]:
+    """The answers a response cell holds: a string; a list of them; a chat (its last assistant
+    turn); an OpenAI chat completion, bare or as a batch-output `response` ({"body": ...}); a
+    Gemini response or batch-output line ({"candidates": ...}); vLLM outputs ([{"text": ...}])."""
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        said = [m.get("content", m.get("value")) for m in value
-                if m.get("role", m.get("from")) in ("assistant", "gpt", "model")]
-        return [said[-1]] if said and isinstance(said[-1], str) else []
+        return [Answer(value)]
+    if isinstance(value, dict):
+        body = value.get("body") if isinstance(value.get("body"), dict) else value
+        if isinstance(body.get("choices"), list):
+            return [Answer(m.get("content") or "", m.get("reasoning_content") or m.get("reasoning"), c.get("finish_reason"))
+                    for c in body["choices"] for m in [c.get("message") or {"content": c.get("text")}]]
+        return [gemini_answer(c) for c in body.get("candidates") or []]
+    if isinstance(value, list) and value and all(isinstance(v, dict) and ("role" in v or "from" in v) for v in value):
+        said = [m.get("content", m.get("value")) for m in value if m.get("role", m.get("from")) in ("assistant", "gpt", "model")]
+        return [Answer(said[-1])] if said and isinstance(said[-1], str) else []
     if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
+        return [a for v in value for a in ([Answer(v["text"], None, v.get("finish_reason"))]
+                                           if isinstance(v, dict) and isinstance(v.get("text"), str) else answers_of(v))]
     return []
 
 
-def first_int(row: dict, names: tuple[str, ...], usage_key: str) -> int | None:
-    for name in names:
-        if isinstance(row.get(name), int | float) and row[name] is not None:
-            return int(row[name])
-    usage = row.get("usage")
-    return int(usage[usage_key]) if isinstance(usage, dict) and isinstance(usage.get(usage_key), int) else None
+def gemini_answer(candidate: dict) -> Answer:
+    parts = (candidate.get("content") or {}).get("parts") or []
+    thought = "".join(p.get("text", "") for p in parts if p.get("thought"))
+    return Answer("".join(p.get("text", "") for p in parts if not p.get("thought")), thought or None,
+                  str(candidate.get("finishReason") or "").lower() or None)
+
+
+def usage_of(row: dict, cell) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens of a row: its own columns, else the usage its response reports."""
+    def first(names):
+        return next((int(row[n]) for n in names if isinstance(row.get(n), int | float)), None)
+
+    body = cell.get("body", cell) if isinstance(cell, dict) else {}
+    body = body if isinstance(body, dict) else {}
+    usage = row.get("usage") if isinstance(row.get("usage"), dict) else body.get("usage") or {}
+    gemini = body.get("usageMetadata") or {}
+    prompt = first(IN_TOKENS)
+    prompt = prompt if prompt is not None else usage.get("prompt_tokens", gemini.get("promptTokenCount"))
+    out = first(OUT_TOKENS)
+    if out is None and gemini.get("candidatesTokenCount") is not None:
+        out = gemini["candidatesTokenCount"] + gemini.get("thoughtsTokenCount", 0)
+    return prompt, out if out is not None else usage.get("completion_tokens")
 
 
 def import_key(teacher: str, problem_id: str, variant: str) -> str:
@@ -139,25 +174,32 @@ def problem_index(data: DataDir, source: str) -> dict[str, tuple[str, str]]:
 
 def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str, problem_id: str,
                 price: ModelPrice | None, next_index) -> list[dict]:
-    """The samples one file row holds (several when its response cell is a list)."""
-    texts = responses_of(row.get(cols.response))
-    explicit = row.get("sample_index") if len(texts) == 1 and isinstance(row.get("sample_index"), int) else None
-    out = []
-    for text in texts:
-        given = row.get(cols.reasoning) if cols.reasoning and len(texts) == 1 else None
-        reasoning, content = (given.strip() or None, text.strip()) if isinstance(given, str) else split_think(text)
-        out_tokens, in_tokens = first_int(row, OUT_TOKENS, "completion_tokens"), first_int(row, IN_TOKENS, "prompt_tokens")
+    """The samples one file row holds (several when its response cell holds several answers;
+    the row's token counts are then shared out by length)."""
+    cell = row.get(cols.response)
+    answers = [a for a in answers_of(cell) if a.content.strip() or (a.reasoning or "").strip()]
+    prompt_total, out_total = usage_of(row, cell)
+    n = len(answers)
+    prompts = share(prompt_total, [1] * n) if prompt_total is not None and n > 1 else [prompt_total] * n
+    outs = (share(out_total, [len(a.content) + len(a.reasoning or "") for a in answers])
+            if out_total is not None and n > 1 else [out_total] * n)
+    explicit = row.get("sample_index") if n == 1 and isinstance(row.get("sample_index"), int) else None
+    key = import_key(teacher, problem_id, variant)
+    rows = []
+    for a, in_tokens, out_tokens in zip(answers, prompts, outs, strict=True):
+        given = row.get(cols.reasoning) if cols.reasoning and n == 1 else a.reasoning
+        reasoning, content = (given.strip() or None, a.content.strip()) if isinstance(given, str) else split_think(a.content)
         index = explicit if explicit is not None else next_index()
-        key = import_key(teacher, problem_id, variant)
-        out.append(dict(
+        finish = str(a.finish_reason or row.get("finish_reason") or "stop").lower()
+        rows.append(dict(
             sample_id=sample_id(problem_id, key, index), problem_id=problem_id, teacher=teacher, model=model,
             variant=variant, sample_index=index, request_key=key,
             prompt=row.get("prompt") if isinstance(row.get("prompt"), str) else None, reasoning=reasoning,
-            content=content, finish_reason=str(row.get("finish_reason") or "stop"),
-            prompt_tokens=in_tokens, completion_tokens=out_tokens, latency_s=None,
+            content=content, finish_reason=FINISH.get(finish, finish), prompt_tokens=in_tokens,
+            completion_tokens=out_tokens, latency_s=None,
             cost_usd=cost_usd(price, in_tokens, out_tokens) if in_tokens is not None and out_tokens is not None else None,
         ))
-    return out
+    return rows
 
 
 def id_text(value) -> str | None:
@@ -187,8 +229,9 @@ def import_traces(data: DataDir, file: str | Path, teacher: str, source: str, va
         v = row.get("variant") or variant
         reason = ("missing_id" if sid is None else "unknown_problem" if sid not in index else
                   "unknown_variant" if v not in VARIANTS else None)
-        if reason is None and not any(t.strip() for t in responses_of(row.get(cols.response))):
-            reason = "empty_response"
+        if reason is None and not any(a.content.strip() or (a.reasoning or "").strip()
+                                      for a in answers_of(row.get(cols.response))):
+            reason = "error_response" if row.get("error") else "empty_response"
         if reason:
             rejects.append(dict(reason=reason, source_id=sid, detail=f"{cols.id}={row.get(cols.id)!r} variant={v!r}"))
             continue

@@ -116,3 +116,36 @@ def test_cli_import_then_verify_and_select(sqa, tmp_path):
     one = selected.filter(pl.col("source_id") == "1").row(0, named=True)
     assert (one["n_samples"], one["n_correct"]) == (3, 2) and one["content"] == "It is the state furthest up: West Virginia."
     assert one["pass_at_k"] == 1.0 and abs(one["pass_at_1"] - 2 / 3) < 1e-9
+
+
+def test_openai_and_gemini_batch_output_lines(sqa, tmp_path):
+    """The jsonl lines OpenAI's and Gemini's batch jobs write, with custom_id / key set to the source id."""
+    openai_line = {"id": "batch_req_1", "custom_id": "1", "error": None, "response": {"status_code": 200, "body": {
+        "model": "deepseek-reasoner", "usage": {"prompt_tokens": 50, "completion_tokens": 90},
+        "choices": [{"message": {"role": "assistant", "content": "The answer is (A).", "reasoning_content": "North."},
+                     "finish_reason": "stop"},
+                    {"message": {"role": "assistant", "content": "The answer is (B), I think, maybe."},
+                     "finish_reason": "length"}]}}}
+    failed = {"id": "batch_req_2", "custom_id": "3", "response": None,
+              "error": {"code": "server_error", "message": "boom"}}
+    gemini_line = {"key": "3", "response": {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Solids keep shape.", "thought": True},
+                                                               {"text": "The answer is (A)."}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 8, "thoughtsTokenCount": 12}}}
+    a = import_traces(sqa, write_jsonl(tmp_path / "openai.jsonl", [openai_line, failed], False), "ds", "scienceqa")
+    b = import_traces(sqa, write_jsonl(tmp_path / "gemini.jsonl", [gemini_line], False), "gm", "scienceqa")
+    assert (a.samples, dict(a.rejects), b.samples) == (2, {"error_response": 1}, 1)
+    samples = read_table(sqa.table("samples"), "samples").sort("teacher", "sample_index")
+    ds = samples.filter(pl.col("teacher") == "ds")
+    assert ds["reasoning"].to_list() == ["North.", None] and ds["finish_reason"].to_list() == ["stop", "length"]
+    assert ds["completion_tokens"].sum() == 90 and ds["prompt_tokens"].sum() == 50  # the batch's usage, shared out
+    gm = samples.filter(pl.col("teacher") == "gm").row(0, named=True)
+    assert (gm["reasoning"], gm["content"], gm["finish_reason"]) == ("Solids keep shape.", "The answer is (A).", "stop")
+    assert (gm["prompt_tokens"], gm["completion_tokens"]) == (40, 20)  # thoughts are paid output
+
+
+def test_r1_style_bare_closing_think_tag(sqa, tmp_path):
+    import_traces(sqa, write_jsonl(tmp_path / "r1.jsonl", [{"id": "1", "output": "Maps put north up.\n</think>\n\n"
+                                                                                  "**Answer:** (A)"}], False), "r1", "scienceqa")
+    s = read_table(sqa.table("samples"), "samples").row(0, named=True)
+    assert (s["reasoning"], s["content"]) == ("Maps put north up.", "**Answer:** (A)")
