@@ -114,29 +114,38 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
 
 def export_arm(cfg: FactoryConfig, data: DataDir, arm: str, teacher: str, tables: dict[str, pl.DataFrame],
                hub_token: str | None = None) -> Path:
-    """Writes data/exports/<arm>/ in the configured formats (and pushes the arm to the hub as
-    config `<arm>` of `export.push_to_hub` when that is set); returns the directory."""
+    """Writes data/exports/<arm>/ in the configured formats, then (when `export.push_to_hub` is
+    set) pushes the arm to the hub as config `<arm>` with its card as `cards/<arm>.md`; the
+    local export is complete before anything is sent. Returns the directory."""
     arm_df = pl.read_parquet(arm_file(data, arm))
+    push = cfg.export.push_to_hub
+    ds = hf_dataset(arm_df, data) if {"hf", "trl"} & set(cfg.export.formats) or push else None
+    text = card(cfg, arm, arm_df, teacher, tables)
     final = data.table("exports") / arm
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{arm}."))
     try:
-        if {"hf", "trl"} & set(cfg.export.formats) or cfg.export.push_to_hub:
-            ds = hf_dataset(arm_df, data)
-            if cfg.export.push_to_hub:
-                ds.push_to_hub(cfg.export.push_to_hub, config_name=arm, split="train", private=cfg.export.private,
-                               token=hub_token)
-            if "hf" in cfg.export.formats:
-                ds.save_to_disk(str(tmp / "hf"))
-            if "trl" in cfg.export.formats:
-                ds.to_parquet(str(tmp / "trl.parquet"))
+        if "hf" in cfg.export.formats:
+            ds.save_to_disk(str(tmp / "hf"))
+        if "trl" in cfg.export.formats:
+            ds.to_parquet(str(tmp / "trl.parquet"))
         if "sharegpt" in cfg.export.formats:
             write_sharegpt(arm, arm_df, data, tmp / "sharegpt")
-        (tmp / "README.md").write_text(card(cfg, arm, arm_df, teacher, tables))
+        (tmp / "README.md").write_text(text)
         replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if push:
+        push_arm(ds, text, push, arm, cfg.export.private, hub_token)
     return final
+
+
+def push_arm(ds, card_text: str, repo: str, arm: str, private: bool, token: str) -> None:
+    from huggingface_hub import HfApi
+
+    ds.push_to_hub(repo, config_name=arm, split="train", private=private, token=token)
+    HfApi(token=token).upload_file(path_or_fileobj=card_text.encode(), path_in_repo=f"cards/{arm}.md", repo_id=repo,
+                                   repo_type="dataset", commit_message=f"distillery card for arm {arm}")
 
 
 def arm_file(data: DataDir, arm: str) -> Path:

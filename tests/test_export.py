@@ -146,3 +146,32 @@ def test_push_without_a_token_fails_before_any_work(exported, monkeypatch):
     with pytest.raises(ValueError, match="no token: set HF_TOKEN"):
         run_export(pushing, data)
     assert (data.table("exports") / "raw" / "README.md").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_push_to_hub_over_http(exported, tmp_path):
+    """`HF_TOKEN=... distillery export` with push_to_hub set, against a loopback hub (tests/fake_hub.py):
+    each arm lands as a config of one dataset repo, its rows intact, its card beside it."""
+    import io
+
+    import yaml
+    from e2e import prefect_env, run_cli
+    from fake_hub import FakeHub
+
+    cfg, data, _ = exported
+    pushed = cfg.model_dump() | {"export": {"push_to_hub": "me/distilled", "formats": ["sharegpt"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(pushed))
+    with FakeHub(token="hf_secret_token_123") as hub:
+        env = prefect_env(tmp_path / "prefect", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1",
+                          HF_TOKEN="hf_secret_token_123")
+        out, log = run_cli(["export", "--config", str(tmp_path / "c.yaml")], env)
+    repo = hub.repos["me/distilled"]
+    assert repo["private"] and hub.unauthorised == 0 and "hf_secret_token_123" not in log
+    for arm in ARMS:
+        (shard,) = [p for p in repo["files"] if p.startswith(f"{arm}/train-")]
+        got = pl.read_parquet(io.BytesIO(repo["files"][shard]))
+        rows = pl.read_parquet(data.arm(arm) / "train.parquet")
+        assert got["completion"].to_list() == rows["completion"].to_list() and out[arm] == rows.height
+        assert repo["files"][f"cards/{arm}.md"].decode() == (data.table("exports") / arm / "README.md").read_text()
+    readme = yaml.safe_load(repo["files"]["README.md"].decode().split("---")[1])
+    assert sorted(c["config_name"] for c in readme["configs"]) == sorted(ARMS)
