@@ -77,3 +77,14 @@ def test_shortest_wrong_ignores_unjudgeable_and_lecture_samples():
     verdicts = pl.DataFrame(dict(sample_id=["a", "b", "c", "d"], correct=[False, False, False, None],
                                  extracted=["A", "A", "A", None]))
     assert shortest_wrong(samples, verdicts, T)["p"]["sample_id"] == "b"
+
+
+def test_all_correct_selections_give_one_example_each():
+    """select.policy all_correct keeps several traces per problem: teacher arms take each once,
+    dataset arms still give one example per problem."""
+    second = dict(problem_id="p1", teacher=T, variant="plain", sample_id="s3", reasoning="other thoughts",
+                  content="Five beats three. The answer is (B).")
+    selected = pl.concat([SELECTED, pl.DataFrame([second])], how="diagonal_relaxed")
+    cot = build_arm("teacher_cot", PROBLEMS, {}, selected, WRONG, T)
+    assert sorted(cot["sample_id"].to_list()) == ["s1", "s3"]
+    assert build_arm("raw", PROBLEMS, {}, selected, WRONG, T)["problem_id"].to_list() == ["p1", "p2"]
