@@ -52,9 +52,10 @@ def load_config(args: argparse.Namespace) -> FactoryConfig:
         data["data_dir"] = args.data_dir
     if args.run_name:
         data["run"] = args.run_name
-    for key in ("source", "path"):
-        if getattr(args, key, None):
-            data["ingest"][key] = getattr(args, key)
+    if args.command in ("ingest", "run"):  # import-traces' --source names the ingested source, not a new one
+        for key in ("source", "path"):
+            if getattr(args, key, None):
+                data["ingest"][key] = getattr(args, key)
     return FactoryConfig.model_validate(data)
 
 

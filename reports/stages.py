@@ -11,6 +11,7 @@ from schemas.tables import empty, read_table
 from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import teacher_spend
+from tasks.select import pass_rates
 from tasks.stages import arms_teacher
 
 
@@ -52,10 +53,9 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
     }
-    per_group = selected.unique(["problem_id", "teacher", "variant"], keep="first", maintain_order=True)
-    for (teacher, variant), g in per_group.sort("teacher", "variant").group_by("teacher", "variant", maintain_order=True):
-        counts[f"teacher pass@1 / pass@k ({teacher}, {variant}, {g.height} problems)"] = (
-            f"{g['pass_at_1'].mean():.3f} / {g['pass_at_k'].mean():.3f}")
+    for r in pass_rates(selected).iter_rows(named=True):
+        counts[f"teacher pass@1 / pass@k ({r['teacher']}, {r['variant']}, {r['problems']} problems)"] = (
+            f"{r['pass_at_1']:.3f} / {r['pass_at_k']:.3f}")
     return counts
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from schemas.tables import SCHEMAS
 from tasks.grade import grade
 from tasks.prompts import answer_sentence, user_message
+from tasks.select import by_length
 
 DESCRIPTIONS = {
     "raw": "the dataset's own solution and answer (H3.1 control)",
@@ -121,10 +122,12 @@ def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) 
         samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant("mistakes")))
         .join(verdicts.select("sample_id", "correct", "extracted"), on="sample_id")
         .filter(pl.col("correct") == False)  # noqa: E712  (null = cannot judge: not a mistake)
-        .sort(pl.col("completion_tokens").fill_null(pl.col("content").str.len_chars() // 4), "sample_index")
-        .unique("problem_id", keep="first", maintain_order=True)
     )
-    return {r["problem_id"]: r for r in wrong.iter_rows(named=True)}
+    out: dict[str, dict] = {}
+    for r in wrong.iter_rows(named=True):  # shortest as selection measures it (tokens, else characters)
+        if r["problem_id"] not in out or by_length(r) < by_length(out[r["problem_id"]]):
+            out[r["problem_id"]] = r
+    return out
 
 
 def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], selected: pl.DataFrame,

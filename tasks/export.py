@@ -21,6 +21,7 @@ import yaml
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.arms import DESCRIPTIONS, source_variant, teacher_spend
+from tasks.select import pass_rates
 
 SHAREGPT_INFO = {  # LLaMA-Factory data/README.md, "Sharegpt Format" + multimodal `images` column
     "file_name": "data.json", "formatting": "sharegpt",
@@ -95,13 +96,13 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
     if variant is None:
         lines += ["Built from the dataset alone: no teacher samples, no teacher cost.", ""]
     else:
-        groups = (tables["selected"].filter((pl.col("teacher") == teacher) & (pl.col("variant") == variant))
-                  .unique(["problem_id"], keep="first"))
+        rates = pass_rates(tables["selected"]).filter((pl.col("teacher") == teacher) & (pl.col("variant") == variant))
+        r = rates.row(0, named=True) if rates.height else dict(problems=0, solved=0, k=0, pass_at_1=0.0, pass_at_k=0.0)
         lines += [
             f"- teacher: `{teacher}`, prompt variant `{variant}`, selection policy `{cfg.select.policy}`",
-            f"- problems sampled: {groups.height}; with a correct sample: {int((groups['n_correct'] > 0).sum())}",
-            f"- pass@1 {groups['pass_at_1'].mean() or 0:.3f}, pass@k {groups['pass_at_k'].mean() or 0:.3f} "
-            f"(k = {groups['n_samples'].max() or 0} samples per problem; unbiased estimator)",
+            f"- problems sampled: {r['problems']}; with a correct sample: {r['solved']}",
+            f"- pass@1 {r['pass_at_1']:.3f}, pass@k {r['pass_at_k']:.3f} "
+            f"(k = {r['k']} samples per problem; unbiased estimator)",
             f"- teacher tokens (in + out, all samples): {tokens}; cost: "
             + (f"${usd:.4f}" if usd is not None else "unknown (no price for the model)"), "",
         ]
@@ -113,10 +114,10 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
 
 
 def export_arm(cfg: FactoryConfig, data: DataDir, arm: str, teacher: str, tables: dict[str, pl.DataFrame],
-               hub_token: str | None = None) -> Path:
+               hub_token: str | None = None) -> int:
     """Writes data/exports/<arm>/ in the configured formats, then (when `export.push_to_hub` is
     set) pushes the arm to the hub as config `<arm>` with its card as `cards/<arm>.md`; the
-    local export is complete before anything is sent. Returns the directory."""
+    local export is complete before anything is sent. Returns the rows exported."""
     arm_df = pl.read_parquet(arm_file(data, arm))
     push = cfg.export.push_to_hub
     ds = hf_dataset(arm_df, data) if {"hf", "trl"} & set(cfg.export.formats) or push else None
@@ -137,7 +138,7 @@ def export_arm(cfg: FactoryConfig, data: DataDir, arm: str, teacher: str, tables
         shutil.rmtree(tmp, ignore_errors=True)
     if push:
         push_arm(ds, text, push, arm, cfg.export.private, hub_token)
-    return final
+    return arm_df.height
 
 
 def push_arm(ds, card_text: str, repo: str, arm: str, private: bool, token: str) -> None:

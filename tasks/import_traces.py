@@ -173,9 +173,10 @@ def problem_index(data: DataDir, source: str) -> dict[str, tuple[str, str]]:
 
 
 def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str, problem_id: str,
-                price: ModelPrice | None, next_index) -> list[dict]:
+                price: ModelPrice | None, taken: Counter) -> list[dict]:
     """The samples one file row holds (several when its response cell holds several answers;
-    the row's token counts are then shared out by length)."""
+    the row's token counts are then shared out by length). `taken` counts the sample indices
+    given so far per (problem, variant); a row's own `sample_index` wins when it has one answer."""
     cell = row.get(cols.response)
     answers = [a for a in answers_of(cell) if a.content.strip() or (a.reasoning or "").strip()]
     prompt_total, out_total = usage_of(row, cell)
@@ -189,7 +190,8 @@ def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str
     for a, in_tokens, out_tokens in zip(answers, prompts, outs, strict=True):
         given = row.get(cols.reasoning) if cols.reasoning and n == 1 else a.reasoning
         reasoning, content = (given.strip() or None, a.content.strip()) if isinstance(given, str) else split_think(a.content)
-        index = explicit if explicit is not None else next_index()
+        index = explicit if explicit is not None else taken[(problem_id, variant)]
+        taken[(problem_id, variant)] += explicit is None
         finish = str(a.finish_reason or row.get("finish_reason") or "stop").lower()
         rows.append(dict(
             sample_id=sample_id(problem_id, key, index), problem_id=problem_id, teacher=teacher, model=model,
@@ -223,26 +225,20 @@ def import_traces(data: DataDir, file: str | Path, teacher: str, source: str, va
     index = problem_index(data, source)
     rejects = [dict(reason="bad_json", source_id=None, detail=d) for _, d in bad]
     per_shard: dict[str, list[dict]] = {}
-    counters: Counter = Counter()  # (problem, variant) -> samples so far: the next sample_index
+    taken: Counter = Counter()  # (problem, variant) -> sample indices given so far
     for row in rows:
         sid = id_text(row.get(cols.id))
         v = row.get("variant") or variant
         reason = ("missing_id" if sid is None else "unknown_problem" if sid not in index else
                   "unknown_variant" if v not in VARIANTS else None)
-        if reason is None and not any(a.content.strip() or (a.reasoning or "").strip()
-                                      for a in answers_of(row.get(cols.response))):
+        samples = [] if reason else sample_rows(row, cols, teacher, row.get("model") or model or teacher, v,
+                                                index[sid][0], price, taken)
+        if not reason and not samples:
             reason = "error_response" if row.get("error") else "empty_response"
         if reason:
             rejects.append(dict(reason=reason, source_id=sid, detail=f"{cols.id}={row.get(cols.id)!r} variant={v!r}"))
             continue
-        problem_id, shard = index[sid]
-
-        def next_index(key=(problem_id, v)):
-            counters[key] += 1
-            return counters[key] - 1
-
-        per_shard.setdefault(shard, []).extend(
-            sample_rows(row, cols, teacher, row.get("model") or model or teacher, v, problem_id, price, next_index))
+        per_shard.setdefault(index[sid][1], []).extend(samples)
     result = ImportResult(rejects=Counter(r["reason"] for r in rejects))
     for shard, new in per_shard.items():
         result.files.append(write_merged(data, teacher, shard, pl.DataFrame(new, schema=SCHEMAS["samples"])))

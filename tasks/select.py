@@ -23,6 +23,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def pass_rates(selected: pl.DataFrame) -> pl.DataFrame:
+    """Per (teacher, variant): problems, problems solved at least once, k, mean pass@1 and pass@k;
+    each problem counted once (all_correct keeps several rows per problem)."""
+    return (selected.unique(["problem_id", "teacher", "variant"], keep="first")
+            .group_by("teacher", "variant")
+            .agg(pl.len().alias("problems"), (pl.col("n_correct") > 0).sum().alias("solved"),
+                 pl.col("n_samples").max().alias("k"), pl.col("pass_at_1").mean(), pl.col("pass_at_k").mean())
+            .sort("teacher", "variant"))
+
+
 RECHECK = re.compile(r"\n\s*(?:Wait[,.!]|But wait|Hmm,? wait|Let me (?:double[- ]check|re-?check|verify)|"
                      r"Actually,? let me|Alternatively,)", re.IGNORECASE)
 COMMITTED = re.compile(r"(?:answer\s*(?:is|:)|\\boxed\{)", re.IGNORECASE)

@@ -6,7 +6,6 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 
 import polars as pl
 
@@ -16,7 +15,7 @@ from schemas.tables import read_table, write_table
 from tasks.arms import build_arm, shortest_wrong
 from tasks.caption import caption_shard
 from tasks.decontam import contamination
-from tasks.export import arm_file, export_arm
+from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
 from tasks.sample import sample_shard, teacher_dir
 from tasks.select import select_shard
@@ -148,8 +147,7 @@ def hub_token(cfg: FactoryConfig) -> str | None:
     """The Hugging Face token `export.push_to_hub` needs, or None when nothing is pushed."""
     if not cfg.export.push_to_hub:
         return None
-    where = SimpleNamespace(api_key_secret=cfg.export.token_secret, api_key_env=cfg.export.token_env)
-    token = api_key(where, None)
+    token = api_key(cfg.export.token_secret, cfg.export.token_env)
     if not token:
         raise ValueError(f"export.push_to_hub is {cfg.export.push_to_hub!r} but there is no token: set "
                          f"{cfg.export.token_env} or export.token_secret")
@@ -161,11 +159,7 @@ def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
     token = hub_token(cfg)  # before any work: a push that cannot happen fails first
     tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
     teacher = arms_teacher(cfg)
-    counts = {}
-    for arm in cfg.arms.arms:
-        export_arm(cfg, data, arm, teacher, tables, token)
-        counts[arm] = pl.scan_parquet(arm_file(data, arm)).select(pl.len()).collect().item()
-    return counts
+    return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms}
 
 
 def run_import(cfg: FactoryConfig, data: DataDir, file: str, teacher: str, source: str, variant: str = "plain",

@@ -8,18 +8,16 @@ transfer URL it gets, and the commit names the blob by sha256. Set HF_HUB_DISABL
 the client, or it asks for Xet transfers, which this hub does not speak.
 """
 
-import asyncio
 import base64
 import hashlib
 import json
-import socket
-import threading
 
 import yaml
 from aiohttp import web
+from fake_servers import LoopbackServer
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     def __init__(self, token: str = "hf_test_token"):
         self.token = token
         self.repos: dict[str, dict] = {}  # repo id -> {"private": bool, "files": {path: bytes}}
@@ -27,24 +25,11 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.unauthorised = 0
 
-    def __enter__(self):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return self
+    @property
+    def url(self) -> str:
+        return self.root
 
-    def __exit__(self, *exc):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    def _serve(self, ready):
-        asyncio.set_event_loop(self.loop)
+    def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 30, middlewares=[self._auth])
         r = app.router
         r.add_post("/api/repos/create", self.create)
@@ -53,17 +38,12 @@ class FakeHub:
         r.add_post("/api/datasets/{ns}/{name}/preupload/{rev}", self.preupload)
         r.add_post("/api/datasets/{ns}/{name}/commit/{rev}", self.commit)
         r.add_get("/api/datasets/{ns}/{name}/tree/{rev:[^/]+}{path:.*}", self.tree)
-        r.add_post("/api/datasets/{ns}/{name}/paths-info/{rev}", self.paths_info)
-        r.add_route("*", "/datasets/{ns}/{name}/resolve/{rev}/{path:.*}", self.resolve)
+        r.add_get("/datasets/{ns}/{name}/resolve/{rev}/{path:.*}", self.resolve)
         r.add_post("/api/validate-yaml", self.validate_yaml)
         r.add_post("/datasets/{ns}/{name}.git/info/lfs/objects/batch", self.lfs_batch)
         r.add_put("/lfs-upload/{oid}", self.lfs_put)
         r.add_route("*", "/{tail:.*}", self.missing)
-        runner = web.AppRunner(app)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        ready.set()
-        self.loop.run_forever()
+        return app
 
     @web.middleware
     async def _auth(self, request, handler):
@@ -173,12 +153,6 @@ class FakeHub:
             return web.json_response({"error": "Entry not found"}, status=404, headers={"X-Error-Code": "EntryNotFound"})
         return web.json_response(entries)
 
-    async def paths_info(self, request):
-        repo = self._repo(request)
-        form = await request.post()
-        wanted = set(form.getall("paths", []))
-        return web.json_response([e for e in self._entries(repo) if e["path"] in wanted])
-
     async def resolve(self, request):
         repo, path = self._repo(request), request.match_info["path"]
         data = self.repos.get(repo, {}).get("files", {}).get(path)
@@ -186,4 +160,4 @@ class FakeHub:
             return web.json_response({"error": "Entry not found"}, status=404, headers={"X-Error-Code": "EntryNotFound"})
         sha = self._sha(repo)
         headers = {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha1(data).hexdigest()}"', "Content-Length": str(len(data))}
-        return web.Response(body=None if request.method == "HEAD" else data, headers=headers)
+        return web.Response(body=data, headers=headers)

@@ -30,31 +30,20 @@ def answer_for(prompt: str, index: int) -> tuple[str, str]:
     return f"Path {index}: weighing the options for {h % 997}.", f"The answer is ({letter})."
 
 
-class FakeServer:
-    def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
-                 reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
-                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False):
-        self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
-        self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
-        self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
-        self.attempts: Counter = Counter()  # prompt -> requests received
-        self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
-        self.statuses: Counter = Counter()  # HTTP status -> count
-        self.images: list[str] = []  # sha256 of every image received
-        self.bodies: list[dict] = []  # every request body (for asserting what was sent)
-        self.headers: list[dict] = []
-        self.times: list[float] = []  # monotonic arrival time of every answered request
-        self._lock = threading.Lock()
+class LoopbackServer:
+    """An aiohttp app (from `app()`) served on 127.0.0.1 from a background thread, as a context
+    manager; `port` 0 picks a free port, read back once listening."""
 
-    # -- lifecycle --------------------------------------------------------------------------
+    port: int = 0
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 2**20)
-        app.router.add_post("/v1/chat/completions", self.openai)
-        app.router.add_post("/{version:v1[a-z0-9]*}/models/{model:[^/:]+}:generateContent", self.gemini)
-        app.router.add_get("/health", lambda r: web.Response(text="ok"))
-        return app
+        raise NotImplementedError
 
-    def __enter__(self) -> "FakeServer":
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LoopbackServer":
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -83,9 +72,34 @@ class FakeServer:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
+
+class FakeServer(LoopbackServer):
+    def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
+                 reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
+                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False):
+        self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
+        self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
+        self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
+        self.attempts: Counter = Counter()  # prompt -> requests received
+        self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
+        self.statuses: Counter = Counter()  # HTTP status -> count
+        self.images: list[str] = []  # sha256 of every image received
+        self.bodies: list[dict] = []  # every request body (for asserting what was sent)
+        self.headers: list[dict] = []
+        self.times: list[float] = []  # monotonic arrival time of every answered request
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", self.openai)
+        app.router.add_post("/{version:v1[a-z0-9]*}/models/{model:[^/:]+}:generateContent", self.gemini)
+        app.router.add_get("/health", lambda r: web.Response(text="ok"))
+        return app
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}" + ("/v1" if self.kind == "openai" else "/")
+        return self.root + ("/v1" if self.kind == "openai" else "/")
 
     def attempts_with(self, marker: str) -> int:
         """Requests received for prompts containing `marker`."""

@@ -149,3 +149,13 @@ def test_r1_style_bare_closing_think_tag(sqa, tmp_path):
                                                                                   "**Answer:** (A)"}], False), "r1", "scienceqa")
     s = read_table(sqa.table("samples"), "samples").row(0, named=True)
     assert (s["reasoning"], s["content"]) == ("Maps put north up.", "**Answer:** (A)")
+
+
+def test_import_source_is_not_taken_for_an_ingest_source():
+    """`--source` of import-traces names an ingested source; it must not rewrite `ingest.source`
+    (whose choices are the ingest backends), or importing from e.g. a `files` source would fail."""
+    from flows.cli import load_config, parser
+
+    args = parser().parse_args(["import-traces", "--file", "x.jsonl", "--teacher", "t", "--source", "mathvista"])
+    assert load_config(args).ingest.source == "synthetic"
+    assert load_config(parser().parse_args(["ingest", "--source", "scienceqa"])).ingest.source == "scienceqa"

@@ -36,7 +36,7 @@ class GeminiTeacher:
         from google.genai import types
 
         if url not in self._clients:
-            key = api_key(self.endpoint, self.default_key_env)
+            key = api_key(self.endpoint.api_key_secret, self.endpoint.api_key_env or self.default_key_env)
             if key is None:
                 env = self.endpoint.api_key_env or self.default_key_env
                 raise PermissionError(f"gemini teacher needs an API key: set {env} "

@@ -47,7 +47,7 @@ class OpenAITeacher:
 
     def client(self, url: str) -> openai.AsyncOpenAI:
         if url not in self._clients:
-            key = api_key(self.endpoint, self.default_key_env)
+            key = api_key(self.endpoint.api_key_secret, self.endpoint.api_key_env or self.default_key_env)
             if key is None and url == OPENAI_URL:  # custom servers (vLLM, llama.cpp) often need none
                 env = self.endpoint.api_key_env or self.default_key_env
                 raise PermissionError(f"{self.backend} teacher needs an API key: set {env} "

@@ -15,15 +15,14 @@ _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,})")
 _known: set[str] = set()  # every key resolved in this process, to scrub from any text
 
 
-def api_key(endpoint, default_env: str | None) -> str | None:
-    """The endpoint's key: its Prefect Secret block, else its environment variable, else None."""
-    if endpoint.api_key_secret:
+def api_key(secret: str | None, env: str | None) -> str | None:
+    """A key: the Prefect Secret block named `secret`, else the environment variable `env`, else None."""
+    if secret:
         if secret_loader is None:
-            raise RuntimeError(f"api_key_secret {endpoint.api_key_secret!r} needs Prefect: run through the "
-                               "distillery CLI or a Prefect flow, or use api_key_env")
-        key = secret_loader(endpoint.api_key_secret)
+            raise RuntimeError(f"secret {secret!r} needs Prefect: run through the distillery CLI or a Prefect "
+                               "flow, or name an environment variable instead")
+        key = secret_loader(secret)
     else:
-        env = endpoint.api_key_env or default_env
         key = os.environ.get(env) if env else None
     if key:
         _known.add(key)
