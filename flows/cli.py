@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, FileNotFoundError) as e:
         print(f"distillery: invalid configuration: {e}", file=sys.stderr)
         return 2
+    from flows.server import temporary_server
+
+    with temporary_server():  # before prefect is imported: its settings are read once, on import
+        return run_command(args, config)
+
+
+def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
     from flows.factory import factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
 

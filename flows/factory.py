@@ -4,12 +4,29 @@
     prefect deploy --name factory && prefect deployment run 'factory/factory'
 """
 
-from prefect import flow
+import time
+from pathlib import Path
 
-from flows.stages import DEFAULT, STAGES
+from prefect import flow, get_run_logger
+
+from flows.stages import DEFAULT, STAGES, configured, documented
+from flows.ui import factory_progress, publish_report
 from schemas.config import FactoryConfig
 
 
 @flow(name="factory")
-def factory(config: FactoryConfig = DEFAULT) -> dict:
-    return {name: stage(config=config) for name, stage in STAGES.items()}
+@documented
+def factory(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """The whole factory, ingest to report; the report and its tables are artifacts of this run."""
+    config = configured(config, config_file)
+    logger = get_run_logger()
+    logger.info("run %s; data directory %s", config.run, Path(config.data_dir).resolve())
+    results, wall = {}, {}
+    with factory_progress(list(STAGES)):
+        for name, stage in STAGES.items():
+            start = time.perf_counter()
+            results[name] = stage(config=config)
+            wall[name] = round(time.perf_counter() - start, 1)
+            logger.info("%s took %.1f s", name, wall[name])
+    publish_report(config.run, Path(results["report"]), Path(config.data_dir))
+    return results | {"wall_s": wall}

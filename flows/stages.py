@@ -1,11 +1,12 @@
-"""One Prefect flow per stage. Each takes the whole `FactoryConfig` (a form in the Prefect UI)
-and runs one Prefect task per shard (data stages) or per student (train, evaluate)."""
+"""One Prefect flow per stage. Each takes the whole `FactoryConfig` (a form in the Prefect UI), or
+a YAML file holding one, and runs one Prefect task per shard (data stages) or per student
+(train, evaluate)."""
 
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
@@ -19,8 +20,34 @@ from tasks.ingest import ingest
 from tasks.teachers import secrets
 from teacher_cache import CacheStats
 
+from flows.ui import publish_report, stage_progress
+
 DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
 secrets.secret_loader = lambda name: Secret.load(name).get()  # api_key_secret: a Prefect Secret block
+CONFIG_DOC = """
+    Args:
+        config_file: A YAML file holding a FactoryConfig (as in configs/), relative to the directory
+            the flow runs in. When set, it is used and the config below is ignored.
+        config: The factory configuration, used when no config_file is given.
+"""
+
+
+def documented(fn):
+    """Adds the config parameters' descriptions (the UI form shows them) to a stage flow's docstring."""
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + CONFIG_DOC
+    return fn
+
+
+def configured(config: FactoryConfig, config_file: str | None) -> FactoryConfig:
+    """The config a run uses: the file's when one is named (the deployments' named configs)."""
+    if not config_file:
+        return config
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config_file {config_file!r} is not a file (looked in {Path.cwd()})")
+    loaded = FactoryConfig.from_yaml(path)
+    get_run_logger().info("config from %s; data directory %s", path.resolve(), Path(loaded.data_dir).resolve())
+    return loaded
 
 
 def data_of(config: FactoryConfig) -> DataDir:
@@ -44,7 +71,10 @@ def log_spend(stage: str, total: CacheStats, priced: bool) -> dict:
 
 
 @flow(name="ingest")
-def ingest_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def ingest_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Reads the configured source into problems (and rejects)."""
+    config = configured(config, config_file)
     result = task(ingest, cache_policy=NO_CACHE)(config.ingest, data_of(config))
     get_run_logger().info("ingest: %d problems in %d shards; rejected %s", result.problems,
                           len(result.shards), dict(result.rejects) or "none")
@@ -52,43 +82,64 @@ def ingest_flow(config: FactoryConfig = DEFAULT) -> dict:
 
 
 @flow(name="caption")
-def caption_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """One caption per image problem, from the dataset or a vision model."""
+    config = configured(config, config_file)
     data = data_of(config)
     remote = config.caption.captioner in REMOTE
-    with stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
+    with stage_progress("caption"), stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
         total = sum(per_shard(stages.run_caption, config, stages.shards(data), captioner), CacheStats())
         priced = captioner is None or captioner.price is not None
     return log_spend("caption", total, priced) if remote else {"captioner": config.caption.captioner}
 
 
 @flow(name="sample")
-def sample_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """k reasoning paths per problem and prompt variant from the teacher, through the cache."""
+    config = configured(config, config_file)
     data = data_of(config)
-    with stages.opened(config.sample, config, data) as teacher:
+    with stage_progress("sample"), stages.opened(config.sample, config, data) as teacher:
         total = sum(per_shard(stages.run_sample, config, stages.shards(data), teacher), CacheStats())
     return log_spend("sample", total, teacher.price is not None)
 
 
 @flow(name="verify")
-def verify_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Extracts and grades every sample's final answer (no model calls)."""
+    config = configured(config, config_file)
     return {"verdicts": sum(per_shard(stages.run_verify, config, stages.sample_files(data_of(config))))}
 
 
 @flow(name="select")
-def select_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Keeps the correct trace(s) the policy picks; pass@1 and pass@k per problem."""
+    config = configured(config, config_file)
     return {"selected": sum(per_shard(stages.run_select, config, stages.sample_files(data_of(config))))}
 
 
 @flow(name="arms")
-def arms_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """The student training sets, decontaminated against val and test."""
+    config = configured(config, config_file)
     result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
-    get_run_logger().info("arms from teacher %s: %s; %d training problems copy a val/test problem (%d left out)",
-                          result["teacher"], result["rows"], result["contaminated"], result["left_out"])
+    logger = get_run_logger()
+    logger.info("arms from teacher %s: %s; %d training problems copy a val/test problem (%d left out)",
+                result["teacher"], result["rows"], result["contaminated"], result["left_out"])
+    for arm, reason in result["skipped"].items():
+        logger.warning("arm %s skipped: %s", arm, reason)
     return result
 
 
 @flow(name="export")
-def export_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def export_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Every arm as a datasets dataset, trl parquet and LLaMA-Factory ShareGPT, with a dataset card."""
+    config = configured(config, config_file)
     counts = task(stages.run_export, cache_policy=NO_CACHE)(config, data_of(config))
     get_run_logger().info("export: %s under %s", counts, data_of(config).table("exports"))
     return counts
@@ -97,8 +148,24 @@ def export_flow(config: FactoryConfig = DEFAULT) -> dict:
 @flow(name="import-traces")
 def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["plain", "lecture"] = "plain",
                        model: str | None = None, id_column: str | None = None, response_column: str | None = None,
-                       reasoning_column: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
-    """Existing traces (jsonl / json / parquet) as samples of `teacher`; then verify and select."""
+                       reasoning_column: str | None = None, config_file: str | None = None,
+                       config: FactoryConfig = DEFAULT) -> dict:
+    """Existing traces (jsonl / json / parquet) stored as samples of a named teacher; run verify and select after.
+
+    Args:
+        file: The traces: a jsonl, json or parquet file, relative to the directory the flow runs in.
+        teacher: The name the samples are stored under (samples/TEACHER/); arms.teacher can name it.
+        source: The ingested source whose problem ids the file uses, e.g. scienceqa.
+        variant: The prompt variant of rows without a `variant` column.
+        model: The model name of rows without a `model` column; also used for pricing.
+        id_column: The problem id column, when not one of the usual names.
+        response_column: The response column, when not one of the usual names.
+        reasoning_column: The reasoning column, when not one of the usual names.
+        config_file: A YAML file holding a FactoryConfig, relative to the directory the flow runs in.
+            When set, it is used and the config below is ignored.
+        config: The factory configuration (its data_dir is where the samples go).
+    """
+    config = configured(config, config_file)
     result = task(stages.run_import, cache_policy=NO_CACHE)(
         config, data_of(config), file, teacher, source, variant, model, id_column, response_column, reasoning_column)
     get_run_logger().info("import-traces: %d samples of %d problems as teacher %r; rejected %s", result.samples,
@@ -108,31 +175,47 @@ def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["p
 
 
 @flow(name="train")
-def train_flow(config: FactoryConfig = DEFAULT) -> dict:
-    """One task per (arm, method), one after another: each already uses every core."""
+@documented
+def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """One adapter per arm and method (one task each, one after another: each uses every core)."""
+    config = configured(config, config_file)
     run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}")
-    metas = {}
-    for arm in config.arms.arms:
-        for method in config.train.methods:
-            meta = run(config, data_of(config), arm, method)
-            metas[student_stages.student_name(arm, method)] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
-    get_run_logger().info("train: %s", metas)
+    metas, logger = {}, get_run_logger()
+    with stage_progress("train"):
+        for arm in config.arms.arms:
+            for method in config.train.methods:
+                meta = run(config, data_of(config), arm, method)
+                name = student_stages.student_name(arm, method)
+                metas[name] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
+                if meta.get("status") == "skipped":
+                    logger.warning("%s not trained: %s", name, meta.get("reason"))
+                elif meta.get("too_long"):
+                    logger.warning("%s: %d of %d examples longer than train.max_length (%d tokens) were left out",
+                                   name, meta["too_long"], meta["train_examples"] + meta["too_long"],
+                                   config.train.max_length)
+    logger.info("train: %s", metas)
     return metas
 
 
 @flow(name="evaluate")
-def evaluate_flow(config: FactoryConfig = DEFAULT) -> dict:
+@documented
+def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """Greedy answers of every trained student and the untuned base on the evaluation split, graded."""
+    config = configured(config, config_file)
     run = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
-    results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
+    with stage_progress("evaluate"):
+        results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
     return {s: r.get("accuracy", r["status"]) for s, r in results.items()}
 
 
 @flow(name="report")
-def report_flow(config: FactoryConfig = DEFAULT) -> str:
+@documented
+def report_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> str:
+    """report.md and summary.json of the run, also as artifacts of this flow run."""
+    config = configured(config, config_file)
     path = task(run_report, cache_policy=NO_CACHE)(config, data_of(config))
-    key = "report-" + "".join(c if c.isalnum() else "-" for c in config.run.lower())
-    create_markdown_artifact(path.read_text(), key=key, description=f"distillery report for run {config.run}")
-    get_run_logger().info("report: %s", path)
+    publish_report(config.run, path, Path(config.data_dir))
+    get_run_logger().info("report: %s", path.resolve())
     return str(path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 ARMS = ("raw", "teacher_answer", "teacher_cot", "raw_plus_teacher", "teacher_lecture", "mistakes", "answer_only")
 Arm = Literal[ARMS]  # type: ignore[valid-type]  (the same names, as a type)
@@ -87,8 +87,9 @@ class CaptionConfig(Section):
         "without seeing it. Include every number, label and relation shown.",
         description="gemini / openai: the captioning instruction.",
     )
-    max_new_tokens: int = Field(512, ge=1)
-    endpoint: EndpointConfig = EndpointConfig()
+    max_new_tokens: int = Field(512, ge=1, description="gemini / openai: longest caption, in tokens.")
+    endpoint: EndpointConfig = Field(EndpointConfig(), description="gemini / openai: where the captioner is "
+                                     "and how hard to push it.")
 
 
 class SampleConfig(Section):
@@ -100,14 +101,19 @@ class SampleConfig(Section):
     k: int = Field(2, ge=1, description="Sampled reasoning paths per problem and prompt variant.")
     variants: list[Variant] = Field(["plain", "lecture"], description="Prompt variants to sample.")
     splits: list[Split] = Field(["train"], description="Splits whose problems the teacher solves.")
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(32, ge=1, description="Sequences generated together by the local teacher.")
-    seed: int = 0
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (0: greedy, then k paths are alike).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: smallest token set with this much "
+                         "probability.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer, in tokens (reasoning included); a longer one "
+                                "is kept as truncated.")
+    stop_at_answer: bool = Field(True, description="local teacher: end a path once its closing \"The answer is ...\" "
+                                 "sentence is complete (remote teachers end their answers themselves).")
+    batch_size: int = Field(32, ge=1, description="local teacher: sequences generated together.")
+    seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
-    endpoint: EndpointConfig = EndpointConfig()
-    vllm: VllmConfig = VllmConfig()
+    endpoint: EndpointConfig = Field(EndpointConfig(), description="openai / gemini / vllm: where the teacher is and "
+                                     "how hard to push it.")
+    vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
 
 
 class VerifyConfig(Section):
@@ -151,57 +157,70 @@ class ExportConfig(Section):
     token_secret: str | None = Field(None, description="push_to_hub: Prefect Secret block holding the token.")
 
 
+class LoraConfig(Section):
+    r: int = Field(8, ge=1, description="Rank of the low-rank update of every linear layer.")
+    alpha: int = Field(16, ge=1, description="Scale of the update (alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter's input (0 saves a copy of "
+                           "every activation per layer).")
+    learning_rate: float = Field(2e-4, gt=0.0, description="Learning rate of the adapter weights.")
+
+
+class PromptTuningConfig(Section):
+    num_virtual_tokens: int = Field(16, ge=1, description="Soft-prompt length in tokens.")
+    init_text: str = Field("Solve the science problem step by step and end with: The answer is",
+                           description="Text whose token embeddings initialise the soft prompt.")
+    learning_rate: float = Field(3e-2, gt=0.0, description="Learning rate of the soft prompt.")
+
+
 class TrainConfig(Section):
     model: str = Field(EMBEDDED, description="Student base model: `embedded`, a local directory or a hub id.")
-    methods: list[Literal["lora", "prompt_tuning"]] = Field(["lora", "prompt_tuning"])
-    epochs: float = Field(1.0, gt=0.0)
-    batch_size: int = Field(8, ge=1)
-    max_length: int = Field(384, ge=16, description="Tokens per training example (prompt + completion).")
-    lora_learning_rate: float = 2e-4
-    lora_r: int = 8
-    lora_alpha: int = 16
-    prompt_tuning_learning_rate: float = 3e-2
-    num_virtual_tokens: int = Field(16, ge=1, description="Soft-prompt length in tokens.")
-    prompt_tuning_init_text: str = "Solve the science problem step by step and end with: The answer is"
-    seed: int = 0
+    methods: list[Literal["lora", "prompt_tuning"]] = Field(
+        ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
+        "`prompt_tuning` (a trained soft prompt).")
+    epochs: float = Field(1.0, gt=0.0, description="Passes over each arm's examples.")
+    batch_size: int = Field(2, ge=1, description="Examples per optimiser step (short batches pad less on a CPU).")
+    max_length: int = Field(
+        384, ge=128, description="Longest training example in tokens (chat template + prompt + completion). Longer "
+        "examples are left out and counted in the report; an arm none of whose examples fit is skipped.")
+    lora: LoraConfig = Field(LoraConfig(), description="`lora` method settings.")
+    prompt_tuning: PromptTuningConfig = Field(PromptTuningConfig(), description="`prompt_tuning` method settings.")
+    seed: int = Field(0, description="Seed of adapter initialisation and data order.")
 
 
 class EvaluateConfig(Section):
     split: Split = Field("test", description="Split the students are scored on.")
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(128, ge=1, description="Longest student answer, in tokens.")
+    stop_at_answer: bool = Field(True, description="End an answer once its \"The answer is ...\" sentence is "
+                                 "complete (what the prompt asks it to end with).")
+    batch_size: int = Field(32, ge=1, description="Test problems answered together.")
     baseline: bool = Field(True, description="Also score the untuned student (zero-shot baseline).")
 
 
 class ReportConfig(Section):
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Bootstrap interval coverage.")
-    n_bootstrap: int = Field(1000, ge=100)
-    seed: int = 0
+    n_bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples per interval.")
+    seed: int = Field(0, description="Seed of the bootstrap resampling.")
 
 
 class FactoryConfig(Section):
-    run: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: students/<run>, reports/<run>.")
-    data_dir: str = Field("data", description="Root of the data directory.")
-    ingest: IngestConfig = IngestConfig()
-    caption: CaptionConfig = CaptionConfig()
-    sample: SampleConfig = SampleConfig()
-    verify: VerifyConfig = VerifyConfig()
-    select: SelectConfig = SelectConfig()
-    arms: ArmsConfig = ArmsConfig()
-    export: ExportConfig = ExportConfig()
-    train: TrainConfig = TrainConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    report: ReportConfig = ReportConfig()
+    run: str = Field("default", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="Run name: trained students go "
+                     "to students/RUN and the report to reports/RUN in the data directory.")
+    data_dir: str = Field(
+        "data", description="Root of the data directory. A relative path is taken from the working directory of the "
+        "process that runs the flow: where `distillery` was started or, for a deployment, where `prefect deploy` ran.")
+    ingest: IngestConfig = Field(IngestConfig(), description="Where the problems come from.")
+    caption: CaptionConfig = Field(CaptionConfig(), description="How images are described for text-only teachers.")
+    sample: SampleConfig = Field(SampleConfig(), description="The teacher and how its reasoning paths are sampled.")
+    verify: VerifyConfig = Field(VerifyConfig(), description="How final answers are graded.")
+    select: SelectConfig = Field(SelectConfig(), description="Which correct traces are kept.")
+    arms: ArmsConfig = Field(ArmsConfig(), description="The student training sets.")
+    export: ExportConfig = Field(ExportConfig(), description="Dataset exports of the arms.")
+    train: TrainConfig = Field(TrainConfig(), description="Student training.")
+    evaluate: EvaluateConfig = Field(EvaluateConfig(), description="Student evaluation.")
+    report: ReportConfig = Field(ReportConfig(), description="Report statistics.")
     prices: dict[str, ModelPrice] = Field(
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )
-
-    @model_validator(mode="after")
-    def _lecture_arm_needs_lecture_variant(self) -> "FactoryConfig":
-        needs = {"teacher_lecture"} & set(self.arms.arms)
-        if needs and "lecture" not in self.sample.variants:
-            raise ValueError("arm `teacher_lecture` needs `lecture` in sample.variants")
-        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FactoryConfig":

@@ -6,6 +6,7 @@ once to a plain float32 checkpoint in the model cache (DISTILLERY_MODELS, defaul
 ~/.cache/distillery/models) and every later load reads that copy.
 """
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -73,9 +74,23 @@ def load_tokenizer(name: str):
     return tok
 
 
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """glibc hands large freed blocks back to the kernel and takes them again at the next training
+    step, which costs a third of CPU training time in page faults: keep them in the heap instead.
+    Peak memory stays what it was; only the churn goes."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 def load_model(name: str):
     import torch
     from transformers import AutoModelForCausalLM
 
+    keep_freed_memory()
     model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=torch.float32)
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()

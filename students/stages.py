@@ -10,9 +10,9 @@ from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import evaluate_student, load_student
 from students.model import load_tokenizer
-from students.train import read_meta, train_student
+from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
-from tasks.stages import captions_of
+from tasks.stages import arm_unavailable, captions_of
 
 BASE = "base"  # the untuned student
 
@@ -27,11 +27,17 @@ def students(cfg: FactoryConfig) -> list[str]:
 
 
 def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str) -> dict:
+    out = data.student(cfg.run, student_name(arm, method))
+    if reason := arm_unavailable(cfg, arm):
+        meta = dict(arm=arm, method=method, fingerprint=f"skipped:{reason}", base_model=cfg.train.model,
+                    train_examples=0, status="skipped", reason=reason, train_tokens=0, wall_s=0.0, device="none")
+        write_meta(out, meta)
+        return meta
     path = data.arm(arm) / "train.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
     arm_df = read_table(path, "arms")
-    return train_student(cfg.train, method, arm, arm_df, data.student(cfg.run, student_name(arm, method)))
+    return train_student(cfg.train, method, arm, arm_df, out)
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
@@ -64,6 +70,6 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], eval_fingerprint=key)
     df = evaluate_student(model, load_tokenizer(cfg.train.model), problems,
                           captions_of(data, cfg.caption.captioner), variant_of(meta["arm"]), info,
-                          cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size)
+                          cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size, cfg.evaluate.stop_at_answer)
     write_table(df, out, "evals")
     return {"student": student, "status": "evaluated", "n": df.height, "accuracy": df["correct"].mean()}

@@ -29,7 +29,9 @@ def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str
 
     With `cfg.images`, a problem's image goes with its request (`image_path(sha)` finds it).
     """
-    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed)
+    # Remote teachers end their answers themselves; only a local model is stopped at its answer.
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed,
+                            stop_at_answer=cfg.stop_at_answer and cfg.teacher == "local")
     out = []
     for p in problems.filter(pl.col("split").is_in(cfg.splits)).iter_rows(named=True):
         images = (ImageRef(p["image_sha"], image_path(p["image_sha"])),) if cfg.images and p["image_sha"] else ()

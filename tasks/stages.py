@@ -12,7 +12,7 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
-from tasks.arms import build_arm, shortest_wrong
+from tasks.arms import build_arm, shortest_wrong, source_variant
 from tasks.caption import caption_shard
 from tasks.decontam import contamination
 from tasks.export import export_arm
@@ -80,6 +80,15 @@ def arms_teacher(cfg: FactoryConfig) -> str:
     return cfg.arms.teacher or identity_of(cfg.sample)
 
 
+def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
+    """Why `arm` cannot be built with this config (None: it can): the sampled teacher was not asked
+    in the prompt variant the arm is built from."""
+    variant = source_variant(arm)
+    if cfg.arms.teacher or variant is None or variant in cfg.sample.variants:
+        return None
+    return f"built from the teacher's `{variant}` samples, and sample.variants has no `{variant}`"
+
+
 def run_caption(cfg: FactoryConfig, data: DataDir, shard: str, captioner: CachedTeacher | None = None) -> CacheStats:
     df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image, desc=f"captioning {shard}")
     write_table(df, data.table("captions") / cfg.caption.captioner / f"{shard}.parquet", "captions")
@@ -134,12 +143,16 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     selected = read_table(data.table("selected"), "selected")
     captions = captions_of(data, cfg.caption.captioner)
     wrong = shortest_wrong(samples, verdicts, identity)
-    counts = {}
+    counts, skipped = {}, {}
     for arm in cfg.arms.arms:
+        if reason := arm_unavailable(cfg, arm):
+            (data.arm(arm) / "train.parquet").unlink(missing_ok=True)  # an older build would not fit this config
+            skipped[arm] = reason
+            continue
         df = build_arm(arm, problems, captions, selected, wrong, identity)
         write_table(df, data.arm(arm) / "train.parquet", "arms")
         counts[arm] = df.height
-    return {"rows": counts, "teacher": identity, "contaminated": flags.height,
+    return {"rows": counts, "skipped": skipped, "teacher": identity, "contaminated": flags.height,
             "left_out": flags.height if cfg.arms.decontaminate else 0}
 
 
@@ -159,7 +172,8 @@ def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
     token = hub_token(cfg)  # before any work: a push that cannot happen fails first
     tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
     teacher = arms_teacher(cfg)
-    return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms}
+    return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms
+            if not arm_unavailable(cfg, arm)}
 
 
 def run_import(cfg: FactoryConfig, data: DataDir, file: str, teacher: str, source: str, variant: str = "plain",

@@ -8,10 +8,10 @@ committed to the cache the moment it arrives, so a crash loses only the requests
 import threading
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
 
 from schemas.config import ModelPrice
 from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
+from tasks.progress import Progress
 from tasks.teachers.prices import cost_usd
 from teacher_cache.store import CacheStore
 
@@ -70,7 +70,7 @@ class CachedTeacher:
             self._inflight.update({keys[i]: threading.Event() for i in todo})
         stats = CacheStats(hits=len(first) - len(todo))
         try:
-            with tqdm(total=len(first), initial=stats.hits, desc=desc, unit="req", disable=not todo) as bar:
+            with Progress(desc, total=len(first), unit="requests", done=stats.hits, disable=not todo) as bar:
                 ask = self._ask_remote if self.engine else self._ask_local
                 ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
         finally:
@@ -119,8 +119,7 @@ class CachedTeacher:
         done.update(zip(keys, answers, strict=True))
         stats.add(answers, self.price)
 
-    def _show(self, bar, n: int, stats: CacheStats) -> None:
-        bar.update(n)
+    def _show(self, bar: Progress, n: int, stats: CacheStats) -> None:
         spent = f"${stats.cost_usd:.4f}" if self.price is not None else "unpriced"
-        bar.set_postfix(cached=stats.hits, new=stats.new, failed=stats.failed,
-                        tokens=stats.tokens_in + stats.tokens_out, spent=spent, refresh=False)
+        bar.update(n, cached=stats.hits, new=stats.new, failed=stats.failed,
+                   tokens=stats.tokens_in + stats.tokens_out, spent=spent)

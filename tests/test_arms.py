@@ -88,3 +88,20 @@ def test_all_correct_selections_give_one_example_each():
     cot = build_arm("teacher_cot", PROBLEMS, {}, selected, WRONG, T)
     assert sorted(cot["sample_id"].to_list()) == ["s1", "s3"]
     assert build_arm("raw", PROBLEMS, {}, selected, WRONG, T)["problem_id"].to_list() == ["p1", "p2"]
+
+
+def test_an_arm_the_sampled_variants_cannot_build_is_skipped_with_its_reason(tmp_path):
+    """Unticking `lecture` in the UI form skips the lecture-built arm (arms, train, report), it does not fail the run."""
+    from schemas.config import FactoryConfig
+    from schemas.paths import DataDir
+    from students.stages import run_train
+    from tasks.stages import arm_unavailable
+
+    cfg = FactoryConfig(sample={"variants": ["plain"]}, data_dir=str(tmp_path))
+    assert arm_unavailable(cfg, "teacher_lecture") == ("built from the teacher's `lecture` samples, and "
+                                                       "sample.variants has no `lecture`")
+    assert arm_unavailable(cfg, "mistakes") is None and arm_unavailable(cfg, "raw") is None  # plain attempts; dataset
+    assert arm_unavailable(cfg.model_copy(update={"arms": cfg.arms.model_copy(update={"teacher": "imported"})}),
+                           "teacher_lecture") is None  # an imported teacher's variants are whatever it has
+    meta = run_train(cfg, DataDir(tmp_path), "teacher_lecture", "lora")
+    assert meta["status"] == "skipped" and "sample.variants has no `lecture`" in meta["reason"]

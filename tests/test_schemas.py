@@ -22,7 +22,6 @@ def test_default_config_file_loads_and_matches_defaults():
     ("samples: {k: 3}", "samples"),
     ("sample: {k: 0}", "greater than or equal"),
     ("arms: {arms: [raw, nonsense]}", "nonsense"),
-    ("sample: {variants: [plain]}\narms: {arms: [teacher_lecture]}", "lecture"),
     ("- just a list", "mapping"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, yaml_text, match):

@@ -37,7 +37,9 @@ def test_completion_only_loss_masks_the_prompt(tiny_model, tmp_path):
     trainer = build_trainer(cfg(tiny_model), "lora", ROWS, tmp_path / "ckpt")
     row = trainer.train_dataset[0]  # trl marks the loss either by labels (-100 = ignored) or a mask
     mask = [int(x != -100) for x in row["labels"]] if "labels" in row else row["completion_mask"]
-    prompt_len = len(trainer.processing_class.apply_chat_template(ROWS["prompt"][0].to_list(), add_generation_prompt=True))
+    prompt_len = len(trainer.processing_class.apply_chat_template(ROWS["prompt"][0].to_list(), add_generation_prompt=True,
+                                                                  return_dict=True)["input_ids"])
+    assert 10 < prompt_len < len(row["input_ids"])
     assert sum(mask[:prompt_len]) == 0 and sum(mask[prompt_len:]) > 0
 
 

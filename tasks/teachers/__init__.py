@@ -28,6 +28,7 @@ class SamplingParams:
     top_p: float
     max_new_tokens: int
     seed: int = 0
+    stop_at_answer: bool = False  # local models: end a path once its "The answer is ..." sentence is complete
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Request:
 
     def key(self, identity: str) -> str:
         """Cache key of the request, without its sample index and never with a secret."""
-        payload = {"teacher": identity, "messages": self.messages, "params": asdict(self.params)}
+        params = {k: v for k, v in asdict(self.params).items() if k != "stop_at_answer" or v}  # keys made before it stay
+        payload = {"teacher": identity, "messages": self.messages, "params": params}
         if self.images:  # by content hash, so moving the data directory keeps the cache
             payload["images"] = [i.sha for i in self.images]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

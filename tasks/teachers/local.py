@@ -39,31 +39,34 @@ class LocalTeacher:
         return [out[i] for i in range(len(requests))]
 
     def _generate(self, requests: list[Request], params) -> list[Completion]:
+        """One batch; when every chat is asked the same number of times (k sample indices), each
+        is prefilled once and sampled that many times."""
         import torch
 
+        from students.generate import generate
+
+        chats: dict[tuple, list[int]] = {}  # messages -> positions in `requests`
+        for i, r in enumerate(requests):
+            chats.setdefault(r.messages, []).append(i)
+        n = len(next(iter(chats.values())))
+        if any(len(idx) != n for idx in chats.values()):
+            chats, n = {(r.messages, i): [i] for i, r in enumerate(requests)}, 1
         with self._lock:
             tok, model = self._load()
-            chats = [[{"role": r, "content": c} for r, c in req.messages] for req in requests]
-            enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True,
-                                          return_tensors="pt", return_dict=True).to(model.device)
             # Seeded from the batch's own requests, so a re-run of the same batch samples the same.
             seed = int(hashlib.sha256(repr([(r.messages, r.sample_index) for r in requests]).encode()).hexdigest()[:8], 16)
             torch.manual_seed(seed + params.seed)
             start = time.perf_counter()
-            with torch.no_grad():
-                gen = model.generate(**enc, do_sample=params.temperature > 0, temperature=params.temperature or None,
-                                     top_p=params.top_p, max_new_tokens=params.max_new_tokens,
-                                     pad_token_id=tok.pad_token_id)
+            out = generate(model, tok, [[{"role": r, "content": c} for r, c in requests[idx[0]].messages]
+                                        for idx in chats.values()],
+                           params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                           num_return_sequences=n, stop_at_answer=params.stop_at_answer)
             latency = (time.perf_counter() - start) / len(requests)  # the batch's time shared out
-        new = gen[:, enc["input_ids"].shape[1]:]  # (B, T_new)
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._completion(tok, row, int(p), latency) for row, p in zip(new, prompt_tokens, strict=True)]
-
-    @staticmethod
-    def _completion(tok, row, prompt_tokens: int, latency: float) -> Completion:
-        ids = row.tolist()
-        stop = tok.eos_token_id
-        n = ids.index(stop) + 1 if stop in ids else len(ids)
-        reasoning, content = split_think(tok.decode(ids[:n], skip_special_tokens=True))
-        return Completion(content=content, reasoning=reasoning, finish_reason="stop" if stop in ids else "length",
-                          prompt_tokens=prompt_tokens, completion_tokens=n, latency_s=latency)
+        order = [i for idx in chats.values() for i in idx]  # chat-major, as `generate` returns them
+        completions: list[Completion | None] = [None] * len(requests)
+        for i, g in zip(order, out, strict=True):
+            reasoning, content = split_think(g.text)
+            completions[i] = Completion(content=content, reasoning=reasoning,
+                                        finish_reason="stop" if g.finished else "length",
+                                        prompt_tokens=g.prompt_tokens, completion_tokens=g.new_tokens, latency_s=latency)
+        return completions
