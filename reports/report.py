@@ -34,7 +34,8 @@ def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: di
         rows.append(dict(student=student, arm=arm, method=g["method"][0], accuracy=float(correct.mean()),
                          ci_low=lo, ci_high=hi, n=int(correct.size), answer_tokens=float(g["generated_tokens"].mean()),
                          train_examples=meta.get("train_examples", 0), train_wall_s=meta.get("wall_s", 0.0),
-                         train_tokens=meta.get("train_tokens", 0), teacher_tokens=teacher_tokens.get(arm, 0),
+                         train_tokens=meta.get("train_tokens", 0), too_long=meta.get("too_long", 0),
+                         teacher_tokens=teacher_tokens.get(arm, 0),
                          teacher_usd=(teacher_usd or {}).get(arm)))
     return rows
 
@@ -92,6 +93,8 @@ def render(run: str, students: list[dict], hypotheses: list[dict], counts: dict,
                      f"{r['train_wall_s']:.1f} | {r['train_tokens']} | {r['teacher_tokens']} | "
                      f"{usd(r.get('teacher_usd'))} | {r['answer_tokens']:.0f} |")
     lines += [f"| {name} | | | not trained: {why} | | 0 | 0 | | | | | |" for name, why in skipped.items()]
+    if long := [f"{r['student']} {r['too_long']}" for r in students if r.get("too_long")]:
+        lines += ["", "Training examples left out for being longer than train.max_length: " + ", ".join(long) + "."]
     if topics.height:
         names = topics.columns[1:]
         lines += ["", "## Accuracy by topic", "", f"| student | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]

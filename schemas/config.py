@@ -108,7 +108,8 @@ class SampleConfig(Section):
                                 "is kept as truncated.")
     stop_at_answer: bool = Field(True, description="local teacher: end a path once its closing \"The answer is ...\" "
                                  "sentence is complete (remote teachers end their answers themselves).")
-    batch_size: int = Field(32, ge=1, description="local teacher: sequences generated together.")
+    batch_size: int = Field(64, ge=1, description="local teacher: sequences generated together (rows leave the "
+                            "batch as they finish).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
     endpoint: EndpointConfig = Field(EndpointConfig(), description="openai / gemini / vllm: where the teacher is and "
@@ -178,7 +179,7 @@ class TrainConfig(Section):
         ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
         "`prompt_tuning` (a trained soft prompt).")
     epochs: float = Field(1.0, gt=0.0, description="Passes over each arm's examples.")
-    batch_size: int = Field(2, ge=1, description="Examples per optimiser step (short batches pad less on a CPU).")
+    batch_size: int = Field(1, ge=1, description="Examples per optimiser step (1 suits a CPU: no padding, least memory).")
     max_length: int = Field(
         384, ge=128, description="Longest training example in tokens (chat template + prompt + completion). Longer "
         "examples are left out and counted in the report; an arm none of whose examples fit is skipped.")

@@ -83,11 +83,10 @@ class CachedTeacher:
         return [done.get(k) for k in keys], stats
 
     def _ask_local(self, requests, keys, done, stats, bar) -> None:
-        step = max(1, self.teacher.batch_size)
-        for start in range(0, len(requests), step):
-            batch, batch_keys = requests[start:start + step], keys[start:start + step]
+        for batch in local_batches(requests, self.teacher.batch_size):
+            batch_reqs, batch_keys = [requests[i] for i in batch], [keys[i] for i in batch]
             try:
-                answers = self.teacher.complete(batch)
+                answers = self.teacher.complete(batch_reqs)
             except Exception as e:  # noqa: BLE001  the whole batch failed: record it, keep going
                 for k in batch_keys:
                     self.store.put_error(self.identity, *k, f"{type(e).__name__}: {e}")
@@ -123,3 +122,21 @@ class CachedTeacher:
         spent = f"${stats.cost_usd:.4f}" if self.price is not None else "unpriced"
         bar.update(n, cached=stats.hits, new=stats.new, failed=stats.failed,
                    tokens=stats.tokens_in + stats.tokens_out, spent=spent)
+
+
+def local_batches(requests: list[Request], size: int) -> list[list[int]]:
+    """Indices of `requests` in batches of about `size` for a local model: prompts of similar length
+    together (less padding), the sample indices of one prompt never split (they share its prefill),
+    and batches of even size (no short last batch)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault((r.messages, r.params, r.images), []).append(i)
+    ordered = sorted(groups.values(), key=lambda g: sum(len(c) for _, c in requests[g[0]].messages))
+    n_batches = -(-len(requests) // max(1, size))
+    target = -(-len(requests) // max(1, n_batches))
+    batches: list[list[int]] = [[]]
+    for g in ordered:
+        if batches[-1] and len(batches[-1]) + len(g) > target:
+            batches.append([])
+        batches[-1].extend(g)
+    return [b for b in batches if b]

@@ -59,3 +59,49 @@ def test_local_teacher_shares_a_prompt_across_its_k_samples(tiny_model):
     again = teacher.complete(reqs[::-1])  # seeded by the batch: the same batch samples the same
     assert [c.content for c in out] == [c.content for c in again]
     assert out[0].content != out[2].content  # different chats got their own answers
+
+
+@pytest.mark.parametrize("method", [None, "lora", "prompt_tuning"])
+def test_chunked_greedy_generation_equals_one_plain_generate_call(tiny_model, tmp_path, method):
+    """Prefill once, chunks, finished rows leaving the batch: the same tokens as transformers' own
+    `generate` in one call (the reference), for the base model and both adapter kinds."""
+    import polars as pl
+
+    from schemas.config import TrainConfig
+    from students.evaluate import load_student
+    from students.generate import generate
+    from students.train import train_student
+
+    adapter = None
+    if method:
+        rows = pl.DataFrame([{"prompt": [{"role": "user", "content": f"Say {i}"}],
+                              "completion": [{"role": "assistant", "content": f"{i}"}]} for i in range(4)])
+        train_student(TrainConfig(model=tiny_model, batch_size=2), method, "raw", rows, tmp_path / "a")
+        adapter = str(tmp_path / "a")
+    model, tok = load_student(tiny_model, adapter), load_tokenizer(tiny_model)
+    chats = [[{"role": "user", "content": q}] for q in ("Hi", "What is 2+2? Think.", "Name three colours")]
+    ours = generate(model, tok, chats, 40)
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
+    for g, row in zip(ours, ref[:, enc["input_ids"].shape[1]:].tolist(), strict=True):
+        kept, _ = cut(tok, row, stop_at_answer=False)
+        assert g.text == tok.decode(kept, skip_special_tokens=True) and g.new_tokens == len(kept)
+
+
+def test_rows_that_finish_leave_the_batch_without_changing_the_others():
+    """The embedded model ends some answers early: those rows leave the batch between chunks, and
+    every row still equals transformers' one-call greedy `generate`."""
+    from students.generate import generate
+    from students.model import load_model
+
+    tok, model = load_tokenizer("embedded"), load_model("embedded")
+    chats = [[{"role": "user", "content": q}] for q in ("Say hi.", "Write a long story about a dragon.", "2+2=?")]
+    ours = generate(model, tok, chats, 48)
+    assert min(g.new_tokens for g in ours) < 32 < max(g.new_tokens for g in ours)  # some left after one chunk
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=48, pad_token_id=tok.pad_token_id)
+    for g, row in zip(ours, ref[:, enc["input_ids"].shape[1]:].tolist(), strict=True):
+        kept, _ = cut(tok, row, stop_at_answer=False)
+        assert g.text == tok.decode(kept, skip_special_tokens=True)

@@ -62,3 +62,21 @@ def test_every_shipped_config_loads():
     assert len(files) >= 5
     teachers = {FactoryConfig.from_yaml(f).sample.teacher for f in files}
     assert teachers == {"local", "openai", "gemini", "vllm"}
+
+
+def test_every_field_of_every_flow_form_is_described_in_plain_text():
+    """The Prefect UI renders each flow's parameter schema as a form; every field needs a description,
+    and the UI would strip anything that looks like an HTML tag (`students/<run>` showed as `students/`)."""
+    import re
+
+    from flows.factory import factory
+    from flows.stages import STAGES, import_traces_flow
+
+    for flow in [factory, import_traces_flow, *STAGES.values()]:
+        schema = flow.parameters.model_dump(by_alias=True)
+        objects = [schema, *schema.get("definitions", {}).values()]
+        for obj in objects:
+            for name, prop in obj.get("properties", {}).items():
+                where = f"{flow.name}: {obj.get('title', 'parameters')}.{name}"
+                assert prop.get("description"), f"{where} has no description"
+                assert not re.search(r"<[^>]*>", prop["description"]), f"{where}: {prop['description']!r}"

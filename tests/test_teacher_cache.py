@@ -101,3 +101,17 @@ def test_split_think():
     assert split_think("<think>a b</think> The answer is 3.") == ("a b", "The answer is 3.")
     assert split_think("no tags") == (None, "no tags")
     assert split_think("<think>never closed") == ("never closed", "")
+
+
+def test_local_batches_keep_a_prompts_samples_together_and_even():
+    from teacher_cache.cached import local_batches
+
+    reqs = [Request((("user", f"{p}" + "q" * (p % 5)),), PARAMS, i) for p in range(25) for i in range(2)]
+    batches = local_batches(reqs, 16)
+    assert sorted(i for b in batches for i in b) == list(range(50))  # each request once
+    for b in batches:
+        prompts = {reqs[i].messages for i in b}
+        assert all(sum(reqs[i].messages == m for i in b) == 2 for m in prompts)  # both samples in one batch
+    assert len(batches) == 4 and max(map(len, batches)) - min(map(len, batches)) <= 2  # 50 / 16 -> 4 of ~13
+    lengths = [max(len(reqs[i].messages[0][1]) for i in b) for b in batches]
+    assert lengths == sorted(lengths)  # similar lengths batched together
