@@ -133,10 +133,9 @@ def local_batches(requests: list[Request], size: int) -> list[list[int]]:
         groups.setdefault((r.messages, r.params, r.images), []).append(i)
     ordered = sorted(groups.values(), key=lambda g: sum(len(c) for _, c in requests[g[0]].messages))
     n_batches = -(-len(requests) // max(1, size))
-    target = -(-len(requests) // max(1, n_batches))
-    batches: list[list[int]] = [[]]
-    for g in ordered:
-        if batches[-1] and len(batches[-1]) + len(g) > target:
-            batches.append([])
-        batches[-1].extend(g)
+    batches: list[list[int]] = [[] for _ in range(n_batches)]
+    seen = 0
+    for g in ordered:  # a group goes to the batch its first request falls in, evenly spread
+        batches[seen * n_batches // len(requests)].extend(g)
+        seen += len(g)
     return [b for b in batches if b]
