@@ -66,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, FileNotFoundError) as e:
         print(f"distillery: invalid configuration: {e}", file=sys.stderr)
         return 2
-    from flows.server import temporary_server
+    from flows.server import ServerError, temporary_server
 
-    with temporary_server():  # before prefect is imported: its settings are read once, on import
-        return run_command(args, config)
+    try:
+        with temporary_server():  # before prefect is imported: its settings are read once, on import
+            return run_command(args, config)
+    except ServerError as e:
+        print(f"distillery: {e}", file=sys.stderr)
+        return 1
 
 
 def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:

@@ -27,6 +27,10 @@ SERVER_ENV = {
 }
 
 
+class ServerError(RuntimeError):
+    """The temporary server did not come up."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,11 +69,11 @@ def wait_until_healthy(proc: subprocess.Popen, api_url: str, log: Path, timeout_
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode}:\n{tail}")
+            raise ServerError(f"the temporary Prefect server exited with code {proc.returncode}:\n{tail}")
         if healthy(api_url):
             return
         time.sleep(0.25)
-    raise RuntimeError(f"the temporary Prefect server was not ready after {timeout_s:.0f} s (its log: {log}); "
+    raise ServerError(f"the temporary Prefect server was not ready after {timeout_s:.0f} s (its log: {log}); "
                        "set DISTILLERY_SERVER_TIMEOUT_S to wait longer, or PREFECT_API_URL to use a running server")
 
 

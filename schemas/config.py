@@ -48,7 +48,7 @@ class EndpointConfig(Section):
     )
     api_key_secret: str | None = Field(None, description="Prefect Secret block holding the API key (wins over the env).")
     identity: str | None = Field(
-        None, description="Cache identity of the endpoint (default `<backend>/<model>`); answers of the same "
+        None, description="Cache identity of the endpoint (default BACKEND/MODEL, e.g. openai/gpt-4o); answers of the same "
         "identity are interchangeable, so replicas of one model share it.",
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight per base URL.")

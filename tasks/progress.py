@@ -52,6 +52,7 @@ class Progress:
         self.desc, self.unit, self.every_s, self.disable = desc, unit, every_s, disable
         self.total, self.done, self.postfix = total, done, {}
         self.start = self._last = time.monotonic()
+        self._emitted: tuple[int, int] | None = None
         self.bar = tqdm(total=total, initial=done, desc=desc, unit=unit, disable=disable)
         self._emit()
 
@@ -81,8 +82,9 @@ class Progress:
 
     def _emit(self, final: bool = False) -> None:
         self._last = time.monotonic()
-        if self.disable:
+        if self.disable or (final and self._emitted == (self.done, self.total)):  # said already
             return
+        self._emitted = (self.done, self.total)
         snap = Snapshot(self.desc, self.done, self.total, self.unit, dict(self.postfix), self._last - self.start, final)
         for fn in list(LISTENERS):
             try:

@@ -57,6 +57,8 @@ class CachedTeacher:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()
+        else:
+            self.teacher.close()
 
     def complete(self, requests: list[Request], desc: str = "sampling") -> tuple[list[Completion | None], CacheStats]:
         """Completions in request order (None where the backend failed), and what it cost."""

@@ -19,9 +19,9 @@ def factory_run(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("factory")
     env = prefect_env(root / "prefect")
     cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data", run="default")  # the README's run name
-    first, first_log = run_cli(["run", "--config", str(cfg)], env)
+    first, first_log = run_cli(["run", "--config", str(cfg)], env)  # a brand-new PREFECT_HOME, no PREFECT_API_URL
     second, second_log = run_cli(["run", "--config", str(cfg)], env)
-    return dict(root=root, cfg=cfg, env=env, first=first, second=second, second_log=second_log)
+    return dict(root=root, cfg=cfg, env=env, first=first, second=second, first_log=first_log, second_log=second_log)
 
 
 @pytest.mark.slow
@@ -40,6 +40,16 @@ def test_every_stage_ran_and_wrote_its_declared_schema(factory_run):
     assert "| raw-lora | raw | lora |" in report and "| base | base | none |" in report
     summary = json.loads((data / "reports" / "default" / "summary.json").read_text())
     assert {s["student"] for s in summary["students"]} >= {"base", "raw-lora", "raw-prompt_tuning", "answer_only-lora"}
+
+
+@pytest.mark.slow
+def test_a_healthy_run_logs_no_traceback_and_times_every_stage(factory_run):
+    for log in (factory_run["first_log"], factory_run["second_log"]):
+        assert "Traceback" not in log and "Error logging to API" not in log and "telemetry" not in log.lower()
+    first = factory_run["first"]
+    assert set(first["wall_s"]) == set(first) - {"wall_s", "peak_rss_gib"}
+    assert all(v >= 0 for v in first["wall_s"].values())
+    assert re.search(r"train raw-lora: (\d+)/\1 steps \(100%\)", factory_run["first_log"])  # progress in the run log
 
 
 @pytest.mark.slow

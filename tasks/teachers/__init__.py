@@ -73,6 +73,10 @@ class Teacher(Protocol):
 
     def complete(self, requests: list[Request]) -> list[Completion]: ...
 
+    def close(self) -> None:
+        """Frees what the backend holds (a loaded model); it may be used again after."""
+        ...
+
 
 @runtime_checkable
 class RemoteTeacher(Protocol):

@@ -27,6 +27,14 @@ class LocalTeacher:
             self._tok, self._model = load_tokenizer(self.model), load_model(self.model)
         return self._tok, self._model
 
+    def close(self) -> None:
+        """Lets the model go (half a GiB for the embedded one) once the stage is done with it."""
+        import gc
+
+        with self._lock:
+            self._model = self._tok = None
+        gc.collect()
+
     def complete(self, requests: list[Request]) -> list[Completion]:
         """Batches requests that share sampling parameters into one `generate` each."""
         out: dict[int, Completion] = {}
