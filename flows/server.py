@@ -73,8 +73,10 @@ def wait_until_healthy(proc: subprocess.Popen, api_url: str, log: Path, timeout_
         if healthy(api_url):
             return
         time.sleep(0.25)
-    raise ServerError(f"the temporary Prefect server was not ready after {timeout_s:.0f} s (its log: {log}); "
-                       "set DISTILLERY_SERVER_TIMEOUT_S to wait longer, or PREFECT_API_URL to use a running server")
+    tail = log.read_text(errors="replace")[-2000:].strip()
+    raise ServerError(f"the temporary Prefect server was not ready after {timeout_s:.0f} s; set "
+                      "DISTILLERY_SERVER_TIMEOUT_S to wait longer, or PREFECT_API_URL to use a running server"
+                      + (f". Its log ends:\n{tail}" if tail else ""))
 
 
 def drain_prefect() -> None:
@@ -107,6 +109,8 @@ def temporary_server(timeout_s: float = STARTUP_TIMEOUT_S):
         return
     with tempfile.TemporaryDirectory(prefix="distillery-prefect-") as tmp:
         log = Path(tmp) / "server.log"
+        print("distillery: starting a temporary Prefect server for this command (PREFECT_API_URL names your own)",
+              file=sys.stderr)
         started = time.monotonic()
         proc, api_url = start(log)
         try:
@@ -115,10 +119,12 @@ def temporary_server(timeout_s: float = STARTUP_TIMEOUT_S):
                 print(f"distillery: temporary Prefect server ready after {time.monotonic() - started:.0f} s",
                       file=sys.stderr)
             os.environ["PREFECT_API_URL"] = api_url
+            os.environ["PREFECT_UI_URL"] = ""  # it serves no UI: no "View at" links to a page that is not there
             yield api_url
         finally:
             try:
                 drain_prefect()
             finally:
                 os.environ.pop("PREFECT_API_URL", None)
+                os.environ.pop("PREFECT_UI_URL", None)
                 stop(proc)

@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
+from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
@@ -19,8 +20,6 @@ from tasks.caption import REMOTE
 from tasks.ingest import ingest
 from tasks.teachers import secrets
 from teacher_cache import CacheStats
-
-from flows.ui import publish_report, stage_progress
 
 DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
 secrets.secret_loader = lambda name: Secret.load(name).get()  # api_key_secret: a Prefect Secret block
@@ -110,7 +109,10 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Extracts and grades every sample's final answer (no model calls)."""
     config = configured(config, config_file)
-    return {"verdicts": sum(per_shard(stages.run_verify, config, stages.sample_files(data_of(config))))}
+    files = stages.sample_files(data_of(config))
+    verdicts = sum(per_shard(stages.run_verify, config, files))
+    get_run_logger().info("verify: %d verdicts in %d samples files", verdicts, len(files))
+    return {"verdicts": verdicts}
 
 
 @flow(name="select")
@@ -118,7 +120,10 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Keeps the correct trace(s) the policy picks; pass@1 and pass@k per problem."""
     config = configured(config, config_file)
-    return {"selected": sum(per_shard(stages.run_select, config, stages.sample_files(data_of(config))))}
+    files = stages.sample_files(data_of(config))
+    selected = sum(per_shard(stages.run_select, config, files))
+    get_run_logger().info("select: %d rows selected from %d samples files", selected, len(files))
+    return {"selected": selected}
 
 
 @flow(name="arms")

@@ -8,10 +8,9 @@ committed to the cache the moment it arrives, so a crash loses only the requests
 import threading
 from dataclasses import dataclass
 
-
 from schemas.config import ModelPrice
-from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
 from tasks.progress import Progress
+from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
 from tasks.teachers.prices import cost_usd
 from teacher_cache.store import CacheStore
 

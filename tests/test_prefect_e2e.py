@@ -13,7 +13,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from e2e import ROOT, prefect_env, tiny_config
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -126,9 +125,12 @@ def test_deployments_schedule_and_runs(server, tmp_path, tiny_model):
     assert earlier.height == problems.height and set(earlier["reasoning"]) == {"Count."}
 
     artifacts = api(env, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id(run.stdout)]}}})
-    kinds = {(a["type"], a["key"]) for a in artifacts}
-    assert {("markdown", "report-e2e"), ("table", "students-e2e"), ("link", "report-file-e2e"),
-            ("link", "data-dir-e2e")} <= kinds, kinds
+    by_key = {a["key"]: a for a in artifacts}
+    assert {"report-e2e", "students-e2e", "hypotheses-e2e", "report-file-e2e", "data-dir-e2e"} <= set(by_key)
+    assert by_key["students-e2e"]["type"] == "table"
+    report_uri = (data / "reports" / "e2e" / "report.md").resolve().as_uri()
+    assert f"({report_uri})" in by_key["report-file-e2e"]["data"]  # Prefect stores a link as markdown
+    assert f"({data.resolve().as_uri()})" in by_key["data-dir-e2e"]["data"]
     progress = [a for a in artifacts if a["type"] == "progress"]
     assert progress and progress[0]["data"] == 100.0  # the factory's own progress, finished
     report = next(a for a in artifacts if a["key"] == "report-e2e")

@@ -88,3 +88,37 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_model, tmp_path):
     meta = train_student(TrainConfig(model=tiny_model, batch_size=4, epochs=3), "lora", "raw",
                          pl.read_parquet(rows), tmp_path / "s")
     assert meta["resumed"] is True and meta["steps"] == 30 and meta["status"] == "trained"
+
+
+def long_rows(n: int, words: int) -> pl.DataFrame:
+    return pl.DataFrame([{"prompt": [{"role": "user", "content": f"Question {i}: " + "why " * words}],
+                          "completion": [{"role": "assistant", "content": "The answer is 1."}]} for i in range(n)])
+
+
+def test_examples_longer_than_max_length_are_left_out_and_counted(tiny_model, tmp_path):
+    rows = pl.concat([ROWS.head(4), long_rows(3, 200)])  # 3 examples of ~240 tokens, 4 short ones
+    meta = train_student(cfg(tiny_model, max_length=128), "lora", "raw", rows, tmp_path / "s")
+    assert meta["status"] == "trained" and meta["train_examples"] == 4 and meta["too_long"] == 3
+
+
+def test_an_arm_whose_examples_are_all_too_long_is_skipped_with_the_reason_in_the_report(tiny_model, tmp_path):
+    """trl would drop every example and crash (num_samples=0); the arm is skipped and the report says why."""
+    from reports.report import write_report
+    from schemas.config import ReportConfig
+
+    meta = train_student(cfg(tiny_model, max_length=128), "lora", "mistakes", long_rows(5, 200), tmp_path / "s")
+    assert meta["status"] == "skipped" and meta["too_long"] == 5
+    assert meta["reason"] == "all 5 examples are longer than train.max_length (128 tokens)"
+    assert not (tmp_path / "s" / "adapter_model.safetensors").exists()
+    from schemas.tables import empty
+
+    report = write_report(tmp_path / "r", "r", empty("evals"), pl.DataFrame(schema={"problem_id": pl.String, "topic": pl.String}),
+                          {"mistakes-lora": meta}, {}, {}, ReportConfig()).read_text()
+    assert "| mistakes-lora | | | not trained: all 5 examples are longer than train.max_length (128 tokens) |" in report
+
+
+def test_max_length_must_hold_a_prompt():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="greater than or equal to 128"):
+        TrainConfig(max_length=96)
