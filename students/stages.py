@@ -1,43 +1,62 @@
-"""train and evaluate as functions of (config, data dir, student)."""
+"""train and evaluate as functions of (config, data dir, student); the reference models' zero-shot
+answers (H3.6) go beside the students' in evals/RUN/."""
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import polars as pl
 
-from schemas.config import FactoryConfig
+from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import evaluate_student, load_student
 from students.model import load_tokenizer
 from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
-from tasks.stages import arm_unavailable, captions_of
+from tasks.evals import eval_frame, judge_reasoning, reference_answers, rouge_reasoning
+from tasks.prompts import user_message
+from tasks.stages import arm_unavailable, captions_of, opened
 
 BASE = "base"  # the untuned student
+REFERENCE = "reference:"  # prefix of a reference model's name in evals
 
 
-def student_name(arm: str, method: str) -> str:
-    return f"{arm}-{method}"
+@dataclass(frozen=True)
+class Student:
+    arm: str
+    method: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-{self.method}" + (f"-s{self.seed}" if self.seed else "")
+
+
+def student_name(arm: str, method: str, seed: int = 0) -> str:
+    return Student(arm, method, seed).name
+
+
+def trained(cfg: FactoryConfig) -> list[Student]:
+    """Every (arm, method, seed) the config trains."""
+    return [Student(a, m, s) for a in cfg.arms.arms for m in cfg.train.methods for s in cfg.train.seeds]
 
 
 def students(cfg: FactoryConfig) -> list[str]:
-    names = [student_name(a, m) for a in cfg.arms.arms for m in cfg.train.methods]
-    return ([BASE] if cfg.evaluate.baseline else []) + names
+    return ([BASE] if cfg.evaluate.baseline else []) + [s.name for s in trained(cfg)]
 
 
-def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str) -> dict:
-    out = data.student(cfg.run, student_name(arm, method))
+def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: int = 0) -> dict:
+    out = data.student(cfg.run, student_name(arm, method, seed))
     if reason := arm_unavailable(cfg, arm):
-        meta = dict(arm=arm, method=method, fingerprint=f"skipped:{reason}", base_model=cfg.train.model,
+        meta = dict(arm=arm, method=method, seed=seed, fingerprint=f"skipped:{reason}", base_model=cfg.train.model,
                     train_examples=0, status="skipped", reason=reason, train_tokens=0, wall_s=0.0, device="none")
         write_meta(out, meta)
         return meta
     path = data.arm(arm) / "train.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
-    arm_df = read_table(path, "arms")
-    return train_student(cfg.train, method, arm, arm_df, out)
+    return train_student(cfg.train, method, arm, read_table(path, "arms"), out, seed)
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
@@ -50,11 +69,24 @@ def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def score_reasoning(cfg: FactoryConfig, data: DataDir, df: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
+    """Reasoning scores: the configured judge (cached requests), else ROUGE-L with the gold solution."""
+    if cfg.evaluate.judge is None:
+        return rouge_reasoning(df, problems, cfg.evaluate.rouge_threshold)
+    with opened(cfg.evaluate.judge, cfg, data) as judge:
+        return judge_reasoning(df, problems, cfg.evaluate.judge, judge)[0]
+
+
+def reused(out, key: str) -> pl.DataFrame | None:
+    old = read_table(out, "evals")
+    return old if old.height and old["eval_fingerprint"][0] == key else None
+
+
 def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     """Scores one student on the evaluation split; reuses answers whose fingerprint matches."""
     adapter_dir = None if student == BASE else data.student(cfg.run, student)
-    meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none"} if adapter_dir is None \
-        else read_meta(adapter_dir)
+    meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none", "seed": None} \
+        if adapter_dir is None else read_meta(adapter_dir)
     if meta is None:
         raise FileNotFoundError(f"{adapter_dir} has no trained adapter: run `distillery train` first")
     out = data.evals(cfg.run) / f"{student}.parquet"
@@ -63,13 +95,46 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
         return {"student": student, "status": "skipped", "reason": meta.get("reason")}
     problems = eval_problems(cfg, data)
     key = eval_fingerprint(meta["fingerprint"], cfg, problems["problem_id"].to_list())
-    old = read_table(out, "evals")
-    if old.height and old["eval_fingerprint"][0] == key:
+    if (old := reused(out, key)) is not None:
         return {"student": student, "status": "reused", "n": old.height}
     model = load_student(cfg.train.model, str(adapter_dir) if adapter_dir else None)
-    info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], eval_fingerprint=key)
-    df = evaluate_student(model, load_tokenizer(cfg.train.model), problems,
-                          captions_of(data, cfg.caption.captioner), variant_of(meta["arm"]), info,
-                          cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size, cfg.evaluate.stop_at_answer)
+    info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
+                eval_fingerprint=key)
+    df = evaluate_student(model, load_tokenizer(cfg.train.model), problems, captions_of(data, cfg.caption.captioner),
+                          variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
+                          seed=meta.get("seed") or 0)
+    del model
+    df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
-    return {"student": student, "status": "evaluated", "n": df.height, "accuracy": df["correct"].mean()}
+    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
+    return {"student": student, "status": "evaluated", "n": greedy.height, "accuracy": greedy["correct"].mean()}
+
+
+def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:
+    """A reference model's zero-shot answers on the evaluation split, through the request engine and
+    the cache (a re-run asks nothing), as evals rows of `reference:NAME`."""
+    problems = eval_problems(cfg, data)
+    rows, captions = problems.to_dicts(), captions_of(data, cfg.caption.captioner)
+    name = f"{REFERENCE}{ref.name}"
+    key = eval_fingerprint(f"reference:{ref.model_dump_json()}", cfg, problems["problem_id"].to_list())
+    info = dict(run=cfg.run, student=name, arm="reference", method="zero-shot", seed=None, eval_fingerprint=key)
+    frames, asked = [], 0
+    stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
+    with opened(ref, cfg, data) as model:
+        for style in cfg.evaluate.prompts:
+            prompts = [user_message(p, captions.get(p["problem_id"]), "plain", style) for p in rows]
+            answers, stats = reference_answers(prompts, model, ref.max_new_tokens, stop_at_answer=stop)
+            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), k=1))
+            asked += stats.new
+        if cfg.evaluate.k > 1:
+            prompts = [user_message(p, captions.get(p["problem_id"]), "plain", "cot") for p in rows]
+            answers, stats = reference_answers(prompts, model, ref.max_new_tokens, cfg.evaluate.k,
+                                               cfg.evaluate.temperature, stop)
+            frames.append(eval_frame(rows, answers, info | dict(prompt_style="cot", decoding="sampled"),
+                                     k=cfg.evaluate.k))
+            asked += stats.new
+    df = score_reasoning(cfg, data, pl.concat(frames), problems)
+    write_table(df, data.evals(cfg.run) / f"reference-{ref.name}.parquet", "evals")
+    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
+    return {"student": name, "status": "evaluated", "new_requests": asked, "n": greedy.height,
+            "accuracy": greedy["correct"].mean(), "failed": int(df["grader"].eq("failed").sum())}

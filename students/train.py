@@ -22,10 +22,11 @@ from tasks.progress import Progress
 META = "train_meta.json"
 
 
-def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame) -> str:
-    """Identifies an adapter: base model, method, hyper-parameters and the exact training rows."""
+def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0) -> str:
+    """Identifies an adapter: base model, method, hyper-parameters, seed and the exact training rows."""
     data = json.dumps(arm_df.select("prompt", "completion").to_dicts(), sort_keys=True)
-    payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods"}), "method": method, "data": data}, sort_keys=True)
+    payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods", "seeds"}), "method": method, "data": data,
+                          "seed": seed}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -70,14 +71,15 @@ def fitting(cfg: TrainConfig, method: str, arm_df: pl.DataFrame) -> tuple[pl.Dat
     return arm_df.filter(fits), int((~fits).sum())
 
 
-def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame, out_dir: Path) -> dict:
-    """Trains (or reuses) the adapter for `arm` with `method` in `out_dir`; returns its metadata."""
+def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame, out_dir: Path,
+                  seed: int = 0) -> dict:
+    """Trains (or reuses) the adapter for `arm` with `method` and `seed` in `out_dir`; returns its metadata."""
     out_dir = Path(out_dir)
-    fp = fingerprint(cfg, method, arm_df)
+    fp = fingerprint(cfg, method, arm_df, seed)
     meta = read_meta(out_dir)
     if meta and meta["fingerprint"] == fp:
         return meta | {"reused": True}
-    base = dict(arm=arm, method=method, fingerprint=fp, base_model=cfg.model, train_examples=arm_df.height)
+    base = dict(arm=arm, method=method, seed=seed, fingerprint=fp, base_model=cfg.model, train_examples=arm_df.height)
     usable, too_long = fitting(cfg, method, arm_df) if arm_df.height else (arm_df, 0)
     base |= dict(too_long=too_long)
     reason = ("no training examples" if arm_df.height == 0 else
@@ -86,21 +88,21 @@ def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame,
     if reason:
         meta = base | dict(status="skipped", reason=reason, train_tokens=0, wall_s=0.0, device="none")
     else:
-        with Progress(f"train {arm}-{method}", total=0, unit="steps") as progress:
-            trained = run_trainer(cfg, method, usable, out_dir, progress)
+        with Progress(f"train {out_dir.name}", total=0, unit="steps") as progress:
+            trained = run_trainer(cfg, method, usable, out_dir, progress, seed)
         meta = base | trained | {"status": "trained", "train_examples": usable.height}
     write_meta(out_dir, meta)
     return meta
 
 
-def sft_args(cfg: TrainConfig, method: str, checkpoints: Path):
+def sft_args(cfg: TrainConfig, method: str, checkpoints: Path, seed: int = 0):
     import torch
     from trl import SFTConfig
 
     lr = cfg.lora.learning_rate if method == "lora" else cfg.prompt_tuning.learning_rate
     return SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=lr, max_length=cfg.max_length, completion_only_loss=True, seed=cfg.seed,
+        learning_rate=lr, max_length=cfg.max_length, completion_only_loss=True, seed=seed,
         bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=5,
         save_strategy="steps", save_steps=25, save_total_limit=1, save_only_model=False,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
@@ -123,7 +125,7 @@ def progress_callback(progress: Progress):
 
 
 def build_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, checkpoints: Path,
-                  progress: Progress | None = None):
+                  progress: Progress | None = None, seed: int = 0):
     """trl's SFTTrainer on the arm's prompt/completion rows with the method's peft config."""
     from datasets import Dataset
     from trl import SFTTrainer
@@ -131,18 +133,18 @@ def build_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, checkpoin
     from students.model import load_model, load_tokenizer, resolve
 
     dataset = Dataset.from_list(arm_df.select("prompt", "completion").to_dicts())
-    return SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints),
+    return SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints, seed),
                       train_dataset=dataset, processing_class=load_tokenizer(cfg.model),
                       peft_config=peft_config(method, cfg, resolve(cfg.model)),
                       callbacks=[progress_callback(progress)] if progress else None)
 
 
 def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Path,
-                progress: Progress | None = None) -> dict:
+                progress: Progress | None = None, seed: int = 0) -> dict:
     if read_meta(out_dir) is not None:  # stale adapter from other data or settings
         (out_dir / META).unlink()
     checkpoints = out_dir / "checkpoints"
-    trainer = build_trainer(cfg, method, arm_df, checkpoints, progress)
+    trainer = build_trainer(cfg, method, arm_df, checkpoints, progress, seed)
     try:
         start = time.perf_counter()
         resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))

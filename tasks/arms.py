@@ -1,51 +1,35 @@
 """arms: the student training sets the hypotheses compare, in trl's conversational
-prompt/completion form (one row per training example).
+prompt/completion form (one row per training example). The arms themselves are declared in
+`schemas/experiment.py`; this module builds any declared arm from its parts:
 
-    raw               dataset solution + answer                          (H3.1 control)
-    teacher_answer    teacher's answer and explanation, no chain of thought   (H3.1)
-    teacher_cot       teacher's full selected trace                          (H3.3)
-    raw_plus_teacher  dataset solution followed by the teacher's explanation (H3.2)
-    teacher_lecture   lecture-variant teacher explanation, lecture in the prompt (H3.4)
-    mistakes          dataset solution + a wrong teacher attempt shown and corrected
-                      + the teacher's correct explanation, lecture in the prompt (H3.5)
-    answer_only       the answer alone (baseline)
+    solution       the dataset's own solution
+    explanation    the teacher's answer and short justification, without its chain of thought
+    cot            the teacher's full selected trace (`<think>` reasoning kept)
+    wrong_attempt  the teacher's shortest wrong attempt, quoted and marked wrong
 """
 
 import re
 
 import polars as pl
 
+from schemas.experiment import ARM
 from schemas.tables import SCHEMAS
 from tasks.grade import grade
 from tasks.prompts import answer_sentence, user_message
 from tasks.select import by_length
 
-DESCRIPTIONS = {
-    "raw": "the dataset's own solution and answer (H3.1 control)",
-    "teacher_answer": "the teacher's answer and short explanation, no chain of thought (H3.1)",
-    "teacher_cot": "the teacher's full selected reasoning trace (H3.3)",
-    "raw_plus_teacher": "the dataset's solution followed by the teacher's explanation (H3.2)",
-    "teacher_lecture": "the teacher's explanation when shown the lecture, lecture in the prompt (H3.4)",
-    "mistakes": "dataset solution, a wrong teacher attempt shown and corrected, the teacher's correct "
-                "explanation, lecture in the prompt (H3.5)",
-    "answer_only": "the answer alone (baseline)",
-}
-ARM_VARIANT = {"teacher_lecture": "lecture", "mistakes": "lecture"}  # the rest see the plain prompt
-DATASET_ARMS = {"raw", "answer_only"}  # built from the dataset alone, no teacher
 WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` arm
 
 
 def variant_of(arm: str) -> str:
     """The prompt variant the student sees."""
-    return ARM_VARIANT.get(arm, "plain")
+    return ARM[arm].prompt_variant
 
 
 def source_variant(arm: str) -> str | None:
     """The prompt variant of the teacher samples the arm is built from (None: no teacher).
     `mistakes` shows the lecture to the student but is built from plain-variant attempts."""
-    if arm in DATASET_ARMS:
-        return None
-    return "lecture" if arm == "teacher_lecture" else "plain"
+    return ARM[arm].teacher_variant
 
 
 def teacher_spend(samples: pl.DataFrame, teacher: str, arm: str) -> tuple[int, float | None]:
@@ -79,41 +63,33 @@ def ensure_answer(text: str, problem: dict) -> str:
     return text if grade(text, problem).correct else f"{text}\n{answer_sentence(problem)}".strip()
 
 
-def raw_solution(problem: dict) -> str:
-    return f"{problem['solution']}\n{answer_sentence(problem)}".strip()
+def wrong_attempt(wrong: dict) -> str:
+    attempt = explanation(wrong["reasoning"], wrong["content"])[:WRONG_EXCERPT]
+    said = f"({wrong['extracted']})" if wrong["extracted"] else "no clear answer"
+    return (f'A tempting but wrong attempt: "{attempt}"\nThis attempt is wrong: it gives {said}, '
+            f"which does not fit the facts above.")
 
 
-def mistakes_completion(problem: dict, right: dict | None, wrong: dict | None) -> str:
-    parts = [problem["solution"]] if problem["solution"] else []
-    if wrong is not None:
-        attempt = explanation(wrong["reasoning"], wrong["content"])[:WRONG_EXCERPT]
-        said = f"({wrong['extracted']})" if wrong["extracted"] else "no clear answer"
-        parts.append(f'A tempting but wrong attempt: "{attempt}"\nThis attempt is wrong: it gives {said}, '
-                     f"which does not fit the facts above.")
-    if right is not None:
-        parts.append(explanation(right["reasoning"], right["content"]))
-    return ensure_answer("\n\n".join(parts), problem)
+# part name -> (problem, its selected correct trace or None, its shortest wrong attempt or None) -> text or None
+PARTS = {
+    "solution": lambda p, pick, wrong: p["solution"] or None,
+    "explanation": lambda p, pick, wrong: explanation(pick["reasoning"], pick["content"]) or None if pick else None,
+    "cot": lambda p, pick, wrong: cot(pick["reasoning"], pick["content"]) or None if pick else None,
+    "wrong_attempt": lambda p, pick, wrong: wrong_attempt(wrong) if wrong else None,
+}
 
 
 def completion_for(arm: str, p: dict, pick: dict | None, wrong: dict | None) -> str | None:
     """The assistant turn of `arm` for problem `p` from `pick` (its selected correct teacher
     trace of the arm's source variant, if any); None when the arm has no example for it."""
-    if arm == "raw":
-        return raw_solution(p)
-    if arm == "answer_only":
-        return answer_sentence(p)
-    if arm == "mistakes":
-        return mistakes_completion(p, pick, wrong) if (pick or wrong) else None
-    if pick is None:
+    spec = ARM[arm]
+    parts = {name: PARTS[name](p, pick, wrong) for name in spec.parts}
+    if spec.needs and not any(parts[n] for n in spec.needs):
         return None
-    if arm == "teacher_cot":
-        return cot(pick["reasoning"], pick["content"])
-    said = explanation(pick["reasoning"], pick["content"])
-    if arm in ("teacher_answer", "teacher_lecture"):
-        return ensure_answer(said, p)
-    if arm == "raw_plus_teacher":
-        return ensure_answer(f"{p['solution']}\n\n{said}".strip(), p)
-    raise ValueError(f"unknown arm {arm!r}")
+    text = "\n\n".join(t.strip() for t in parts.values() if t and t.strip())
+    if spec.ending == "answer":
+        return f"{text}\n{answer_sentence(p)}".strip()
+    return ensure_answer(text, p) if spec.ending == "ensure" else text
 
 
 def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> dict[str, dict]:
@@ -139,7 +115,7 @@ def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], select
     rows = []
     for p in problems.filter(pl.col("split") == "train").iter_rows(named=True):
         options = picks.get(p["problem_id"], {}).get(source_variant(arm)) or [None]
-        for pick in options[:1] if arm in DATASET_ARMS else options:
+        for pick in options[:1] if source_variant(arm) is None else options:
             text = completion_for(arm, p, pick, wrong.get(p["problem_id"]))
             if not text:
                 continue

@@ -19,8 +19,9 @@ import polars as pl
 import yaml
 
 from schemas.config import FactoryConfig
+from schemas.experiment import ARM, HYPOTHESES
 from schemas.paths import DataDir
-from tasks.arms import DESCRIPTIONS, source_variant, teacher_spend
+from tasks.arms import source_variant, teacher_spend
 from tasks.select import pass_rates
 
 SHAREGPT_INFO = {  # LLaMA-Factory data/README.md, "Sharegpt Format" + multimodal `images` column
@@ -74,6 +75,13 @@ def hf_dataset(arm_df: pl.DataFrame, data: DataDir):
     return datasets.Dataset.from_dict(columns, features=features, split=datasets.Split.TRAIN)
 
 
+def roles(arm: str) -> list[str]:
+    """The hypotheses the arm takes part in, as card lines."""
+    lines = [f"- {h.id} ({'treatment' if h.treatment == arm else 'control'}, predicted {h.direction}): {h.claim}"
+             for h in HYPOTHESES if arm in (h.treatment, h.control)]
+    return ["## Hypotheses", "", *lines, ""] if lines else []
+
+
 def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, tables: dict[str, pl.DataFrame]) -> str:
     """The dataset card: YAML header for the hub, then what the arm is and what it cost."""
     variant = source_variant(arm)
@@ -85,7 +93,8 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
         header["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "trl.parquet"}]}]
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
-        f"# distillery arm `{arm}`", "", f"Each example's completion is {DESCRIPTIONS[arm]}.", "",
+        f"# distillery arm `{arm}`", "", f"Each example's completion is {ARM[arm].completion}; the student sees "
+        f"the `{ARM[arm].prompt_variant}` prompt.", "", *roles(arm),
         "## Counts", "",
         f"- examples: {arm_df.height} from {arm_df['problem_id'].n_unique()} training problems",
         f"- with an image: {arm_df['image_sha'].is_not_null().sum()}",

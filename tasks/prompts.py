@@ -12,8 +12,9 @@ def options_text(choices: list[str]) -> str:
     return " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
-def user_message(problem: dict, caption: str | None, variant: str) -> str:
-    """The problem as one user turn; `caption` describes the image for text-only models."""
+def user_message(problem: dict, caption: str | None, variant: str, style: str = "cot") -> str:
+    """The problem as one user turn; `caption` describes the image for text-only models.
+    `style`: `cot` asks for step-by-step reasoning before the answer, `direct` for the answer alone."""
     parts = []
     if variant == "lecture" and problem.get("lecture"):
         parts.append(f"Lecture: {problem['lecture']}")
@@ -22,11 +23,12 @@ def user_message(problem: dict, caption: str | None, variant: str) -> str:
     if problem.get("hint"):
         parts.append(f"Context: {problem['hint']}")
     parts.append(f"Question: {problem['question']}")
+    lead = "Think step by step, then finish with" if style == "cot" else "Answer at once, only with"
     if problem.get("choices"):
         parts.append(f"Options: {options_text(problem['choices'])}")
-        parts.append("Think step by step, then finish with \"The answer is (X).\" where X is the option letter.")
+        parts.append(f"{lead} \"The answer is (X).\" where X is the option letter.")
     else:
-        parts.append("Think step by step, then finish with \"The answer is N.\" where N is the final answer.")
+        parts.append(f"{lead} \"The answer is N.\" where N is the final answer.")
     return "\n".join(parts)
 
 

@@ -26,6 +26,8 @@ MARKERS = ("[429]", "[500]", "[503]", "[malformed]", "[hang]")
 def answer_for(prompt: str, index: int) -> tuple[str, str]:
     """(reasoning, answer) the fake teacher gives: deterministic in (prompt, index)."""
     h = int(hashlib.sha256(f"{prompt}:{index}".encode()).hexdigest(), 16)
+    if "CORRECT or INCORRECT" in prompt:  # a reasoning judge's request
+        return "Checking each step.", "CORRECT" if h % 2 else "INCORRECT"
     letter = "ABCD"[h % 4]
     return f"Path {index}: weighing the options for {h % 997}.", f"The answer is ({letter})."
 

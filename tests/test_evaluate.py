@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from schemas.config import TrainConfig
+from schemas.config import EvaluateConfig, TrainConfig
 from schemas.tables import SCHEMAS
 from students.evaluate import answer, evaluate_student, load_student
 from students.model import load_tokenizer
@@ -17,8 +17,8 @@ ROWS = pl.DataFrame([{"prompt": [{"role": "user", "content": "Say hi"}], "comple
 
 def test_greedy_generation_is_deterministic(tiny_model):
     model, tok = load_student(tiny_model, None), load_tokenizer(tiny_model)
-    a = answer(model, tok, ["Hello", "What is 2+2?"], 6, 2)
-    assert a == answer(model, tok, ["Hello", "What is 2+2?"], 6, 1)  # batching does not change answers
+    a = [g for g, _ in answer(model, tok, ["Hello", "What is 2+2?"], 6, 2)]
+    assert a == [g for g, _ in answer(model, tok, ["Hello", "What is 2+2?"], 6, 1)]  # batching changes nothing
     assert all(0 < g.new_tokens <= 6 for g in a)
 
 
@@ -27,7 +27,44 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
     cfg = TrainConfig(model=tiny_model, batch_size=2)
     train_student(cfg, method, "raw", ROWS, tmp_path / method)
     model = load_student(tiny_model, str(tmp_path / method))
-    info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, eval_fingerprint="f")
-    df = evaluate_student(model, load_tokenizer(tiny_model), PROBLEMS, {}, "plain", info, 8, 4)
+    info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, seed=0, eval_fingerprint="f")
+    df = evaluate_student(model, load_tokenizer(tiny_model), PROBLEMS, {}, "plain", info,
+                          EvaluateConfig(max_new_tokens=8, batch_size=4))
     assert df.schema == pl.Schema(SCHEMAS["evals"]) and df.height == 4
     assert df["correct"].dtype == pl.Boolean and df["correct"].null_count() == 0
+    assert set(df["prompt_style"]) == {"cot"} and set(df["decoding"]) == {"greedy"}
+
+
+def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
+    model, tok = load_student(tiny_model, None), load_tokenizer(tiny_model)
+    info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
+    cfg = EvaluateConfig(prompts=["cot", "direct"], k=3, max_new_tokens=6, batch_size=4)
+    df = evaluate_student(model, tok, PROBLEMS, {}, "plain", info, cfg)
+    counts = {k: g.height for k, g in df.group_by("prompt_style", "decoding")}
+    assert counts == {("cot", "greedy"): 4, ("direct", "greedy"): 4, ("cot", "sampled"): 12}
+    sampled = df.filter(pl.col("decoding") == "sampled")
+    assert sorted(sampled.group_by("problem_id").agg(pl.col("sample_index").sort())["sample_index"].to_list()) == [
+        [0, 1, 2]] * 4
+    assert (df["latency_s"] > 0).all() and (df["prompt_tokens"] > 0).all()
+    again = evaluate_student(model, tok, PROBLEMS, {}, "plain", info, cfg)
+    assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
+
+
+def test_reasoning_by_rouge_without_a_judge():
+    from reports.stats import rouge_l
+    from tasks.evals import rouge_reasoning
+
+    problems = PROBLEMS.with_columns(pl.Series("solution", ["Add one to 0 to get 1.", "", "x", "y"]))
+    ev = pl.DataFrame([dict(run="r", student="s", arm="raw", method="lora", seed=0, problem_id=f"p{i}", split="test",
+                            prompt_style=style, decoding="greedy", sample_index=0, response=resp, reasoning=None,
+                            extracted=None, correct=True, grader="g", prompt_tokens=1, generated_tokens=1, latency_s=0.1,
+                            cost_usd=0.0, reasoning_score=None, reasoning_correct=None, reasoning_judge=None,
+                            eval_fingerprint="f")
+                       for i, style, resp in [(0, "cot", "Add one to 0 to get 1. The answer is 1."),
+                                              (1, "cot", "whatever"), (2, "direct", "x"), (3, "cot", "z")]],
+                      schema=SCHEMAS["evals"])
+    out = rouge_reasoning(ev, problems, 0.4)
+    assert out["reasoning_score"][0] == pytest.approx(rouge_l("Add one to 0 to get 1. The answer is 1.",
+                                                              "Add one to 0 to get 1."))
+    assert out["reasoning_correct"].to_list() == [True, None, None, False]  # no solution; direct answer; no overlap
+    assert out["reasoning_judge"].to_list() == ["rouge-l>=0.4", None, None, "rouge-l>=0.4"]

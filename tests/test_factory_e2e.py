@@ -8,6 +8,7 @@ import sys
 import polars as pl
 import pytest
 from e2e import ROOT, prefect_env, run_cli, tiny_config
+from fake_servers import FakeServer
 
 from schemas.tables import SCHEMAS
 
@@ -16,12 +17,21 @@ TABLES = ["problems", "rejects", "captions", "samples", "verdicts", "selected", 
 
 @pytest.fixture(scope="module")
 def factory_run(tmp_path_factory, tiny_model):
+    """Two runs of one tiny config, with a zero-shot reference model (H3.6) and a reasoning judge
+    served by a local OpenAI-compatible test server."""
     root = tmp_path_factory.mktemp("factory")
     env = prefect_env(root / "prefect")
-    cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data", run="default")  # the README's run name
-    first, first_log = run_cli(["run", "--config", str(cfg)], env)  # a brand-new PREFECT_HOME, no PREFECT_API_URL
-    second, second_log = run_cli(["run", "--config", str(cfg)], env)
-    return dict(root=root, cfg=cfg, env=env, first=first, second=second, first_log=first_log, second_log=second_log)
+    with FakeServer("openai") as server:
+        endpoint = {"base_urls": [server.url], "max_attempts": 2, "backoff_s": 0.05}
+        cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data", run="default",  # the README's run name
+                          reference=[{"name": "big", "teacher": "openai", "model": "gpt-4o-mini", "endpoint": endpoint}],
+                          evaluate={"judge": {"teacher": "openai", "model": "judge", "endpoint": endpoint}})
+        first, first_log = run_cli(["run", "--config", str(cfg)], env)  # a brand-new PREFECT_HOME, no PREFECT_API_URL
+        asked = sum(server.attempts.values())
+        second, second_log = run_cli(["run", "--config", str(cfg)], env)
+        asked_again = sum(server.attempts.values()) - asked
+    return dict(root=root, cfg=cfg, env=env, first=first, second=second, first_log=first_log, second_log=second_log,
+                asked=asked, asked_again=asked_again)
 
 
 @pytest.mark.slow
@@ -37,9 +47,29 @@ def test_every_stage_ran_and_wrote_its_declared_schema(factory_run):
     assert first["sample"]["new"] == train_problems * 2 * 2  # k=2, plain + lecture
     assert first["verify"]["verdicts"] == first["sample"]["new"]
     report = (data / "reports" / "default" / "report.md").read_text()
-    assert "| raw-lora | raw | lora |" in report and "| base | base | none |" in report
+    assert "| raw-lora | raw | lora | 0 |" in report and "| base | base | none |" in report
     summary = json.loads((data / "reports" / "default" / "summary.json").read_text())
     assert {s["student"] for s in summary["students"]} >= {"base", "raw-lora", "raw-prompt_tuning", "answer_only-lora"}
+
+
+@pytest.mark.slow
+def test_h36_reference_model_and_judged_reasoning_through_the_local_server(factory_run):
+    data = factory_run["root"] / "data"
+    test_problems = pl.read_parquet(data / "problems" / "**" / "*.parquet").filter(pl.col("split") == "test").height
+    ref = factory_run["first"]["evaluate"]["reference:big"]
+    assert ref["new_requests"] == test_problems and ref["failed"] == 0
+    assert factory_run["asked"] > test_problems and factory_run["asked_again"] == 0  # the re-run asked nothing
+    report = (data / "reports" / "default" / "report.md").read_text()
+    assert "## H3.6: the best arm against zero-shot reference models" in report
+    row = next(line for line in report.splitlines() if line.startswith("| reference:big | ") and "zero-shot" not in line)
+    per_answer = row.split("|")[-2].strip()
+    assert per_answer.startswith("$") and float(per_answer[1:]) > 0  # priced: gpt-4o-mini is in the price table
+    assert "| H3.6 |" in report
+    evals = pl.read_parquet(data / "evals" / "default" / "*.parquet")
+    judged = evals.filter(pl.col("reasoning_judge").is_not_null())
+    assert judged.height > 0 and set(judged["reasoning_judge"]) == {"openai/judge"}
+    assert set(judged["prompt_style"]) == {"cot"} and set(judged["decoding"]) == {"greedy"}
+    assert (data / "reports" / "default" / "report.html").read_text().startswith("<!doctype html>")
 
 
 @pytest.mark.slow

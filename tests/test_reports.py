@@ -6,9 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reports.report import write_report
+from reports.report import ReportInputs, write_report
 from reports.stats import bootstrap_ci, paired_bootstrap_diff
 from schemas.config import ReportConfig
+from schemas.experiment import HYPOTHESES
+from schemas.tables import SCHEMAS
 
 
 def reference_ci(x, n_boot, confidence, seed):
@@ -34,12 +36,23 @@ def test_paired_difference_sign():
     assert diff == pytest.approx(20 / 30) and 0 < lo <= diff <= hi
 
 
-def evals(student, arm, method, correct):
+def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy", index=0, reasoning=None):
     n = len(correct)
     return pl.DataFrame(dict(run=["r"] * n, student=[student] * n, arm=[arm] * n, method=[method] * n,
-                             problem_id=[f"p{i}" for i in range(n)], split=["test"] * n, response=["x"] * n,
-                             extracted=["A"] * n, correct=correct, grader=["choice_index"] * n,
-                             generated_tokens=[3] * n, eval_fingerprint=["f"] * n))
+                             seed=[None if arm in ("base", "reference") else seed] * n,
+                             problem_id=[f"p{i}" for i in range(n)], split=["test"] * n, prompt_style=[style] * n,
+                             decoding=[decoding] * n, sample_index=[index] * n, response=["x"] * n, reasoning=[None] * n,
+                             extracted=["A"] * n, correct=correct, grader=["choice_index"] * n, prompt_tokens=[9] * n,
+                             generated_tokens=[3] * n, latency_s=[0.5] * n, cost_usd=[0.0] * n,
+                             reasoning_score=[None] * n, reasoning_correct=reasoning or [None] * n,
+                             reasoning_judge=[None] * n, eval_fingerprint=["f"] * n), schema=SCHEMAS["evals"])
+
+
+def report(tmp_path, ev, problems=None, metas=None, cfg=None, **inputs):
+    problems = problems if problems is not None else pl.DataFrame(schema=SCHEMAS["problems"])
+    path = write_report(tmp_path, ReportInputs(run="r", evals=ev, problems=problems, metas=metas or {}, **inputs),
+                        cfg or ReportConfig(n_bootstrap=300))
+    return path.read_text(), json.loads((tmp_path / "summary.json").read_text())
 
 
 def test_report_files(tmp_path):
@@ -47,26 +60,138 @@ def test_report_files(tmp_path):
                     evals("teacher_answer-lora", "teacher_answer", "lora", [True] * 38 + [False] * 2),
                     evals("base", "base", "none", [False] * 40)])
     metas = {"raw-lora": {"train_examples": 7, "wall_s": 1.5, "train_tokens": 100}}
-    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(40)], "topic": ["maps"] * 10 + ["verbs"] * 30})
-    path = write_report(tmp_path, "r", ev, problems, metas, {"teacher_answer": 1234}, {"problems": "test 40"}, ReportConfig())
-    text = path.read_text()
-    assert "| raw-lora | raw | lora | 12.5% |" in text and "| H3.1 | lora | teacher_answer | raw |" in text
-    assert "| student | maps | verbs |" in text and "| raw-lora | 50.0% | 0.0% |" in text  # 5 right, all in maps
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(40)], "topic": ["maps"] * 10 + ["verbs"] * 30},
+                            schema_overrides={}).join(pl.DataFrame(schema=SCHEMAS["problems"]).drop("topic"),
+                                                      on="problem_id", how="left")
+    text, summary = report(tmp_path, ev, problems, metas, teacher_tokens={"teacher_answer": 1234})
+    assert "| raw-lora | raw | lora | 0 | 12.5% |" in text
+    assert "| topic | " not in text and "| student | maps | verbs |" in text and "| raw-lora | 50.0% | 0.0% |" in text
     h = summary["hypotheses"][0]
-    assert h["hypothesis"] == "H3.1" and h["verdict"] == "supported" and h["difference"] == pytest.approx(33 / 40)
+    assert (h["hypothesis"], h["treatment"], h["control"], h["direction"]) == ("H3.1", "teacher_answer", "raw", "lower")
+    assert h["verdict"] == "contradicted" and h["difference"] == pytest.approx(33 / 40)  # the plan predicted lower
     assert {s["student"]: s["teacher_tokens"] for s in summary["students"]}["teacher_answer-lora"] == 1234
+    html = (tmp_path / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "data:image/png;base64," in html and "<table>" in html
 
 
 def test_unjudgeable_answers_leave_accuracy_and_pairing_alone(tmp_path):
     treat = evals("teacher_answer-lora", "teacher_answer", "lora", [True, True, None, False])
     control = evals("raw-lora", "raw", "lora", [False, True, False, False])
-    problems = pl.DataFrame({"problem_id": [f"p{i}" for i in range(4)], "topic": ["t"] * 4})
-    write_report(tmp_path, "r", pl.concat([treat, control]), problems, {}, {}, {}, ReportConfig())
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    _, summary = report(tmp_path, pl.concat([treat, control]))
     row = {s["student"]: s for s in summary["students"]}["teacher_answer-lora"]
     assert (row["n"], row["accuracy"]) == (3, pytest.approx(2 / 3))
     assert summary["hypotheses"][0]["difference"] == pytest.approx(1 / 3)  # p0, p1, p3 paired: (2 - 1) / 3
+
+
+PLANTS = {"clearly_higher": ([True] * 45 + [False] * 15, [True] * 10 + [False] * 50),
+          "clearly_lower": ([True] * 10 + [False] * 50, [True] * 45 + [False] * 15),
+          "equal": ([True, False] * 30, [True, False] * 30)}
+
+
+@pytest.mark.parametrize("hypothesis", [h for h in HYPOTHESES])
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_planted_outcomes_give_verdicts_relative_to_the_prediction(tmp_path, hypothesis, plant):
+    """Evals where the treatment is clearly worse than the control support a claim that predicts
+    `lower` and contradict one that predicts `higher`; equal outcomes are inconclusive."""
+    treat, control = PLANTS[plant]
+    ev = pl.concat([evals(f"{hypothesis.treatment}-lora", hypothesis.treatment, "lora", treat),
+                    evals(f"{hypothesis.control}-lora", hypothesis.control, "lora", control)])
+    _, summary = report(tmp_path, ev)
+    row = next(h for h in summary["hypotheses"] if h["hypothesis"] == hypothesis.id)
+    expected = {"equal": "inconclusive",
+                "clearly_higher": "supported" if hypothesis.direction == "higher" else "contradicted",
+                "clearly_lower": "supported" if hypothesis.direction == "lower" else "contradicted"}[plant]
+    assert row["verdict"] == expected
+    assert (row["treatment"], row["control"]) == (hypothesis.treatment, hypothesis.control)
+
+
+def test_the_plans_controls():
+    controls = {h.id: (h.treatment, h.control, h.direction) for h in HYPOTHESES}
+    assert controls["H3.1"] == ("teacher_answer", "raw", "lower")
+    assert controls["H3.2"] == ("raw_plus_teacher", "raw", "lower")
+    assert controls["H3.3"] == ("teacher_cot", "teacher_answer", "higher")
+    assert controls["H3.4"] == ("teacher_lecture", "teacher_answer", "higher")
+    assert controls["H3.5"] == ("mistakes", "teacher_lecture", "higher")
+
+
+def test_holm_family_seeds_and_users_own_hypothesis(tmp_path):
+    from schemas.config import HypothesisConfig
+
+    rng = np.random.default_rng(5)
+    frames = []
+    for seed in (0, 1, 2):
+        frames += [evals(f"raw-lora{'-s' + str(seed) if seed else ''}", "raw", "lora", list(rng.random(50) < 0.7), seed),
+                   evals(f"answer_only-lora{'-s' + str(seed) if seed else ''}", "answer_only", "lora",
+                         list(rng.random(50) < 0.3), seed)]
+    mine = HypothesisConfig(id="U1", claim="answers alone are worse", treatment="answer_only", control="raw",
+                            direction="lower")
+    text, summary = report(tmp_path, pl.concat(frames), cfg=ReportConfig(n_bootstrap=300, hypotheses=[mine]))
+    rows = summary["hypotheses"]
+    assert {(r["hypothesis"], r["seed"]) for r in rows} == {(h, s) for h in ("baseline", "U1") for s in (0, 1, 2)}
+    from reports.stats import holm
+
+    assert [r["p_holm"] for r in rows] == pytest.approx(holm([r["p_value"] for r in rows]))
+    assert all(r["verdict"] == "supported" for r in rows)
+    seeds = summary["seeds"]
+    assert {(s["arm"], s["seeds"]) for s in seeds} == {("raw", 3), ("answer_only", 3)}
+    raw = [s["accuracy"] for s in summary["students"] if s["arm"] == "raw"]
+    assert next(s for s in seeds if s["arm"] == "raw")["sd"] == pytest.approx(np.std(raw, ddof=1))
+    assert "### Across training seeds" in text
+
+
+def test_h36_best_arm_against_a_reference_with_costs_and_leaderboard(tmp_path):
+    from schemas.config import LeaderboardEntry
+
+    ev = pl.concat([evals("raw-lora", "raw", "lora", [True] * 20 + [False] * 20),
+                    evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 30 + [False] * 10),
+                    evals("reference:big", "reference", "zero-shot", [True] * 10 + [False] * 30)])
+    metas = {"teacher_cot-lora": {"train_examples": 9, "wall_s": 12.5, "train_tokens": 4000, "device": "cpu"}}
+    cfg = ReportConfig(n_bootstrap=300, leaderboard=[LeaderboardEntry(name="SOTA", accuracy=0.9, source="paper")])
+    text, summary = report(tmp_path, ev, metas=metas, cfg=cfg, teacher_tokens={"teacher_cot": 777},
+                           teacher_usd={"teacher_cot": 0.5})
+    h36 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.6")
+    assert h36["treatment"].startswith("teacher_cot-lora") and h36["control"] == "reference:big"
+    assert h36["verdict"] == "supported" and h36["difference"] == pytest.approx(0.5)
+    assert "| teacher_cot-lora | 75.0% | 777 | $0.5000 | 12.5 | 4000 | cpu | 3 | 0.50 | $0.0000 |" in text
+    assert "| SOTA | 90.0% | paper |" in text and "never used in a verdict" in text
+
+
+def test_views_cot_vs_direct_pass_at_k_and_answer_vs_reasoning(tmp_path):
+    from tasks.select import pass_at_k
+
+    rng = np.random.default_rng(3)
+    samples = [list(rng.random(30) < 0.4) for _ in range(4)]
+    ev = pl.concat([evals("raw-lora", "raw", "lora", [True] * 18 + [False] * 12,
+                          reasoning=[True] * 10 + [False] * 8 + [True] * 5 + [False] * 7),
+                    evals("raw-lora", "raw", "lora", [True] * 9 + [False] * 21, style="direct"),
+                    *(evals("raw-lora", "raw", "lora", c, decoding="sampled", index=i) for i, c in enumerate(samples))])
+    text, summary = report(tmp_path, ev)
+    assert summary["cot_vs_direct"][0]["cot_minus_direct"] == pytest.approx(0.3)
+    per_problem = np.array(samples).T  # (problems, k)
+    for j in (1, 2, 4):
+        ref = np.mean([pass_at_k(4, int(row.sum()), j) for row in per_problem])
+        assert summary["pass_at_k"][0][f"pass@{j}"] == pytest.approx(ref)
+    two = summary["answer_vs_reasoning"][0]
+    assert (two["both_right"], two["answer_right_reasoning_wrong"], two["answer_wrong_reasoning_right"],
+            two["both_wrong"]) == (10, 8, 5, 7)
+    for section in ("## Chain of thought vs direct answering", "## pass@k", "## Answer vs reasoning accuracy"):
+        assert section in text
+    assert {"accuracy.png", "pass_at_k.png", "answer_vs_reasoning.png"} <= {
+        p.name for p in tmp_path.iterdir()}
+
+
+def test_scienceqa_breakdowns(tmp_path):
+    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(4)], source="scienceqa",
+                                 subject=["natural science", "social science", "language science", "natural science"],
+                                 grade=["grade2", "grade7", "grade12", "grade5"], image_sha=["x", None, None, None],
+                                 hint=["", "a map", "", ""]), schema_overrides={}).join(
+        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source", "subject", "grade", "image_sha", "hint"),
+        on="problem_id", how="left")
+    _, summary = report(tmp_path, evals("raw-lora", "raw", "lora", [True, False, True, False]), problems)
+    b = summary["breakdowns"]
+    assert b["scienceqa_subject"] == [{"student": "raw-lora", "LAN": 1.0, "NAT": 0.5, "SOC": 0.0}]
+    assert b["scienceqa_context"] == [{"student": "raw-lora", "IMG": 1.0, "NO": 0.5, "TXT": 0.0}]
+    assert b["scienceqa_grade"] == [{"student": "raw-lora", "G1-6": 0.5, "G7-12": 0.5}]
 
 
 def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
@@ -91,9 +216,7 @@ def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
                           cost_usd=0.0045)]
     per_arm = teacher_usd_per_arm(cfg, samples)
     assert per_arm["teacher_cot"] == pytest.approx(0.003) and per_arm["teacher_lecture"] == pytest.approx(0.0015)
-    path = write_report(tmp_path / "r", "r", pl.DataFrame(schema=SCHEMAS["evals"]), pl.DataFrame(schema=SCHEMAS["problems"]),
-                        {}, {}, {}, ReportConfig(), costs, per_arm)
-    text = path.read_text()
+    text, _ = report(tmp_path / "r", pl.DataFrame(schema=SCHEMAS["evals"]), costs=costs, teacher_usd=per_arm)
     assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.0045 |" in text and "| caption | gemini | 1 | 300 | 40 | unpriced |" in text
 
 
@@ -123,3 +246,73 @@ def test_pipeline_counts_pass_at_k_per_teacher_and_copies(tmp_path):
                                 prompt_tokens=None, completion_tokens=None, latency_s=None, cost_usd=0.25)],
                           schema=SCHEMAS["samples"])
     assert teacher_usd_per_arm(cfg, priced)["teacher_cot"] == 0.25  # arms.teacher's samples, not sample's
+
+
+def test_exact_mcnemar_equals_scipy_binomtest_on_the_discordant_pairs():
+    from scipy.stats import binomtest
+
+    from reports.stats import discordant, mcnemar_exact
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 18, 60, 200):
+        for _ in range(20):
+            a, b = rng.random(n) < rng.random(), rng.random(n) < rng.random()
+            k, c = discordant(a, b)
+            ref = binomtest(k, k + c, 0.5).pvalue if k + c else 1.0
+            assert mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+def test_holm_against_its_definition():
+    from reports.stats import holm
+
+    rng = np.random.default_rng(1)
+    for m in (1, 2, 5, 9):
+        p = list(rng.random(m) ** 3)
+        ref = [min(1.0, max((m - j) * sorted(p)[j] for j in range(sorted(p).index(x) + 1))) for x in p]
+        assert holm(p) == pytest.approx(ref)
+
+
+def test_mcnemar_power_against_simulation_and_detectable_difference_is_the_threshold():
+    from reports.stats import detectable_difference, discordant, mcnemar_exact, mcnemar_power
+
+    rng = np.random.default_rng(2)
+    n, p10, p01 = 40, 0.25, 0.05
+    sims = 4000
+    cats = rng.choice(4, size=(sims, n), p=[p10, p01, 0.35, 0.35])  # (right, wrong), (wrong, right), both, neither
+    hits = 0
+    for row in cats:
+        a, b = (row == 0) | (row == 2), (row == 1) | (row == 2)
+        hits += mcnemar_exact(a, b) <= 0.05
+    assert mcnemar_power(n, p10, p01) == pytest.approx(hits / sims, abs=0.025)
+    delta = detectable_difference(100, 0.3)
+    pd = 0.3
+    assert mcnemar_power(100, (pd + delta) / 2, (pd - delta) / 2) >= 0.8
+    smaller = delta - 0.01
+    assert mcnemar_power(100, (pd + smaller) / 2, (pd - smaller) / 2) < 0.8
+    assert detectable_difference(400, 0.3) < delta  # more problems, finer decisions
+    assert discordant([1, 1, 0, 0], [1, 0, 1, 0]) == (1, 1)
+
+
+def test_rouge_l_against_a_dynamic_programming_reference():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from reports.stats import rouge_l
+
+    def lcs(x, y):
+        t = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+        for i in range(len(x)):
+            for j in range(len(y)):
+                t[i + 1][j + 1] = t[i][j] + 1 if x[i] == y[j] else max(t[i][j + 1], t[i + 1][j])
+        return t[-1][-1]
+
+    words = st.lists(st.sampled_from(["a", "b", "c", "mass", "left", "Right"]), max_size=12)
+
+    @given(words, words)
+    def check(c, r):
+        x, y = [w.lower() for w in c], [w.lower() for w in r]
+        n = lcs(x, y)
+        ref = 0.0 if not x or not y or n == 0 else 2 * (n / len(x)) * (n / len(y)) / (n / len(x) + n / len(y))
+        assert rouge_l(" ".join(c), " ".join(r)) == pytest.approx(ref)
+
+    check()

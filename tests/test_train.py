@@ -110,11 +110,12 @@ def test_an_arm_whose_examples_are_all_too_long_is_skipped_with_the_reason_in_th
     assert meta["status"] == "skipped" and meta["too_long"] == 5
     assert meta["reason"] == "all 5 examples are longer than train.max_length (128 tokens)"
     assert not (tmp_path / "s" / "adapter_model.safetensors").exists()
+    from reports.report import ReportInputs
     from schemas.tables import empty
 
-    report = write_report(tmp_path / "r", "r", empty("evals"), pl.DataFrame(schema={"problem_id": pl.String, "topic": pl.String}),
-                          {"mistakes-lora": meta}, {}, {}, ReportConfig()).read_text()
-    assert "| mistakes-lora | | | not trained: all 5 examples are longer than train.max_length (128 tokens) |" in report
+    report = write_report(tmp_path / "r", ReportInputs(run="r", evals=empty("evals"), problems=empty("problems"),
+                                                       metas={"mistakes-lora": meta}), ReportConfig()).read_text()
+    assert "| mistakes-lora |  |  |  | not trained: all 5 examples are longer than train.max_length (128 tokens) |" in report
 
 
 def test_max_length_must_hold_a_prompt():

@@ -1,0 +1,86 @@
+"""The evaluation views researchers report, from the evals table: chain-of-thought vs direct
+answering, pass@k from sampled answers, answer accuracy vs reasoning accuracy (with the 2x2
+table), and accuracy broken down by subject, topic, grade and image (ScienceQA's NAT/SOC/LAN,
+TXT/IMG/NO and G1-6/G7-12 when the problems come from ScienceQA)."""
+
+import polars as pl
+
+from reports.analysis import primary
+from tasks.select import pass_at_k
+
+SCIENCEQA_SUBJECTS = {"natural science": "NAT", "social science": "SOC", "language science": "LAN"}
+
+
+def cot_vs_direct(evals: pl.DataFrame) -> pl.DataFrame:
+    """Greedy accuracy per student with each evaluation prompt (only when both were used)."""
+    greedy = evals.filter(pl.col("decoding") == "greedy")
+    if set(greedy["prompt_style"].unique()) != {"cot", "direct"}:
+        return pl.DataFrame()
+    acc = greedy.group_by("student", "prompt_style").agg(pl.col("correct").cast(pl.Float64).mean())
+    wide = acc.pivot(on="prompt_style", index="student", values="correct")
+    return wide.with_columns((pl.col("cot") - pl.col("direct")).alias("cot_minus_direct")).sort("student")
+
+
+def pass_at_k_table(evals: pl.DataFrame) -> pl.DataFrame:
+    """Mean unbiased pass@j over problems for j = 1..k, per student, from its sampled answers;
+    with its greedy accuracy beside."""
+    sampled = evals.filter((pl.col("decoding") == "sampled") & pl.col("correct").is_not_null())
+    if sampled.is_empty():
+        return pl.DataFrame()
+    per = sampled.group_by("student", "problem_id").agg(pl.len().alias("n"), pl.col("correct").sum().alias("c"))
+    k = int(per["n"].max())
+    rows = []
+    for (student,), g in per.group_by("student", maintain_order=True):
+        row = {"student": student}
+        for j in range(1, k + 1):
+            row[f"pass@{j}"] = sum(pass_at_k(n, c, j) for n, c in g.select("n", "c").iter_rows()) / g.height
+        rows.append(row)
+    greedy = primary(evals).group_by("student").agg(pl.col("correct").cast(pl.Float64).mean().alias("greedy"))
+    return pl.DataFrame(rows).join(greedy, on="student", how="left").sort("student")
+
+
+def answer_vs_reasoning(evals: pl.DataFrame) -> pl.DataFrame:
+    """Per student, on greedy chain-of-thought answers whose reasoning was scored: answer accuracy,
+    reasoning accuracy and the 2x2 counts."""
+    df = primary(evals).filter(pl.col("reasoning_correct").is_not_null() & pl.col("correct").is_not_null())
+    if df.is_empty():
+        return pl.DataFrame()
+    a, r = pl.col("correct"), pl.col("reasoning_correct")
+    return (df.group_by("student").agg(
+        pl.len().alias("n"), a.cast(pl.Float64).mean().alias("answer_accuracy"),
+        r.cast(pl.Float64).mean().alias("reasoning_accuracy"), (a & r).sum().alias("both_right"),
+        (a & ~r).sum().alias("answer_right_reasoning_wrong"), (~a & r).sum().alias("answer_wrong_reasoning_right"),
+        (~a & ~r).sum().alias("both_wrong"), pl.col("reasoning_judge").first().alias("judged_by"))
+        .sort("student"))
+
+
+def categories(problems: pl.DataFrame) -> pl.DataFrame:
+    """problem_id and its breakdown categories: subject, topic, grade, image (with / without), and
+    for ScienceQA its conventional subject, context and grade bands."""
+    cols = [pl.col("subject").fill_null("?"), pl.col("topic").fill_null("?"), pl.col("grade").fill_null("?"),
+            pl.when(pl.col("image_sha").is_not_null()).then(pl.lit("with image")).otherwise(pl.lit("no image"))
+            .alias("image")]
+    out = problems.select("problem_id", "source", *cols)
+    sqa = pl.col("source") == "scienceqa"
+    grade_num = pl.col("grade").str.extract(r"(\d+)").cast(pl.Int32, strict=False)
+    context = (pl.when(problems["image_sha"].is_not_null()).then(pl.lit("IMG"))
+               .when(problems["hint"].fill_null("").str.strip_chars() != "").then(pl.lit("TXT")).otherwise(pl.lit("NO")))
+    return out.with_columns(
+        pl.when(sqa).then(pl.col("subject").replace_strict(SCIENCEQA_SUBJECTS, default="?")).alias("scienceqa_subject"),
+        pl.when(sqa).then(context).alias("scienceqa_context"),
+        pl.when(sqa).then(pl.when(grade_num <= 6).then(pl.lit("G1-6")).when(grade_num >= 7).then(pl.lit("G7-12")))
+        .alias("scienceqa_grade"))
+
+
+def breakdowns(evals: pl.DataFrame, problems: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Accuracy per student (rows) and category value (columns), for each category with more than one value."""
+    joined = primary(evals).join(categories(problems), on="problem_id", how="left")
+    out = {}
+    for col in ("scienceqa_subject", "scienceqa_context", "scienceqa_grade", "subject", "topic", "grade", "image"):
+        values = joined[col].drop_nulls().unique()
+        if values.len() < 2:
+            continue
+        out[col] = (joined.filter(pl.col(col).is_not_null())
+                    .group_by("student", col).agg(pl.col("correct").cast(pl.Float64).mean())
+                    .pivot(on=col, index="student", values="correct", sort_columns=True).sort("student"))
+    return out

@@ -1,0 +1,54 @@
+"""Reasoning judged by a model behind the request engine and the cache: the production `openai`
+backend over real HTTP to the local test server; only answers that can be judged are sent."""
+
+import polars as pl
+import pytest
+from fake_servers import FakeServer, answer_for
+
+from schemas.config import EndpointConfig, JudgeConfig
+from schemas.tables import SCHEMAS
+from tasks.evals import judge_reasoning, judge_verdict
+from tasks.teachers.openai_compat import OpenAITeacher
+from teacher_cache import CachedTeacher, CacheStore
+
+PROBLEMS = pl.DataFrame([dict(problem_id=f"p{i}", question=f"How many dots in picture {i}?",
+                              solution="" if i == 3 else f"Count them: {i} dots.") for i in range(4)])
+
+
+def row(i: int, style: str = "cot", decoding: str = "greedy", index: int = 0) -> dict:
+    return dict(run="r", student="raw-lora", arm="raw", method="lora", seed=0, problem_id=f"p{i}", split="test",
+                prompt_style=style, decoding=decoding, sample_index=index, response=f"I see {i}. The answer is {i}.",
+                reasoning=None, extracted=str(i), correct=True, grader="numeric", prompt_tokens=1, generated_tokens=1,
+                latency_s=0.1, cost_usd=0.0, reasoning_score=None, reasoning_correct=None, reasoning_judge=None,
+                eval_fingerprint="f")
+
+
+@pytest.mark.parametrize("reply, verdict", [("CORRECT", True), ("incorrect.", False), ("Yes, it is.", True),
+                                            ("No", False), ("I cannot tell", None)])
+def test_judge_verdict(reply, verdict):
+    assert judge_verdict(reply) is verdict
+
+
+def test_judge_sees_only_judgeable_answers_once_and_a_rerun_asks_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    evals = pl.DataFrame([row(0), row(1), row(2), row(3),  # p3 has no gold solution
+                          row(0, style="direct"), row(1, decoding="sampled", index=1)], schema=SCHEMAS["evals"])
+    cfg = JudgeConfig(model="judge-model", endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05))
+    with FakeServer("openai") as server:
+        cfg.endpoint.base_urls = [server.url]
+        judge = CachedTeacher(OpenAITeacher.from_config(cfg), CacheStore(tmp_path / "c.sqlite"))
+        out, stats = judge_reasoning(evals, PROBLEMS, cfg, judge)
+        sent = dict(server.attempts)
+        again, stats2 = judge_reasoning(evals, PROBLEMS, cfg, judge)
+        judge.close()
+    assert len(sent) == 3 and all(n == 1 for n in sent.values())  # p0, p1, p2 greedy chain-of-thought
+    assert stats.new == 3 and (stats2.new, stats2.hits) == (0, 3) and dict(server.attempts) == sent
+    for prompt in sent:
+        assert "Reference solution: Count them:" in prompt and "CORRECT or INCORRECT" in prompt
+    expected = {p: answer_for(p, 0)[1] == "CORRECT" for p in sent}
+    judged = out.filter(pl.col("reasoning_judge").is_not_null())
+    assert judged.height == 3 and set(judged["reasoning_judge"]) == {"openai/judge-model"}
+    by_problem = {f"p{i}": v for p, v in expected.items() for i in range(3) if f"picture {i}?" in p}
+    assert dict(zip(judged["problem_id"], judged["reasoning_correct"], strict=True)) == by_problem
+    assert out.filter(pl.col("reasoning_judge").is_null()).height == 3
+    assert again.equals(out)
