@@ -210,7 +210,7 @@ def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAUL
     with stage_progress("evaluate"):
         results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
         results |= {f"reference:{r.name}": reference(config, data_of(config), r) for r in config.reference}
-    return {s: r.get("accuracy", r["status"]) for s, r in results.items()}
+    return results
 
 
 @flow(name="report")

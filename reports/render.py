@@ -8,7 +8,9 @@ def pct(x: float | None) -> str:
 
 
 def usd(x: float | None) -> str:
-    return "unpriced" if x is None else f"${x:.4f}"
+    if x is None:
+        return "unpriced"
+    return f"${x:.6f}" if 0 < abs(x) < 0.01 else f"${x:.4f}"  # per-answer costs are often fractions of a cent
 
 
 VERDICT_HELP = ("supported: the interval excludes 0 on the side the plan predicts; contradicted: it excludes 0 "

@@ -217,7 +217,7 @@ def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
     per_arm = teacher_usd_per_arm(cfg, samples)
     assert per_arm["teacher_cot"] == pytest.approx(0.003) and per_arm["teacher_lecture"] == pytest.approx(0.0015)
     text, _ = report(tmp_path / "r", pl.DataFrame(schema=SCHEMAS["evals"]), costs=costs, teacher_usd=per_arm)
-    assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.0045 |" in text and "| caption | gemini | 1 | 300 | 40 | unpriced |" in text
+    assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.004500 |" in text and "| caption | gemini | 1 | 300 | 40 | unpriced |" in text
 
 
 def test_pipeline_counts_pass_at_k_per_teacher_and_copies(tmp_path):
