@@ -17,7 +17,7 @@ def cot_vs_direct(evals: pl.DataFrame) -> pl.DataFrame:
     if set(greedy["prompt_style"].unique()) != {"cot", "direct"}:
         return pl.DataFrame()
     acc = greedy.group_by("student", "prompt_style").agg(pl.col("correct").cast(pl.Float64).mean())
-    wide = acc.pivot(on="prompt_style", index="student", values="correct")
+    wide = acc.pivot(on="prompt_style", index="student", values="correct").select("student", "cot", "direct")
     return wide.with_columns((pl.col("cot") - pl.col("direct")).alias("cot_minus_direct")).sort("student")
 
 

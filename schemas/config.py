@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.experiment import ARM_NAMES
 
@@ -299,6 +299,19 @@ class FactoryConfig(Section):
     prices: dict[str, ModelPrice] = Field(
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )
+
+    @model_validator(mode="after")
+    def _names_agree(self) -> "FactoryConfig":
+        """Cross-field rules a form cannot express, checked before a run spends anything."""
+        if self.report.best_arm and self.report.best_arm not in self.arms.arms:
+            raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
+        names = [r.name for r in self.reference]
+        if len(names) != len(set(names)):
+            raise ValueError(f"reference names must differ: {names}")
+        ids = [h.id for h in self.report.hypotheses]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"report.hypotheses ids must differ: {ids}")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FactoryConfig":

@@ -1,5 +1,7 @@
 """FactoryConfig from YAML, table schemas and atomic writes."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from pydantic import ValidationError
@@ -80,3 +82,27 @@ def test_every_field_of_every_flow_form_is_described_in_plain_text():
                 where = f"{flow.name}: {obj.get('title', 'parameters')}.{name}"
                 assert prop.get("description"), f"{where} has no description"
                 assert not re.search(r"<[^>]*>", prop["description"]), f"{where}: {prop['description']!r}"
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"report": {"best_arm": "teacher_cot"}, "arms": {"arms": ["raw"]}}, "best_arm"),
+    ({"reference": [{"name": "a", "model": "m"}, {"name": "a", "model": "n"}]}, "reference names"),
+    ({"report": {"hypotheses": [{"id": "H", "claim": "c", "treatment": "raw", "control": "nonsense",
+                                 "direction": "lower"}]}}, "nonsense"),
+    ({"report": {"hypotheses": [{"id": "H", "claim": "c", "treatment": "raw", "control": "answer_only",
+                                 "direction": "down"}]}}, "lower"),
+])
+def test_experiment_names_are_checked_before_a_run(data, match):
+    with pytest.raises((ValidationError, ValueError), match=match):
+        FactoryConfig.model_validate(data)
+
+
+def test_readme_arms_and_hypotheses_tables_match_the_declaration():
+    """The README's tables are read from schemas/experiment.py: every arm and hypothesis, as declared."""
+    from schemas.experiment import ARMS, HYPOTHESES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for arm in ARMS:
+        assert f"| `{arm.name}` | {arm.completion} | {arm.prompt_variant} |" in readme, arm.name
+    for h in HYPOTHESES:
+        assert f"| {h.id} | `{h.treatment}` | `{h.control}` | {h.direction} | {h.claim} |" in readme, h.id
