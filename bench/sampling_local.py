@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from schemas.config import IngestConfig, SampleConfig
+from schemas.config import SampleConfig, SyntheticIngest
 from schemas.paths import DataDir
 from students.model import load_model, load_tokenizer
 from tasks.ingest import ingest
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
     data = DataDir(tmp / "data")
-    ingest(IngestConfig(n_problems=args.problems, split_fractions={"train": 1.0}), data)
+    ingest(SyntheticIngest(n_problems=args.problems, split_fractions={"train": 1.0}), data)
     problems = pl.read_parquet(data.table("problems") / "**" / "*.parquet")
     cfg = SampleConfig(model=args.model, k=args.k, max_new_tokens=args.max_new_tokens)
     requests = [r for _, _, r in build_requests(cfg, problems, {})]

@@ -12,7 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
-from schemas.config import FactoryConfig
+from schemas.config import SOURCE_NAMES, FactoryConfig
 
 STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
 
@@ -28,10 +28,13 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--data-dir", help="data directory (overrides data_dir in the config)")
         s.add_argument("--run-name", help="run name (overrides run in the config)")
         if name in ("ingest", "run"):
-            s.add_argument("--source", choices=["synthetic", "scienceqa"], help="problem source")
-            s.add_argument("--path", help="source path: a ScienceQA directory or saved dataset")
+            s.add_argument("--source", choices=SOURCE_NAMES, help="problem source (a preset, hf, files, ...)")
+            s.add_argument("--path", help="source path: a directory, data files, a saved dataset or a hub id")
         if name == "import-traces":
             import_arguments(s)
+        if name == "verify":
+            s.add_argument("--audit", action="store_true", help="also compare the graders on the same samples "
+                           "(reports/verify-audit/audit.md)")
     return p
 
 
@@ -53,9 +56,10 @@ def load_config(args: argparse.Namespace) -> FactoryConfig:
     if args.run_name:
         data["run"] = args.run_name
     if args.command in ("ingest", "run"):  # import-traces' --source names the ingested source, not a new one
-        for key in ("source", "path"):
-            if getattr(args, key, None):
-                data["ingest"][key] = getattr(args, key)
+        if args.source and args.source != data["ingest"]["source"]:  # another source: its own fields only
+            data["ingest"] = {k: data["ingest"][k] for k in ("limit_per_split", "shard_size")} | {"source": args.source}
+        if args.path:
+            data["ingest"]["path"] = args.path
     return FactoryConfig.model_validate(data)
 
 
@@ -91,7 +95,8 @@ def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
             print(f"distillery import-traces: {e}", file=sys.stderr)
             return 2
     else:
-        result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config)
+        kwargs = {"audit": True} if args.command == "verify" and args.audit else {}
+        result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config, **kwargs)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

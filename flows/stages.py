@@ -105,14 +105,27 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 
 
 @flow(name="verify")
-@documented
-def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
-    """Extracts and grades every sample's final answer (no model calls)."""
+def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT, audit: bool = False) -> dict:
+    """Extracts and grades every sample's final answer (a model only with verify.judge).
+
+    Args:
+        config_file: A YAML file holding a FactoryConfig (as in configs/), relative to the directory
+            the flow runs in. When set, it is used and the config below is ignored.
+        config: The factory configuration, used when no config_file is given.
+        audit: Also grade every sample with each grader (rules, mathruler, math-verify, the judge) and
+            write where they disagree to reports/verify-audit/audit.md.
+    """
     config = configured(config, config_file)
-    files = stages.sample_files(data_of(config))
-    verdicts = sum(per_shard(stages.run_verify, config, files))
-    get_run_logger().info("verify: %d verdicts in %d samples files", verdicts, len(files))
-    return {"verdicts": verdicts}
+    data, judge_cfg = data_of(config), config.verify.judge
+    files = stages.sample_files(data)
+    with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
+        verdicts = sum(per_shard(stages.run_verify, config, files, judge))
+        result = {"verdicts": verdicts}
+        if audit:
+            result["audit"] = task(stages.run_audit, cache_policy=NO_CACHE)(config, data, judge)
+    get_run_logger().info("verify: %d verdicts in %d samples files%s", verdicts, len(files),
+                          f"; audit: {result['audit']['report']}" if audit else "")
+    return result
 
 
 @flow(name="select")
@@ -133,8 +146,9 @@ def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -
     config = configured(config, config_file)
     result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
     logger = get_run_logger()
-    logger.info("arms from teacher %s: %s; %d training problems copy a val/test problem (%d left out)",
-                result["teacher"], result["rows"], result["contaminated"], result["left_out"])
+    logger.info("arms from teacher %s: %s; training problems copying a val/test question: %d, showing a val/test "
+                "picture: %d (%d left out)", result["teacher"], result["rows"], result["contaminated"],
+                result["image_overlap"], result["left_out"])
     for arm, reason in result["skipped"].items():
         logger.warning("arm %s skipped: %s", arm, reason)
     return result

@@ -38,6 +38,19 @@ def stage_costs(data: DataDir, samples: pl.DataFrame) -> list[dict]:
     return rows
 
 
+def copies(cfg: FactoryConfig, flags: pl.DataFrame) -> str:
+    """Flagged training problems by kind and source pair, and what the arms did with them."""
+    text, image = (flags.filter(pl.col("kind") == k) for k in ("text", "image"))
+    pairs = ", ".join(f"{a} vs {b}: {n}" for a, b, n in flags.group_by("source", "match_source").len()
+                      .sort("source", "match_source").iter_rows())
+    kept = "left out of the arms" if cfg.arms.decontaminate else "kept: arms.decontaminate is off"
+    line = f"{text['problem_id'].n_unique()} ({kept})"
+    if image.height:
+        line += (f"; {image['problem_id'].n_unique()} show a val/test picture ("
+                 + ("left out" if cfg.arms.image_overlap else "kept: arms.image_overlap is off") + ")")
+    return line + (f"; by source: {pairs}" if pairs else "")
+
+
 def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, samples: pl.DataFrame) -> dict:
     rejects = read_table(data.table("rejects"), "rejects")
     flags = read_table(data.table("contamination"), "contamination")
@@ -47,8 +60,7 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
     counts = {
         "problems": ", ".join(f"{s} {n}" for s, n in splits.iter_rows()) or "0",
         "rejected rows": rejects.height,
-        "training problems copying a val/test problem": f"{flags.height} "
-        + ("(left out of the arms)" if cfg.arms.decontaminate else "(kept: arms.decontaminate is off)"),
+        "training problems copying a val/test problem": copies(cfg, flags),
         "teacher samples": samples.height,
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),

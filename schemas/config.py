@@ -5,7 +5,7 @@ YAML; unknown keys are errors so a typo never silently falls back to a default.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,20 +22,79 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class IngestConfig(Section):
-    source: Literal["synthetic", "scienceqa"] = Field("synthetic", description="Problem source backend.")
-    path: str | None = Field(
-        None,
-        description="scienceqa: a directory in the original release layout, a dataset saved with "
-        "`datasets.save_to_disk`, or a Hugging Face hub id (default derek-thomas/ScienceQA).",
-    )
-    n_problems: int = Field(60, ge=1, description="synthetic: number of problems to generate.")
-    seed: int = Field(0, description="synthetic: generator seed; the same seed gives the same problems.")
-    split_fractions: dict[Split, float] = Field(
-        {"train": 0.6, "val": 0.1, "test": 0.3}, description="synthetic: share of problems per split."
-    )
+class IngestBase(Section):
     limit_per_split: int | None = Field(None, ge=1, description="Keep at most this many problems per split.")
     shard_size: int = Field(200, ge=1, description="Problems per shard (one Prefect task and one file each).")
+
+
+class SyntheticIngest(IngestBase):
+    """The built-in generator of rendered visual STEM problems (the embedded default)."""
+
+    source: Literal["synthetic"] = Field("synthetic", description="Problem source: the built-in generator.")
+    n_problems: int = Field(60, ge=1, description="Number of problems to generate.")
+    seed: int = Field(0, description="Generator seed; the same seed gives the same problems.")
+    split_fractions: dict[Split, float] = Field(
+        {"train": 0.6, "val": 0.1, "test": 0.3}, description="Share of problems per split.")
+
+
+class ScienceQAIngest(IngestBase):
+    source: Literal["scienceqa"] = Field("scienceqa", description="Problem source: ScienceQA.")
+    path: str | None = Field(
+        None, description="A directory in the original release layout, a dataset saved with "
+        "`datasets.save_to_disk`, or a Hugging Face hub id (default derek-thomas/ScienceQA).")
+
+
+class Columns(Section):
+    """Where each problem field is in a row: a column name, or a dotted path into a struct
+    (metadata.category). Unset fields use the preset's column, else a column of the field's name."""
+
+    id: str | None = Field(None, description="The row's id in the dataset (default: split and row number).")
+    question: str | None = Field(None, description="The question text.")
+    choices: str | None = Field(None, description="The options (a list); none or empty: a free-form question.")
+    answer: str | None = Field(None, description="The answer: its text, or an option letter such as C or (C).")
+    answer_index: str | None = Field(None, description="The answer as an option index (wins over answer).")
+    image: str | None = Field(None, description="The image: decoded, {bytes, path}, bytes, a relative path, or "
+                              "a list of these (the first is used).")
+    hint: str | None = Field(None, description="Context shown with the question.")
+    lecture: str | None = Field(None, description="Background text (the lecture prompt variant shows it).")
+    solution: str | None = Field(None, description="The dataset's solution or rationale (a list: the first).")
+    aliases: str | None = Field(None, description="Other acceptable answers (a list), e.g. A-OKVQA's direct answers.")
+    precision: str | None = Field(None, description="Decimals a numeric answer is judged to.")
+    unit: str | None = Field(None, description="The answer's unit.")
+    answer_type: str | None = Field(None, description="The dataset's answer type (integer / float make it numeric).")
+    split: str | None = Field(None, description="The row's split (mapped by splits).")
+    subject: str | None = Field(None, description="Subject, for the report's breakdowns.")
+    topic: str | None = Field(None, description="Topic, for the report's breakdowns.")
+    grade: str | None = Field(None, description="Grade or level, for the report's breakdowns.")
+    category: str | None = Field(None, description="Category, for the report's breakdowns.")
+    caption: str | None = Field(None, description="A caption of the image shipped with the data.")
+    context: str | None = Field(None, description="The kind of image (e.g. bar chart).")
+    skills: str | None = Field(None, description="Reasoning skills the dataset tags (a list).")
+    origin: str | None = Field(None, description="The dataset a benchmark took the problem from.")
+
+
+class DatasetIngest(IngestBase):
+    """A table of problems read through a column mapping: `hf` (a Hugging Face dataset), `files`
+    (jsonl / json / parquet / csv), or a preset that needs no mapping."""
+
+    source: Literal["hf", "files", "mathvista", "aokvqa", "clevr_cogent", "sat", "cvbench"] = Field(
+        description="`hf` / `files` with a column mapping, or a preset: mathvista, aokvqa, clevr_cogent, sat, "
+        "cvbench (tasks/sources/presets.py lists their columns and splits).")
+    path: str | None = Field(
+        None, description="A hub id, a save_to_disk directory, a data file or a directory of them; mathvista also "
+        "reads its GitHub release layout (a directory with data/testmini.json). Presets default to their hub id.")
+    name: str | None = Field(None, description="The hub dataset's config (subset), e.g. 2D for CV-Bench.")
+    columns: Columns = Field(Columns(), description="Where each field is, over the preset's mapping.")
+    splits: dict[str, Split] = Field({}, description="The dataset's split names mapped to ours (train / val / test), "
+                                     "over the preset's (e.g. {validation: test}).")
+    split: Split | None = Field(None, description="The split of rows whose split nothing else names.")
+    images_dir: str | None = Field(None, description="Where relative image paths point (default: the data file's "
+                                   "folder).")
+    ocr: bool = Field(True, description="mathvista release layout: append the OCR'd text to the Bard caption.")
+
+
+IngestConfig = Annotated[SyntheticIngest | ScienceQAIngest | DatasetIngest, Field(discriminator="source")]
+SOURCE_NAMES = ("synthetic", "scienceqa", "hf", "files", "mathvista", "aokvqa", "clevr_cogent", "sat", "cvbench")
 
 
 class EndpointConfig(Section):
@@ -157,11 +216,30 @@ class SampleConfig(Section):
     vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
 
 
+EXTRACT_PROMPT = (
+    "Read a model's response to a question and extract the final answer it commits to.\n"
+    "Question: {question}\n{options}Response: {response}\n"
+    "Reply with the answer only: the option letter for a multiple-choice question, else the final value. "
+    "Reply NONE if the response commits to no answer.")
+
+
+class ExtractorConfig(ModelConfig):
+    """A model that reads the final answer out of a response the rules found none in (as
+    MathVista's official scorer does with an LLM)."""
+
+    prompt: str = Field(EXTRACT_PROMPT, description="The instruction; {question}, {options} and {response} are "
+                        "filled in. The reply (NONE: no answer) is graded like a response saying it.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest reply, in tokens.")
+
+
 class VerifyConfig(Section):
     rel_tol: float = Field(1e-4, ge=0.0, description="Relative tolerance for numeric answers.")
     abs_tol: float = Field(1e-6, ge=0.0, description="Absolute tolerance for numeric answers.")
     time_limit_s: float = Field(10.0, gt=0, description="Per-item limit for free-form grading (mathruler, sympy).")
     workers: int = Field(2, ge=1, description="Processes grading free-form answers.")
+    judge: ExtractorConfig | None = Field(
+        None, description="A model that extracts the final answer where the rules find none (through the request "
+        "engine and cache); its verdicts say so in `grader`.")
 
 
 class SelectConfig(Section):
@@ -177,6 +255,9 @@ class ArmsConfig(Section):
         None, description="Teacher whose selected traces the arms use: a cache identity such as `openai/gpt-4o` "
         "or an imported teacher's name. Default: the one `sample` configures.",
     )
+    image_overlap: bool = Field(
+        False, description="Also leave out training problems that show the same picture as a val or test problem, "
+        "whatever their question (they are flagged and counted either way).")
     decontaminate: bool = Field(
         True, description="Leave out training problems whose question nearly matches a val or test problem "
         "(they are flagged and counted either way).",
@@ -284,7 +365,7 @@ class FactoryConfig(Section):
     data_dir: str = Field(
         "data", description="Root of the data directory. A relative path is taken from the working directory of the "
         "process that runs the flow: where `distillery` was started or, for a deployment, where `prefect deploy` ran.")
-    ingest: IngestConfig = Field(IngestConfig(), description="Where the problems come from.")
+    ingest: IngestConfig = Field(SyntheticIngest(), description="Where the problems come from.")
     caption: CaptionConfig = Field(CaptionConfig(), description="How images are described for text-only teachers.")
     sample: SampleConfig = Field(SampleConfig(), description="The teacher and how its reasoning paths are sampled.")
     verify: VerifyConfig = Field(VerifyConfig(), description="How final answers are graded.")

@@ -34,6 +34,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "grade": pl.String,
         "precision": pl.Int32,  # decimals a numeric answer is judged to; null: the tolerance decides
         "aliases": pl.List(pl.String),  # other acceptable answers (e.g. A-OKVQA direct answers)
+        "unit": pl.String,  # the answer's unit where the dataset gives one ("" when none)
+        "context": pl.String,  # the kind of image (MathVista: bar chart, geometry diagram, ...; "" when none)
+        "skills": pl.List(pl.String),  # reasoning skills the dataset tags (MathVista)
+        "origin": pl.String,  # the dataset a benchmark took the problem from (MathVista, CV-Bench; "" when none)
+        "image_phash": pl.String,  # 64-bit perceptual hash of the image (hex): re-encoded copies match; null: none
     },
     "rejects": {
         "stage": pl.String,
@@ -106,6 +111,20 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "match_id": pl.String,  # its closest val / test problem
         "match_split": pl.String,
         "score": pl.Float64,  # rapidfuzz ratio of the normalised texts, 0-100 (100: identical)
+        "kind": pl.String,  # text: the same question (over the same picture, if any); image: the same picture
+        "source": pl.String,  # the training problem's source
+        "match_source": pl.String,  # the val / test problem's source
+    },
+    "audit": {  # verify --audit: each grader's verdict on the same samples (tasks/audit.py)
+        "sample_id": pl.String,
+        "problem_id": pl.String,
+        "answer_type": pl.String,
+        "response": pl.String,  # the end of the response (300 characters)
+        "gold": pl.String,
+        "rules": pl.Boolean,  # null: the grader cannot judge this sample
+        "mathruler": pl.Boolean,
+        "math_verify": pl.Boolean,
+        "judge": pl.Boolean,  # null without verify.judge
     },
     "evals": {  # one row per (student or reference, problem, prompt style, decoding, sample index)
         "run": pl.String,

@@ -4,9 +4,8 @@ evaluation prompt (`cot`, `direct`) and, for pass@k, k sampled answers to the `c
 import time
 
 import polars as pl
-import torch
 
-from schemas.config import EvaluateConfig
+from schemas.config import EvaluateConfig, VerifyConfig
 from students.generate import Generated, generate
 from tasks.evals import eval_frame
 from tasks.progress import Progress
@@ -45,19 +44,23 @@ def answer(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int,
 
 
 def evaluate_student(model, tok, problems: pl.DataFrame, captions: dict[str, str], variant: str, info: dict,
-                     cfg: EvaluateConfig, seed: int = 0) -> pl.DataFrame:
-    """Evals rows for one student; `info` carries run, student, arm, method, seed, eval_fingerprint."""
+                     cfg: EvaluateConfig, seed: int = 0, verify: VerifyConfig | None = None) -> pl.DataFrame:
+    """Evals rows for one student, graded as `verify` grades samples; `info` carries run, student,
+    arm, method, seed, eval_fingerprint."""
+    import torch
+
     rows = problems.to_dicts()
     frames = []
     for style in cfg.prompts:
         prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
         got = answer(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size, cfg.stop_at_answer,
                      f"evaluate {info['student']} ({style})")
-        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), k=1))
+        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), k=1, verify=verify))
     if cfg.k > 1:
         torch.manual_seed(seed)
         prompts = [user_message(p, captions.get(p["problem_id"]), variant, "cot") for p in rows]
         got = answer(model, tok, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // cfg.k), cfg.stop_at_answer,
                      f"evaluate {info['student']} (pass@{cfg.k})", k=cfg.k, temperature=cfg.temperature)
-        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), k=cfg.k))
+        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), k=cfg.k,
+                                 verify=verify))
     return pl.concat(frames)

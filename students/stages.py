@@ -102,7 +102,7 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
                 eval_fingerprint=key)
     df = evaluate_student(model, load_tokenizer(cfg.train.model), problems, captions_of(data, cfg.caption.captioner),
                           variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
-                          seed=meta.get("seed") or 0)
+                          seed=meta.get("seed") or 0, verify=cfg.verify)
     del model
     df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
@@ -124,14 +124,15 @@ def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> di
         for style in cfg.evaluate.prompts:
             prompts = [user_message(p, captions.get(p["problem_id"]), "plain", style) for p in rows]
             answers, stats = reference_answers(prompts, model, ref.max_new_tokens, stop_at_answer=stop)
-            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), k=1))
+            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), k=1,
+                                     verify=cfg.verify))
             asked += stats.new
         if cfg.evaluate.k > 1:
             prompts = [user_message(p, captions.get(p["problem_id"]), "plain", "cot") for p in rows]
             answers, stats = reference_answers(prompts, model, ref.max_new_tokens, cfg.evaluate.k,
                                                cfg.evaluate.temperature, stop)
             frames.append(eval_frame(rows, answers, info | dict(prompt_style="cot", decoding="sampled"),
-                                     k=cfg.evaluate.k))
+                                     k=cfg.evaluate.k, verify=cfg.verify))
             asked += stats.new
     df = score_reasoning(cfg, data, pl.concat(frames), problems)
     write_table(df, data.evals(cfg.run) / f"reference-{ref.name}.parquet", "evals")

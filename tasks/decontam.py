@@ -1,10 +1,17 @@
-"""decontam: training problems that are copies of validation or test problems.
+"""decontam: training problems that are copies of validation or test problems, from any source.
 
-A training problem is flagged when its normalised text (question, hint and sorted options;
-lower case, punctuation and spacing dropped) matches that of a val or test problem exactly
-or with a rapidfuzz ratio of at least `near_match` (0-100), unless both show images and the
-images differ: in visual datasets one templated question over another image is another problem.
-The arms leave flagged problems out by default; the report counts them either way.
+A training problem is a `text` copy when its normalised text (question, hint and sorted options;
+lower case, punctuation and spacing dropped) matches that of a val or test problem exactly or
+with a rapidfuzz ratio of at least `near_match` (0-100), unless both show images and the images
+are different pictures: in visual datasets one templated question over another image is another
+problem. Within one source a picture is its bytes (a dataset stores its images one way, and
+its near-identical diagrams are different problems); across sources pictures are compared by
+perceptual hash, confirmed on thumbnails, so a re-encoded or resized copy is the same picture,
+since benchmarks such as MathVista and CV-Bench reuse other datasets' images.
+
+A training problem showing the same picture as a val or test problem, whatever its question,
+is an `image` copy. The arms leave out text copies by default (and image copies with
+`arms.image_overlap`); the report counts both. Every flag names both problems' sources.
 """
 
 import re
@@ -16,7 +23,11 @@ from rapidfuzz import fuzz, process
 
 from schemas.tables import SCHEMAS
 
-CHUNK = 2048  # training texts compared per cdist call: bounds the (CHUNK, n_eval) score matrix
+CHUNK = 2048  # training rows compared per step: bounds the (CHUNK, n_eval) score matrix
+CANDIDATE_BITS = 10  # perceptual hashes at most this many bits apart (of 64) may show the same picture ...
+THUMB = 64  # ... and then do when their 64x64 greyscale thumbnails differ by at most
+BLOCK_DIFF = 12.0  # this much (mean absolute difference, 0-255) in every 8x8 block: re-encoding and resizing
+# blur a picture everywhere a little; another number or shape in a diagram changes one block a lot
 
 
 def normalise(question: str, hint: str | None, choices: list[str] | None) -> str:
@@ -26,32 +37,96 @@ def normalise(question: str, hint: str | None, choices: list[str] | None) -> str
 
 
 def texts_of(df: pl.DataFrame) -> list[str]:
-    return [normalise(q, h, c) for q, h, c in zip(df["question"].to_list(), df["hint"].to_list(), df["choices"].to_list(), strict=True)]
+    return [normalise(q, h, c) for q, h, c in zip(df["question"].to_list(), df["hint"].to_list(),
+                                                  df["choices"].to_list(), strict=True)]
 
 
-def same_picture(a: str | None, b: str | None) -> bool:
-    """Whether two problems' images allow them to be one problem: equal, or either has none."""
-    return a is None or b is None or a == b
+def hashes(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit perceptual hashes, has one?) per row; sha-only rows (older data) fall back to no hash."""
+    values = df["image_phash"].to_list() if "image_phash" in df.columns else [None] * df.height
+    known = np.array([v is not None for v in values])
+    return np.array([int(v, 16) if v else 0 for v in values], dtype=np.uint64), known
 
 
-def contamination(problems: pl.DataFrame, near_match: float = 95.0) -> pl.DataFrame:
-    """One row per flagged training problem: its closest val/test match and the score (100 = exact)."""
+def picture_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) Hamming distances of perceptual hashes."""
+    return np.bitwise_count(a[:, None] ^ b[None, :])
+
+
+class Pictures:
+    """Whether two stored images show the same picture, from cached thumbnails (None: the image
+    files are not at hand, so the perceptual hash alone decides)."""
+
+    def __init__(self, image_path=None):
+        self.image_path, self.thumbs = image_path, {}
+
+    def thumb(self, sha: str) -> np.ndarray | None:
+        if sha not in self.thumbs:
+            from PIL import Image
+
+            path = self.image_path(sha) if self.image_path else None
+            self.thumbs[sha] = (np.asarray(Image.open(path).convert("L").resize((THUMB, THUMB), Image.Resampling.LANCZOS),
+                                           dtype=np.float32) if path is not None and path.exists() else None)
+        return self.thumbs[sha]
+
+    def same(self, a: str, b: str, across_sources: bool) -> bool:
+        if a == b:
+            return True
+        if not across_sources:
+            return False
+        ta, tb = self.thumb(a), self.thumb(b)
+        if ta is None or tb is None:
+            return True
+        blocks = np.abs(ta - tb).reshape(THUMB // 8, 8, THUMB // 8, 8).mean(axis=(1, 3))  # (8, 8) block means
+        return bool(blocks.max() <= BLOCK_DIFF)
+
+
+def contamination(problems: pl.DataFrame, near_match: float = 95.0, image_path=None) -> pl.DataFrame:
+    """One row per flagged training problem and kind: its closest val/test match and the score
+    (rapidfuzz ratio of the texts; 100 = the same text)."""
+    if "source" not in problems.columns:
+        problems = problems.with_columns(pl.lit("").alias("source"))
     train = problems.filter(pl.col("split") == "train")
     held = problems.filter(pl.col("split").is_in(["val", "test"]))
-    rows = []
     if train.is_empty() or held.is_empty():
-        return pl.DataFrame(rows, schema=SCHEMAS["contamination"])
+        return pl.DataFrame(schema=SCHEMAS["contamination"])
     train_texts, held_texts = texts_of(train), texts_of(held)
-    held_sha, held_id, held_split = held["image_sha"].to_list(), held["problem_id"].to_list(), held["split"].to_list()
-    train_sha, train_id = train["image_sha"].to_list(), train["problem_id"].to_list()
+    (t_hash, t_known), (h_hash, h_known) = hashes(train), hashes(held)
+    t_sha, h_sha = train["image_sha"].to_list(), held["image_sha"].to_list()
+    t_src, h_src = np.array(train["source"].to_list()), np.array(held["source"].to_list())
+    pictures, rows = Pictures(image_path), []
     for start in range(0, len(train_texts), CHUNK):
-        scores = process.cdist(train_texts[start:start + CHUNK], held_texts, scorer=fuzz.ratio,
-                               score_cutoff=near_match, dtype=np.uint8, workers=-1)  # (chunk, n_held), 0 = below
-        for i, j in zip(*np.nonzero(scores), strict=True):
+        stop = min(start + CHUNK, len(train_texts))
+        scores = process.cdist(train_texts[start:stop], held_texts, scorer=fuzz.ratio, score_cutoff=near_match,
+                               dtype=np.uint8, workers=-1)  # (chunk, n_held), 0 = below the cutoff
+        across = t_src[start:stop, None] != h_src[None, :]  # (chunk, n_held)
+        sha_equal = np.array([[a is not None and a == b for b in h_sha] for a in t_sha[start:stop]]).reshape(across.shape)
+        near = sha_equal | ((picture_distance(t_hash[start:stop], h_hash) <= CANDIDATE_BITS) & across
+                            & t_known[start:stop, None] & h_known[None, :])  # candidates for the same picture
+        same = lambda i, j: near[i, j] and pictures.same(t_sha[start + i], h_sha[j], across[i, j])  # noqa: E731
+        for i, j in zip(*np.nonzero(scores), strict=True):  # text copies, unless the pictures differ
             t = start + int(i)
-            if same_picture(train_sha[t], held_sha[j]):
+            images = t_sha[t] is not None and h_sha[j] is not None
+            if not images or same(int(i), int(j)):
                 exact = train_texts[t] == held_texts[j]
-                rows.append(dict(problem_id=train_id[t], match_id=held_id[j], match_split=held_split[j],
-                                 score=100.0 if exact else float(scores[i, j])))
+                rows.append(row(train, held, t, int(j), "text", 100.0 if exact else float(scores[i, j])))
+        for i, j in zip(*np.nonzero(near), strict=True):  # the same picture, any question
+            t = start + int(i)
+            if not pictures.same(t_sha[t], h_sha[j], across[i, j]):
+                continue
+            rows.append(row(train, held, t, int(j), "image", float(fuzz.ratio(train_texts[t], held_texts[j]))))
     df = pl.DataFrame(rows, schema=SCHEMAS["contamination"])
-    return df.sort("score", descending=True).unique("problem_id", keep="first").sort("problem_id")
+    return (df.sort("score", descending=True).unique(["problem_id", "kind"], keep="first")
+            .sort("problem_id", "kind"))
+
+
+def row(train: pl.DataFrame, held: pl.DataFrame, t: int, j: int, kind: str, score: float) -> dict:
+    return dict(problem_id=train["problem_id"][t], match_id=held["problem_id"][j], match_split=held["split"][j],
+                score=score, kind=kind, source=train["source"][t], match_source=held["source"][j])
+
+
+def left_out(cfg, flags: pl.DataFrame) -> pl.Series:
+    """The training problems the arms leave out: text copies (with arms.decontaminate), and
+    problems showing a val / test picture (with arms.image_overlap)."""
+    kinds = (["text"] if cfg.arms.decontaminate else []) + (["image"] if cfg.arms.image_overlap else [])
+    return flags.filter(pl.col("kind").is_in(kinds))["problem_id"].unique()

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from reports.stats import rouge_l
-from schemas.config import JudgeConfig
+from schemas.config import JudgeConfig, VerifyConfig
 from schemas.tables import SCHEMAS
-from tasks.grade import grade
 from tasks.teachers import Request, SamplingParams
 from tasks.teachers.prices import cost_usd
+from tasks.verify import grade_all
 from teacher_cache import CachedTeacher, CacheStats
 
 
@@ -28,14 +28,19 @@ class Answer:
     failed: bool = False  # the request failed (its error is in the cache): not graded
 
 
-def eval_frame(problems: list[dict], answers: list, info: dict, k: int) -> pl.DataFrame:
+def eval_frame(problems: list[dict], answers: list, info: dict, k: int,
+               verify: VerifyConfig | None = None) -> pl.DataFrame:
     """Rows for `answers` (k per problem, problem-major): each an `Answer`, or a (students.generate.
-    Generated, seconds per answer) pair. `info` holds the columns shared by every row."""
+    Generated, seconds per answer) pair, graded as `verify` grades samples (tolerances, time limit).
+    `info` holds the columns shared by every row."""
+    cfg = verify or VerifyConfig()
+    answers = [a if isinstance(a, Answer) else Answer(a[0].text, a[0].prompt_tokens, a[0].new_tokens, a[1])
+               for a in answers]
+    verdicts = grade_all([(a.text, problems[i // k], cfg.rel_tol, cfg.abs_tol) for i, a in enumerate(answers)],
+                         cfg.time_limit_s, cfg.workers)
     rows = []
-    for i, a in enumerate(answers):
-        a = a if isinstance(a, Answer) else Answer(a[0].text, a[0].prompt_tokens, a[0].new_tokens, a[1])
+    for i, (a, v) in enumerate(zip(answers, verdicts, strict=True)):
         p = problems[i // k]
-        v = grade(a.text, p)
         rows.append(info | dict(problem_id=p["problem_id"], split=p["split"], sample_index=i % k, response=a.text,
                                 reasoning=a.reasoning, extracted=v.extracted, correct=None if a.failed else v.correct,
                                 grader="failed" if a.failed else v.grader,

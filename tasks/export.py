@@ -22,6 +22,7 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, HYPOTHESES
 from schemas.paths import DataDir
 from tasks.arms import source_variant, teacher_spend
+from tasks.decontam import left_out
 from tasks.select import pass_rates
 
 SHAREGPT_INFO = {  # LLaMA-Factory data/README.md, "Sharegpt Format" + multimodal `images` column
@@ -99,7 +100,7 @@ def card(cfg: FactoryConfig, arm: str, arm_df: pl.DataFrame, teacher: str, table
         f"- examples: {arm_df.height} from {arm_df['problem_id'].n_unique()} training problems",
         f"- with an image: {arm_df['image_sha'].is_not_null().sum()}",
         f"- training problems left out as copies of val/test problems: "
-        f"{flags.height if cfg.arms.decontaminate else 0} (flagged: {flags.height})", "",
+        f"{left_out(cfg, flags).len()} (flagged: {flags['problem_id'].n_unique()})", "",
         "## Teacher", "",
     ]
     if variant is None:

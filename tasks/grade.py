@@ -61,7 +61,7 @@ def numbers_match(pred: tuple[float, bool], gold: tuple[float, bool], rel_tol, a
 
 
 def grade_choice(response: str, problem: dict) -> Verdict:
-    idx, how = extract_choice(response, problem["choices"])
+    idx, how = extract_choice(response, problem["choices"], problem.get("question") or "")
     if idx is None:
         return Verdict(None, False, "choice_index", how)
     return Verdict(LETTERS[idx], idx == problem["answer_index"], "choice_index", how)
@@ -103,6 +103,14 @@ def is_word(s: str) -> bool:
 
 
 def grade_free(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
+    verdict = grade_free_rules(response, problem, rel_tol, abs_tol)
+    return verdict if isinstance(verdict, Verdict) else grade_free_heavy(*verdict)
+
+
+def grade_free_rules(response: str, problem: dict, rel_tol: float = 1e-4,
+                     abs_tol: float = 1e-6) -> Verdict | tuple[str, str, list[str]]:
+    """The verdict where extraction, exact match, word answers and numbers decide it (fast, no
+    parser); else (extracted text, how, gold answers) for `grade_free_heavy`."""
     golds = [problem["answer"], *(problem.get("aliases") or [])]
     text, how = extract_free(response)
     if text is None:
@@ -116,8 +124,15 @@ def grade_free(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: flo
         gold = to_number(g) if number_only(g) else None
         if pred and gold and numbers_match(pred, gold, rel_tol, abs_tol, problem.get("precision")):
             return Verdict(text, True, "numeric", how)
-    if text.strip().lower() in ("none", "null", ""):  # mathruler's stand-in for a missing \boxed{}
+    if text.strip().lower() in ("none", "null", ""):  # mathruler's stand-in for a missing \\boxed{}
         return Verdict(text, False, "mathruler", f"{how}: no answer")
+    if pred and all(number_only(g) for g in golds):  # numbers on both sides, and they differ
+        return Verdict(text, False, "numeric", how)
+    return text, how, golds
+
+
+def grade_free_heavy(text: str, how: str, golds: list[str]) -> Verdict:
+    """mathruler's `grade_answer` (sympy), then math-verify: slow, so verify runs it in workers."""
     from mathruler.grader import grade_answer
 
     if any(grade_answer(text, g) for g in golds):

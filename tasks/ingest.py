@@ -17,6 +17,7 @@ from schemas.config import IngestConfig
 from schemas.paths import DataDir
 from schemas.tables import write_table
 from tasks.sources import Record, Reject
+from tasks.sources.mapped import MappedSource
 from tasks.sources.scienceqa import scienceqa_source
 from tasks.sources.synthetic import SyntheticSource
 
@@ -24,6 +25,8 @@ SOURCES = {
     "synthetic": lambda cfg: SyntheticSource(cfg.n_problems, cfg.seed, dict(cfg.split_fractions)),
     "scienceqa": lambda cfg: scienceqa_source(cfg.path),
 }
+MAPPED = lambda cfg: MappedSource(cfg.source, cfg.path, cfg.columns.model_dump(), dict(cfg.splits), cfg.split,  # noqa: E731
+                                  cfg.images_dir, cfg.name, cfg.ocr)
 SPLITS = ("train", "val", "test")
 
 
@@ -38,8 +41,17 @@ def stable_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
-def store_image(data: DataDir, raw: bytes) -> str:
-    """Decode any image format, store it once as PNG under its sha256; return the hash."""
+def dhash(img: Image.Image) -> str:
+    """64-bit difference hash (hex): brightness steps of a 9x8 greyscale thumbnail. A re-encoded
+    or resized copy of a picture gets the same hash, or one a few bits away."""
+    small = img.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
+    px = list(small.getdata())  # row-major, 8 rows of 9
+    bits = [px[r * 9 + c] > px[r * 9 + c + 1] for r in range(8) for c in range(8)]
+    return f"{sum(1 << i for i, b in enumerate(bits) if b):016x}"
+
+
+def store_image(data: DataDir, raw: bytes) -> tuple[str, str]:
+    """Decode any image format, store it once as PNG under its sha256; return (sha256, dhash)."""
     img = Image.open(io.BytesIO(raw))
     img.load()
     if img.mode not in ("RGB", "RGBA", "L"):
@@ -55,7 +67,7 @@ def store_image(data: DataDir, raw: bytes) -> str:
         with os.fdopen(fd, "wb") as f:
             f.write(png)
         os.replace(tmp, path)
-    return sha
+    return sha, dhash(img)
 
 
 def problem_reject(rec: Record) -> str | None:
@@ -71,30 +83,32 @@ def problem_reject(rec: Record) -> str | None:
     return None
 
 
-def to_row(source: str, rec: Record, image_sha: str | None) -> dict:
+def to_row(source: str, rec: Record, image_sha: str | None, phash: str | None = None) -> dict:
     return dict(
         problem_id=stable_id(source, rec.source_id), source=source, source_id=rec.source_id,
         split=rec.split, question=rec.question, choices=rec.choices, answer=str(rec.answer),
         answer_index=rec.answer_index, answer_type=rec.answer_type, hint=rec.hint, lecture=rec.lecture,
         solution=rec.solution, caption=rec.caption, image_sha=image_sha, subject=rec.subject,
         topic=rec.topic, category=rec.category, grade=rec.grade, precision=rec.precision, aliases=rec.aliases,
+        unit=rec.unit, context=rec.context, skills=rec.skills, origin=rec.origin, image_phash=phash,
     )
 
 
 def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
-    source = SOURCES[cfg.source](cfg)
+    source = SOURCES.get(cfg.source, MAPPED)(cfg)
     rows, rejects, per_split = [], [], Counter()
     for item in source.records():
         if isinstance(item, Reject):
             rejects.append(dict(stage="ingest", source=source.name, **item._asdict()))
             continue
         reason = problem_reject(item)
-        sha = None
+        sha = phash = None
         if reason is None and item.image:
             try:
-                sha = store_image(data, item.image)
+                sha, phash = store_image(data, item.image)
             except (UnidentifiedImageError, OSError, ValueError) as e:
-                reason = f"bad_image:{type(e).__name__}"
+                if not item.caption:  # unreadable and nothing stands in for it
+                    reason = f"bad_image:{type(e).__name__}"
         if reason:
             rejects.append(dict(stage="ingest", source=source.name, source_id=item.source_id,
                                 reason=reason.split(":")[0], detail=reason))
@@ -102,7 +116,7 @@ def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
         if cfg.limit_per_split and per_split[item.split] >= cfg.limit_per_split:
             continue
         per_split[item.split] += 1
-        rows.append(to_row(source.name, item, sha))
+        rows.append(to_row(source.name, item, sha, phash))
     return write_ingested(data, source.name, rows, rejects, cfg.shard_size)
 
 

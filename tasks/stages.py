@@ -11,10 +11,12 @@ import polars as pl
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from schemas.tables import read_table, write_table
+from schemas.tables import empty, read_table, write_table
 from tasks.arms import build_arm, shortest_wrong, source_variant
+from tasks.audit import audit
+from tasks.audit import summary as audit_summary
 from tasks.caption import caption_shard
-from tasks.decontam import contamination
+from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
 from tasks.sample import sample_shard, teacher_dir
@@ -107,11 +109,24 @@ def problems_for(data: DataDir, sample_file: str) -> pl.DataFrame:
     return problems_of(data, sample_file.split("/", 1)[1])
 
 
-def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
+def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str, judge: CachedTeacher | None = None) -> int:
     samples = pl.read_parquet(data.table("samples") / f"{sample_file}.parquet")
-    df = verify_shard(cfg.verify, samples, problems_for(data, sample_file))
+    df = verify_shard(cfg.verify, samples, problems_for(data, sample_file), judge)
     write_table(df, data.table("verdicts") / f"{sample_file}.parquet", "verdicts")
     return df.height
+
+
+def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = None) -> dict:
+    """verify --audit over every samples file: data/reports/verify-audit/audit.parquet and audit.md."""
+    frames = [audit(pl.read_parquet(data.table("samples") / f"{f}.parquet"), problems_for(data, f), cfg.verify, judge)
+              for f in sample_files(data)]
+    df = pl.concat(frames) if frames else empty("audit")
+    out = data.table("reports") / "verify-audit"
+    write_table(df, out / "audit.parquet", "audit")
+    (out / "audit.md").write_text(audit_summary(df))
+    return {"samples": df.height, "report": str(out / "audit.md"),
+            "accuracy": {g: df[g].mean() for g in ("rules", "mathruler", "math_verify", "judge")
+                         if df[g].null_count() < df.height}}
 
 
 def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
@@ -126,7 +141,7 @@ def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
 
 def run_decontam(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame) -> pl.DataFrame:
     """Flags training problems that copy a val / test problem; writes contamination/flags.parquet."""
-    flags = contamination(problems, cfg.arms.near_match)
+    flags = contamination(problems, cfg.arms.near_match, data.image)
     write_table(flags, data.table("contamination") / "flags.parquet", "contamination")
     return flags
 
@@ -137,8 +152,8 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     identity = arms_teacher(cfg)
     problems = read_table(data.table("problems"), "problems")
     flags = run_decontam(cfg, data, problems)
-    if cfg.arms.decontaminate:
-        problems = problems.filter(~pl.col("problem_id").is_in(flags["problem_id"].implode()))
+    out = left_out(cfg, flags)
+    problems = problems.filter(~pl.col("problem_id").is_in(out.implode()))
     samples, verdicts = read_table(data.table("samples"), "samples"), read_table(data.table("verdicts"), "verdicts")
     selected = read_table(data.table("selected"), "selected")
     captions = captions_of(data, cfg.caption.captioner)
@@ -152,8 +167,9 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
         df = build_arm(arm, problems, captions, selected, wrong, identity)
         write_table(df, data.arm(arm) / "train.parquet", "arms")
         counts[arm] = df.height
-    return {"rows": counts, "skipped": skipped, "teacher": identity, "contaminated": flags.height,
-            "left_out": flags.height if cfg.arms.decontaminate else 0}
+    return {"rows": counts, "skipped": skipped, "teacher": identity,
+            "contaminated": flags.filter(pl.col("kind") == "text")["problem_id"].n_unique(),
+            "image_overlap": flags.filter(pl.col("kind") == "image")["problem_id"].n_unique(), "left_out": out.len()}
 
 
 def hub_token(cfg: FactoryConfig) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.config import FactoryConfig, IngestConfig
+from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from tasks.decontam import contamination, normalise
@@ -19,7 +19,8 @@ Q = "Which of these states is farthest north? Look at the map and compare the po
 
 
 def problem(pid, split, question, choices=("a", "b"), image=None, hint=""):
-    return dict(problem_id=pid, split=split, question=question, hint=hint, choices=list(choices), image_sha=image)
+    return dict(problem_id=pid, source="src", split=split, question=question, hint=hint, choices=list(choices),
+                image_sha=image)
 
 
 def flags(rows, near_match=95.0):
@@ -85,7 +86,7 @@ def test_near_matches_agree_with_a_reference_ratio(seed, edits, threshold):
 def contaminated(tmp_path):
     """A synthetic data dir whose first training problem is rewritten as a copy of a test problem."""
     data = DataDir(tmp_path / "data")
-    ingest(IngestConfig(n_problems=20), data)
+    ingest(SyntheticIngest(n_problems=20), data)
     shard = next(data.table("problems").rglob("*.parquet"))
     df = read_table(shard, "problems")
     test = df.filter(pl.col("split") == "test").row(0, named=True)
@@ -104,10 +105,53 @@ def test_arms_leave_copies_out_by_default_and_count_them(contaminated, leave_out
     data, copy_id, test_id = contaminated
     cfg = FactoryConfig(data_dir=str(data.root), arms={"arms": ["raw", "answer_only"], "decontaminate": leave_out})
     result = run_arms(cfg, data)
-    flagged = read_table(data.table("contamination"), "contamination")
+    flags = read_table(data.table("contamination"), "contamination")
+    assert set(flags["kind"]) == {"text", "image"}  # the copy took the test problem's question and picture
+    flagged = flags.filter(pl.col("kind") == "text")
     assert flagged["problem_id"].to_list() == [copy_id] and flagged["match_id"].to_list() == [test_id]
     assert result["contaminated"] == 1 and result["left_out"] == int(leave_out)
     raw = pl.read_parquet(data.arm("raw") / "train.parquet")
     assert (copy_id in raw["problem_id"].to_list()) is not leave_out
     n_train = read_table(data.table("problems"), "problems").filter(pl.col("split") == "train").height
     assert result["rows"]["raw"] == n_train - int(leave_out)
+
+
+def test_a_re_encoded_or_resized_picture_is_the_same_picture_across_sources(tmp_path):
+    """MathVista and CV-Bench reuse other datasets' images: a JPEG-re-encoded, resized copy under
+    another source is the same picture; flags name both sources."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from tasks.ingest import store_image
+
+    def picture(seed: int) -> Image.Image:
+        rnd = random.Random(seed)
+        img = Image.new("RGB", (200, 150), "white")
+        draw = ImageDraw.Draw(img)
+        for _ in range(12):
+            x, y = rnd.randrange(180), rnd.randrange(130)
+            draw.ellipse((x, y, x + 20, y + 20), fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
+        return img
+
+    def encoded(img: Image.Image, fmt: str, size=None) -> bytes:
+        buf = io.BytesIO()
+        (img.resize(size) if size else img).save(buf, format=fmt, quality=70)
+        return buf.getvalue()
+
+    data = DataDir(tmp_path)
+    original, copy_ = store_image(data, encoded(picture(1), "PNG")), store_image(data, encoded(picture(1), "JPEG", (150, 112)))
+    other = store_image(data, encoded(picture(2), "PNG"))
+    assert original[0] != copy_[0]  # other bytes ...
+    rows = [dict(problem_id="t-copy", source="aokvqa", split="train", question=Q, hint="", choices=["a", "b"],
+                 image_sha=copy_[0], image_phash=copy_[1]),
+            dict(problem_id="t-img", source="aokvqa", split="train", question="How many balls are there?", hint="",
+                 choices=["a", "b"], image_sha=copy_[0], image_phash=copy_[1]),
+            dict(problem_id="t-other", source="aokvqa", split="train", question=Q, hint="", choices=["a", "b"],
+                 image_sha=other[0], image_phash=other[1]),
+            dict(problem_id="s", source="cvbench", split="test", question=Q, hint="", choices=["a", "b"],
+                 image_sha=original[0], image_phash=original[1])]
+    got = contamination(pl.DataFrame(rows), image_path=data.image)
+    kinds = {(r["problem_id"], r["kind"]) for r in got.iter_rows(named=True)}
+    assert kinds == {("t-copy", "text"), ("t-copy", "image"), ("t-img", "image")}  # ... the same picture
+    assert set(got["source"]) == {"aokvqa"} and set(got["match_source"]) == {"cvbench"}

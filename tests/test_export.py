@@ -9,7 +9,7 @@ import datasets
 import polars as pl
 import pytest
 
-from schemas.config import FactoryConfig, IngestConfig
+from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
 from tasks.import_traces import import_traces
@@ -39,7 +39,7 @@ def teacher_traces(problems: pl.DataFrame) -> list[dict]:
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     data = DataDir(root / "data")
-    ingest(IngestConfig(n_problems=24), data)
+    ingest(SyntheticIngest(n_problems=24), data)
     traces = root / "traces.jsonl"
     traces.write_text("\n".join(json.dumps(r) for r in teacher_traces(read_table(data.table("problems"), "problems"))))
     import_traces(data, traces, "gpt-4o", "synthetic", model="gpt-4o-mini", price=price_for("import", "gpt-4o-mini", {}))

@@ -8,7 +8,7 @@ import pytest
 from e2e import prefect_env, run_cli
 from scienceqa_fixture import write_release_layout
 
-from schemas.config import IngestConfig
+from schemas.config import ScienceQAIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
 from tasks.import_traces import find_columns, import_traces
@@ -36,7 +36,7 @@ def write_jsonl(path, rows, broken_line=True):
 @pytest.fixture()
 def sqa(tmp_path):
     data = DataDir(tmp_path / "data")
-    ingest(IngestConfig(source="scienceqa", path=str(write_release_layout(tmp_path / "sqa"))), data)
+    ingest(ScienceQAIngest(path=str(write_release_layout(tmp_path / "sqa"))), data)
     return data
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from scienceqa_fixture import CAPTIONS, ROWS, write_hf_dataset, write_release_layout
 
-from schemas.config import IngestConfig
+from schemas.config import ScienceQAIngest, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table
 from tasks.ingest import ingest, stable_id
@@ -14,19 +14,19 @@ from tasks.ingest import ingest, stable_id
 
 def test_synthetic_ingest_stores_images_once_by_hash(tmp_path):
     data = DataDir(tmp_path)
-    result = ingest(IngestConfig(n_problems=25, shard_size=10), data)
+    result = ingest(SyntheticIngest(n_problems=25, shard_size=10), data)
     assert result.problems == 25 and len(result.shards) == 3
     problems = read_table(data.table("problems"), "problems")
     assert problems.height == 25 and problems.schema == pl.Schema(SCHEMAS["problems"])
     for sha in problems["image_sha"]:
         assert hashlib.sha256(data.image(sha).read_bytes()).hexdigest() == sha
-    ingest(IngestConfig(n_problems=5, shard_size=10), data)  # a smaller re-ingest leaves no stale shard
+    ingest(SyntheticIngest(n_problems=5, shard_size=10), data)  # a smaller re-ingest leaves no stale shard
     assert read_table(data.table("problems"), "problems").height == 5
 
 
 def test_scienceqa_release_layout(tmp_path):
     data = DataDir(tmp_path / "data")
-    result = ingest(IngestConfig(source="scienceqa", path=str(write_release_layout(tmp_path / "sqa"))), data)
+    result = ingest(ScienceQAIngest(path=str(write_release_layout(tmp_path / "sqa"))), data)
     assert result.problems == 3
     assert result.rejects == {"answer_index_out_of_range": 1, "malformed_row": 1}
     problems = read_table(data.table("problems"), "problems").sort("source_id")
@@ -44,7 +44,7 @@ def test_scienceqa_release_layout(tmp_path):
 
 def test_scienceqa_saved_hf_dataset(tmp_path):
     data = DataDir(tmp_path / "data")
-    result = ingest(IngestConfig(source="scienceqa", path=str(write_hf_dataset(tmp_path / "hf"))), data)
+    result = ingest(ScienceQAIngest(path=str(write_hf_dataset(tmp_path / "hf"))), data)
     assert result.problems == 3 and result.rejects == {"answer_index_out_of_range": 1}
     problems = read_table(data.table("problems"), "problems")
     assert sorted(problems["split"]) == ["test", "train", "val"]
@@ -56,4 +56,4 @@ def test_scienceqa_saved_hf_dataset(tmp_path):
 
 def test_missing_scienceqa_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="problems.json|No such|doesn't exist|not found"):
-        ingest(IngestConfig(source="scienceqa", path=str(tmp_path / "nope")), DataDir(tmp_path))
+        ingest(ScienceQAIngest(path=str(tmp_path / "nope")), DataDir(tmp_path))

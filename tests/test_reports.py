@@ -231,16 +231,18 @@ def test_pipeline_counts_pass_at_k_per_teacher_and_copies(tmp_path):
                 content=None, n_samples=4, n_correct=c, pass_at_1=c / 4, pass_at_k=float(c > 0))
            for p, t, c in [("p1", "a", 4), ("p2", "a", 0), ("p1", "b", 1)]]
     write_table(pl.DataFrame(sel, schema=SCHEMAS["selected"]), data.table("selected") / "x.parquet", "selected")
-    write_table(pl.DataFrame([dict(problem_id="p1", match_id="q", match_split="test", score=100.0)],
+    write_table(pl.DataFrame([dict(problem_id="p1", match_id="q", match_split="test", score=100.0, kind="text",
+                                   source="aokvqa", match_source="cvbench")],
                              schema=SCHEMAS["contamination"]), data.table("contamination") / "flags.parquet",
                 "contamination")
     counts = pipeline_counts(FactoryConfig(), data, empty("problems"), empty("samples"))
     assert counts["teacher pass@1 / pass@k (a, plain, 2 problems)"] == "0.500 / 0.500"
     assert counts["teacher pass@1 / pass@k (b, plain, 1 problems)"] == "0.250 / 1.000"
-    assert counts["training problems copying a val/test problem"] == "1 (left out of the arms)"
+    assert counts["training problems copying a val/test problem"] == ("1 (left out of the arms); by source: "
+                                                                       "aokvqa vs cvbench: 1")
     cfg = FactoryConfig.model_validate({"arms": {"teacher": "b", "decontaminate": False}})
     assert pipeline_counts(cfg, data, empty("problems"), empty("samples"))[
-        "training problems copying a val/test problem"].endswith("(kept: arms.decontaminate is off)")
+        "training problems copying a val/test problem"].startswith("1 (kept: arms.decontaminate is off)")
     priced = pl.DataFrame([dict(sample_id="s", problem_id="p1", teacher="b", model="m", variant="plain", sample_index=0,
                                 request_key="k", prompt=None, reasoning=None, content="", finish_reason="stop",
                                 prompt_tokens=None, completion_tokens=None, latency_s=None, cost_usd=0.25)],

@@ -6,7 +6,7 @@ import yaml
 from e2e import prefect_env, run_cli
 from fake_servers import FakeServer
 
-from schemas.config import FactoryConfig, IngestConfig
+from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.stages import opened, run_caption, run_sample, shards
@@ -16,7 +16,7 @@ from tasks.stages import opened, run_caption, run_sample, shards
 def test_verify_select_arms_export_ask_no_teacher(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123456789")
     data = DataDir(tmp_path / "data")
-    ingest(IngestConfig(n_problems=20), data)
+    ingest(SyntheticIngest(n_problems=20), data)
     cfg = {"data_dir": str(data.root), "sample": {"teacher": "openai", "model": "fake", "k": 2}}
     with FakeServer("openai") as good:  # the samples, paid for once
         cfg["sample"]["endpoint"] = {"base_urls": [good.url]}

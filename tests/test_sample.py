@@ -12,10 +12,10 @@ from teacher_cache import CachedTeacher, CacheStore
 
 
 def problems(tmp_path) -> pl.DataFrame:
-    from schemas.config import IngestConfig
+    from schemas.config import SyntheticIngest
 
     data = DataDir(tmp_path / "data")
-    ingest(IngestConfig(n_problems=10), data)
+    ingest(SyntheticIngest(n_problems=10), data)
     return pl.read_parquet(data.table("problems") / "synthetic" / "synthetic-00000.parquet")
 
 

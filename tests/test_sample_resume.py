@@ -12,7 +12,7 @@ import yaml
 from e2e import CLI, ROOT, prefect_env, run_cli
 from fake_servers import FakeServer
 
-from schemas.config import FactoryConfig, IngestConfig
+from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.stages import run_caption, shards
@@ -24,7 +24,7 @@ K, CONCURRENCY = 2, 4
 @pytest.mark.slow
 def test_sigkill_halfway_then_rerun_finishes_without_paying_twice(tmp_path):
     data = DataDir(tmp_path / "data")
-    ingest(IngestConfig(n_problems=120, shard_size=40), data)
+    ingest(SyntheticIngest(n_problems=120, shard_size=40), data)
     for shard in shards(data):  # the shipped captions make each prompt distinct
         run_caption(FactoryConfig(), data, shard)
     n_requests = 120 * 2 * K  # every split, two prompt variants, k paths, one request each

@@ -265,8 +265,25 @@ def test_free_form_grading_returns_within_the_time_limit(responses):
 
 
 def test_an_item_past_the_limit_gets_a_timeout_verdict_and_the_rest_go_on():
+    from tasks.verify import HEAVY
+
+    HEAVY.close()  # a fresh worker cannot even import sympy in a millisecond
     items = [(f"\\boxed{{\\sqrt{{{i * i}}}}}", {**FREE, "answer": str(i)}, 1e-4, 1e-6) for i in range(2, 6)]
-    verdicts = grade_all(items, limit_s=0.001)  # a fresh worker cannot even import sympy that fast
+    verdicts = grade_all(items, limit_s=0.001)
     assert len(verdicts) == 4
     assert any(v.grader == "timeout" and "longer than 0.001 s" in v.reason for v in verdicts)
     assert all(v.correct is None if v.grader == "timeout" else v.correct for v in verdicts)
+
+
+def test_only_what_a_parser_must_decide_reaches_the_worker_pool_and_the_pool_is_kept():
+    from tasks.verify import HEAVY
+
+    numeric_like = [(f"The answer is {i}.5", {**FREE, "answer": f"{i}.50"}, 1e-4, 1e-6) for i in range(200)]
+    HEAVY.close()
+    assert all(v.correct and v.grader == "numeric" for v in grade_all(numeric_like))
+    assert HEAVY.pool is None  # decided inline: no worker started
+    parsed = grade_all([("\\boxed{\\frac{\\sqrt{4}}{4}}", FREE, 1e-4, 1e-6)])
+    pool = HEAVY.pool
+    assert parsed[0].correct and parsed[0].grader == "mathruler" and pool is not None
+    grade_all([("\\boxed{\\sqrt{4}/4}", FREE, 1e-4, 1e-6)])
+    assert HEAVY.pool is pool  # the same workers for the next call

@@ -27,6 +27,10 @@ class Record:
     grade: str = ""
     precision: int | None = None  # decimals a numeric answer is judged to (MathVista's `precision`)
     aliases: list[str] = field(default_factory=list)  # other acceptable answers (A-OKVQA's direct answers)
+    unit: str = ""  # the answer's unit, where the dataset gives one (MathVista)
+    context: str = ""  # the kind of image (MathVista: "bar chart", "geometry diagram", ...)
+    skills: list[str] = field(default_factory=list)  # reasoning skills the dataset tags (MathVista)
+    origin: str = ""  # the dataset a benchmark took the problem from (MathVista's source, CV-Bench's)
 
 
 class Reject(NamedTuple):
