@@ -34,7 +34,8 @@ def items_numeric(n: int, rng: random.Random) -> list:
 
 def items_latex(n: int) -> list:
     p = {"answer_type": "free_form", "choices": [], "answer_index": None, "answer": "\\frac{1}{2}"}
-    return [(f"\\boxed{{\\frac{{{k}}}{{{2 * k}}}}}", p, 1e-4, 1e-6) for k in range(1, n + 1)]
+    # sqrt(4 k^2) / (4 k) = 1/2: no number to read off, so only a parser (mathruler's sympy) decides
+    return [(f"\\boxed{{\\frac{{\\sqrt{{{4 * k * k}}}}}{{{4 * k}}}}}", p, 1e-4, 1e-6) for k in range(1, n + 1)]
 
 
 def rate(items: list) -> float:

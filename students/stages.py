@@ -11,7 +11,7 @@ from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import evaluate_student, load_student
-from students.model import load_tokenizer
+from students.model import load_tokenizer, release_memory
 from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
 from tasks.evals import eval_frame, judge_reasoning, reference_answers, rouge_reasoning
@@ -104,6 +104,7 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
                           variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
                           seed=meta.get("seed") or 0, verify=cfg.verify)
     del model
+    release_memory()
     df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
     greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))

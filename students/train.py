@@ -7,7 +7,6 @@ the reason. Checkpoints make a killed run resumable; a finished adapter whose fi
 matches is not trained again.
 """
 
-import gc
 import hashlib
 import json
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.config import TrainConfig
+from students.model import release_memory
 from tasks.progress import Progress
 
 META = "train_meta.json"
@@ -157,5 +157,5 @@ def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Pa
                     train_loss=float(result.training_loss), steps=int(result.global_step),
                     device=str(trainer.args.device))
     finally:
-        del trainer  # the model, optimiser and cached batches: the next student reuses the memory
-        gc.collect()
+        del trainer  # the model, optimiser and cached batches go back to the system
+        release_memory()

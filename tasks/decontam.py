@@ -93,28 +93,28 @@ def contamination(problems: pl.DataFrame, near_match: float = 95.0, image_path=N
     train_texts, held_texts = texts_of(train), texts_of(held)
     (t_hash, t_known), (h_hash, h_known) = hashes(train), hashes(held)
     t_sha, h_sha = train["image_sha"].to_list(), held["image_sha"].to_list()
+    ids = {sha: n for n, sha in enumerate(set(t_sha) | set(h_sha)) if sha is not None}
+    t_id, h_id = (np.array([ids.get(x, -1) for x in shas]) for shas in (t_sha, h_sha))  # -1: no image
     t_src, h_src = np.array(train["source"].to_list()), np.array(held["source"].to_list())
     pictures, rows = Pictures(image_path), []
     for start in range(0, len(train_texts), CHUNK):
-        stop = min(start + CHUNK, len(train_texts))
-        scores = process.cdist(train_texts[start:stop], held_texts, scorer=fuzz.ratio, score_cutoff=near_match,
+        part = slice(start, min(start + CHUNK, len(train_texts)))
+        scores = process.cdist(train_texts[part], held_texts, scorer=fuzz.ratio, score_cutoff=near_match,
                                dtype=np.uint8, workers=-1)  # (chunk, n_held), 0 = below the cutoff
-        across = t_src[start:stop, None] != h_src[None, :]  # (chunk, n_held)
-        sha_equal = np.array([[a is not None and a == b for b in h_sha] for a in t_sha[start:stop]]).reshape(across.shape)
-        near = sha_equal | ((picture_distance(t_hash[start:stop], h_hash) <= CANDIDATE_BITS) & across
-                            & t_known[start:stop, None] & h_known[None, :])  # candidates for the same picture
-        same = lambda i, j: near[i, j] and pictures.same(t_sha[start + i], h_sha[j], across[i, j])  # noqa: E731
+        across = t_src[part, None] != h_src[None, :]  # (chunk, n_held)
+        same_bytes = (t_id[part, None] == h_id[None, :]) & (t_id[part, None] >= 0)
+        near = same_bytes | ((picture_distance(t_hash[part], h_hash) <= CANDIDATE_BITS) & across
+                             & t_known[part, None] & h_known[None, :])  # candidates for the same picture
         for i, j in zip(*np.nonzero(scores), strict=True):  # text copies, unless the pictures differ
-            t = start + int(i)
-            images = t_sha[t] is not None and h_sha[j] is not None
-            if not images or same(int(i), int(j)):
+            t, j = start + int(i), int(j)
+            no_picture = t_id[t] < 0 or h_id[j] < 0
+            if no_picture or (near[i, j] and pictures.same(t_sha[t], h_sha[j], bool(across[i, j]))):
                 exact = train_texts[t] == held_texts[j]
-                rows.append(row(train, held, t, int(j), "text", 100.0 if exact else float(scores[i, j])))
+                rows.append(row(train, held, t, j, "text", 100.0 if exact else float(scores[i, j])))
         for i, j in zip(*np.nonzero(near), strict=True):  # the same picture, any question
-            t = start + int(i)
-            if not pictures.same(t_sha[t], h_sha[j], across[i, j]):
-                continue
-            rows.append(row(train, held, t, int(j), "image", float(fuzz.ratio(train_texts[t], held_texts[j]))))
+            t, j = start + int(i), int(j)
+            if pictures.same(t_sha[t], h_sha[j], bool(across[i, j])):
+                rows.append(row(train, held, t, j, "image", float(fuzz.ratio(train_texts[t], held_texts[j]))))
     df = pl.DataFrame(rows, schema=SCHEMAS["contamination"])
     return (df.sort("score", descending=True).unique(["problem_id", "kind"], keep="first")
             .sort("problem_id", "kind"))

@@ -3,7 +3,8 @@ set of traces) stored as that teacher's samples, so they verify and select like 
 
     distillery import-traces --file r1.jsonl --teacher deepseek-r1 --source scienceqa
 
-A file is jsonl, json (a list of objects) or parquet. A row names its problem by the source's
+A file is jsonl, json (a list of objects, or an object of id: row as MathVista's output files
+are) or parquet. A row names its problem by the source's
 own id (`source_id`, `pid`, `custom_id`, `id`, ...) and carries the response: a string, a list
 of strings (k samples in one row), a chat (`messages` / `conversations`: the last assistant
 turn), or what an API returned, as OpenAI and Gemini batch jobs write it (see `answers_of`).
@@ -63,8 +64,10 @@ def read_rows(path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
         return pl.read_parquet(path).to_dicts(), []
     if path.suffix == ".json":
         rows = json.loads(path.read_text())
+        if isinstance(rows, dict):  # {id: row}, as MathVista's output files are: the key is the id
+            rows = [{"pid": k} | v if isinstance(v, dict) else {"pid": k, "response": v} for k, v in rows.items()]
         if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of objects (or use .jsonl)")
+            raise ValueError(f"{path}: expected a JSON list of objects, or an object of id: row (or use .jsonl)")
         return rows, []
     rows, bad = [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -52,3 +52,38 @@ def test_judge_sees_only_judgeable_answers_once_and_a_rerun_asks_nothing(tmp_pat
     assert dict(zip(judged["problem_id"], judged["reasoning_correct"], strict=True)) == by_problem
     assert out.filter(pl.col("reasoning_judge").is_null()).height == 3
     assert again.equals(out)
+
+
+def test_verify_judge_extracts_only_where_the_rules_found_no_answer_once_each(tmp_path, monkeypatch):
+    """MathVista's scorer asks an LLM to extract answers; here only responses the rules cannot read go
+    to the judge (the local OpenAI-compatible server), each once; a re-run asks nothing."""
+    import re
+
+    from schemas.config import ExtractorConfig, VerifyConfig
+    from tasks.verify import verify_shard
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    problems = pl.DataFrame([dict(problem_id=f"p{i}", question=f"Which colour is shape {i}?", answer_type="multiple_choice",
+                                  choices=["red", "blue", "green", "gold"], answer="blue", answer_index=1,
+                                  aliases=[], precision=None) for i in range(4)])
+    responses = ["The answer is (B).", "Hmm, hard to say without looking again.", "I think it is the second one",
+                 "Answer: A"]
+    samples = pl.DataFrame([dict(sample_id=f"s{i}", problem_id=f"p{i}", teacher="t", variant="plain", reasoning=None,
+                                 content=r) for i, r in enumerate(responses)])
+    cfg = VerifyConfig(judge=ExtractorConfig(model="extractor", endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05)))
+    with FakeServer("openai") as server:
+        cfg.judge.endpoint.base_urls = [server.url]
+        judge = CachedTeacher(OpenAITeacher.from_config(cfg.judge), CacheStore(tmp_path / "c.sqlite"))
+        first = verify_shard(cfg, samples, problems, judge)
+        sent = dict(server.attempts)
+        again = verify_shard(cfg, samples, problems, judge)
+        judge.close()
+    assert len(sent) == 2 and all(n == 1 for n in sent.values()) and dict(server.attempts) == sent
+    assert all("Hmm, hard to say" in p or "second one" in p for p in sent)
+    rows = {r["sample_id"]: r for r in first.iter_rows(named=True)}
+    assert rows["s0"]["grader"] == rows["s3"]["grader"] == "choice_index"  # the rules decided these
+    for sid, prompt in (("s1", next(p for p in sent if "Hmm" in p)), ("s2", next(p for p in sent if "second" in p))):
+        letter = re.search(r"\(([A-D])\)", answer_for(prompt, 0)[1]).group(1)
+        assert rows[sid]["grader"] == "judge:openai/extractor" and rows[sid]["extracted"] == letter
+        assert rows[sid]["correct"] is (letter == "B")
+    assert again.equals(first)

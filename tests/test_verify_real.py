@@ -51,3 +51,37 @@ CASES = [
 @pytest.mark.parametrize("response, problem, expected, why", CASES, ids=[c[3] for c in CASES])
 def test_real_output(response, problem, expected, why):
     assert grade(response, problem).correct is expected, why
+
+
+def test_verify_audit_compares_the_graders_on_the_same_samples(tmp_path):
+    """`verify --audit`: every sample graded by the rules, mathruler alone and math-verify alone; the
+    disagreements listed."""
+    import polars as pl
+
+    from schemas.config import FactoryConfig
+    from schemas.paths import DataDir
+    from schemas.tables import SCHEMAS, read_table, write_table
+    from tasks.stages import run_audit
+
+    data = DataDir(tmp_path)
+    free = dict(problem_id="f", source="s", source_id="f", split="train", question="Half of one?", choices=[],
+                answer="\\frac{1}{2}", answer_index=None, answer_type="free_form", hint="", lecture="", solution="",
+                caption=None, image_sha=None, subject="", topic="", category="", grade="", precision=None, aliases=[],
+                unit="", context="", skills=[], origin="", image_phash=None)
+    mc = {**GEO, **{k: v for k, v in free.items() if k not in GEO}, "problem_id": "m", "source_id": "m"}
+    write_table(pl.DataFrame([free, mc], schema=SCHEMAS["problems"]), data.table("problems") / "s" / "s-0.parquet",
+                "problems")
+    said = {"f1": ("f", "So x = 0.5."), "f2": ("f", "\\boxed{\\frac{2}{4}}"), "m1": ("m", "答案: A")}
+    samples = [dict(sample_id=k, problem_id=p, teacher="t", model="m", variant="plain", sample_index=0,
+                    request_key=k, prompt="", reasoning=None, content=c, finish_reason="stop", prompt_tokens=1,
+                    completion_tokens=1, latency_s=0.0, cost_usd=0.0) for k, (p, c) in said.items()]
+    write_table(pl.DataFrame(samples, schema=SCHEMAS["samples"]), data.table("samples") / "t" / "s" / "s-0.parquet",
+                "samples")
+    result = run_audit(FactoryConfig(data_dir=str(tmp_path)), data)
+    audit = read_table(data.table("reports") / "verify-audit" / "audit.parquet", "audit")
+    rows = {r["sample_id"]: r for r in audit.iter_rows(named=True)}
+    assert result["samples"] == 3 and rows["f1"]["rules"] is True and rows["f2"]["rules"] is True
+    assert rows["m1"]["rules"] is True and rows["m1"]["math_verify"] is None  # no opinion on an option letter
+    assert rows["f2"]["math_verify"] is True and rows["m1"]["judge"] is None
+    text = (data.table("reports") / "verify-audit" / "audit.md").read_text()
+    assert "| rules | 3 | 100.0% | 0 |" in text and "## Disagreements" in text

@@ -29,11 +29,11 @@ class LocalTeacher:
 
     def close(self) -> None:
         """Lets the model go (half a GiB for the embedded one) once the stage is done with it."""
-        import gc
+        from students.model import release_memory
 
         with self._lock:
             self._model = self._tok = None
-        gc.collect()
+        release_memory()
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         """Batches requests that share sampling parameters into one `generate` each."""
