@@ -122,7 +122,7 @@ def test_files_with_a_mapping_images_by_path_or_bytes_and_rejects(tmp_path):
     assert p["q2"]["image_sha"] is None and p["q2"]["caption"] == "Four dots."  # missing image, caption kept
     assert (p["q5"]["split"], p["q5"]["answer_type"]) == ("test", "free_form") and p["q5"]["image_sha"]
     assert dict(zip(rejects["source_id"], rejects["reason"], strict=True)) == {
-        "q3": "image_missing", "q4": "answer_not_in_choices", "train.jsonl:6": "malformed_row"}
+        "q3": "image_missing", "q4": "answer_not_in_choices", "train.jsonl:5": "malformed_row"}
     csv = tmp_path / "csv"
     csv.mkdir()
     pl.DataFrame({"question": ["2+2?"], "answer": ["4"]}).write_csv(csv / "problems.csv")
