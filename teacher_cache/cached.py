@@ -5,7 +5,11 @@ teacher is asked in batches; a remote one through the request engine, and each a
 committed to the cache the moment it arrives, so a crash loses only the requests in flight.
 """
 
+import os
+import socket
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from schemas.config import ModelPrice
@@ -13,6 +17,25 @@ from tasks.progress import Progress
 from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
 from tasks.teachers.prices import cost_usd
 from teacher_cache.store import CacheStore
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who holds a claim: this process
+LEASE_S = 30.0  # a claim lives this long unless renewed (every LEASE_S / 3 while its request is asked)
+POLL_S = 0.5  # how often a process waiting on another's claims looks for their answers
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether a claim's owner may still be asking: a process on this machine that has exited
+    is not (another machine's: its lease decides)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -60,28 +83,73 @@ class CachedTeacher:
             self.teacher.close()
 
     def complete(self, requests: list[Request], desc: str = "sampling") -> tuple[list[Completion | None], CacheStats]:
-        """Completions in request order (None where the backend failed), and what it cost."""
+        """Completions in request order (None where the backend failed), and what it cost. A request
+        another thread or process is asking right now is awaited, never asked twice."""
         keys = [(r.key(self.identity), r.sample_index) for r in requests]
         done = self.store.get_many(keys)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical requests are asked once
         missing = sorted(i for k, i in first.items() if k not in done)
-        with self._claims:  # a request another shard is asking right now is awaited, not asked again
+        with self._claims:  # in this process: a request another shard is asking is awaited
             theirs = {keys[i]: self._inflight[keys[i]] for i in missing if keys[i] in self._inflight}
-            todo = [i for i in missing if keys[i] not in theirs]
+            local = [i for i in missing if keys[i] not in theirs]
+            claimed = self.store.claim([keys[i] for i in local], OWNER, LEASE_S, owner_alive)  # across processes
+            todo = [i for i in local if keys[i] in claimed]
+            elsewhere = [i for i in local if keys[i] not in claimed]
             self._inflight.update({keys[i]: threading.Event() for i in todo})
         stats = CacheStats(hits=len(first) - len(todo))
         try:
-            with Progress(desc, total=len(first), unit="requests", done=stats.hits, disable=not todo) as bar:
+            with Progress(desc, total=len(first), unit="requests", done=stats.hits, disable=not todo) as bar, \
+                    self._lease([keys[i] for i in todo]):
                 ask = self._ask_remote if self.engine else self._ask_local
                 ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
         finally:
             with self._claims:
                 for i in todo:
                     self._inflight.pop(keys[i]).set()
+            self.store.release([keys[i] for i in todo], OWNER)
         for event in theirs.values():
             event.wait()
         done.update(self.store.get_many(list(theirs)))
+        if elsewhere:  # another process holds them: wait for its answers, take over what it gives up
+            again, more = self._await_others([requests[i] for i in elsewhere], desc)
+            done.update({keys[i]: c for i, c in zip(elsewhere, again, strict=True) if c is not None})
+            stats = stats + more
         return [done.get(k) for k in keys], stats
+
+    def _await_others(self, requests: list[Request], desc: str) -> tuple[list[Completion | None], CacheStats]:
+        """Waits for another process's answers; a request it failed stays failed (its error is
+        recorded; the next run retries it), one whose holder died is taken over."""
+        keys = [(r.key(self.identity), r.sample_index) for r in requests]
+        stats = CacheStats()
+        while True:
+            got = self.store.get_many(keys)
+            pending = [k for k in keys if k not in got]
+            failed = self.store.failed(pending)
+            held = self.store.claimed(pending, owner_alive)
+            unheld = {k for k in pending if k not in failed and k not in held}
+            if unheld:  # its holder died before answering: ours now
+                stats = stats + self.complete([r for r, k in zip(requests, keys, strict=True) if k in unheld], desc)[1]
+                continue
+            if all(k in failed for k in pending):
+                return [got.get(k) for k in keys], stats + CacheStats(hits=len(got), failed=len(pending))
+            time.sleep(POLL_S)
+
+    @contextmanager
+    def _lease(self, keys: list[tuple[str, int]]):
+        """Renews this process's claims on `keys` while they are being asked."""
+        stop = threading.Event()
+
+        def renew():
+            while not stop.wait(LEASE_S / 3):
+                self.store.renew(keys, OWNER, LEASE_S)
+
+        thread = threading.Thread(target=renew, daemon=True)
+        if keys:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     def _ask_local(self, requests, keys, done, stats, bar) -> None:
         for batch in local_batches(requests, self.teacher.batch_size):

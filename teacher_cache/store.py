@@ -1,7 +1,10 @@
 """SQLite store of teacher responses, keyed by (request_key, sample_index).
 
 Each response is committed as it arrives, so a crash loses only what was in flight.
-Errors live in their own table, so a failure never masquerades as an answer.
+Errors live in their own table, so a failure never masquerades as an answer. A request being
+asked is claimed in `claims` with a lease its holder renews while it waits: another process
+working on the same data directory waits for it instead of asking again, and takes it over
+once the lease runs out (its holder died).
 """
 
 import sqlite3
@@ -20,6 +23,9 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS errors (
     request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, identity TEXT NOT NULL,
     error TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
+CREATE TABLE IF NOT EXISTS claims (
+    request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, owner TEXT NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
 """
 FIELDS = ("content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s")
 
@@ -52,11 +58,79 @@ class CacheStore:
             self.db.executemany(f"INSERT OR REPLACE INTO responses VALUES ({', '.join('?' * 10)})", rows)
             self.db.executemany("DELETE FROM errors WHERE request_key=? AND sample_index=?",
                                 [(k, i) for k, i, _ in items])
+            self.db.executemany("DELETE FROM claims WHERE request_key=? AND sample_index=?",
+                                [(k, i) for k, i, _ in items])
 
     def put_error(self, identity: str, key: str, index: int, error: str) -> None:
         with self.lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
                             (key, index, identity, error, time.time()))
+            self.db.execute("DELETE FROM claims WHERE request_key=? AND sample_index=?", (key, index))
+
+    def claim(self, keys: list[tuple[str, int]], owner: str, lease_s: float,
+              alive=lambda owner: True) -> set[tuple[str, int]]:
+        """Claims the keys nobody else holds and no response answers; returns those now ours.
+        Claims past their lease, or whose owner `alive` says is gone, are void."""
+        now = time.time()
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")  # one claimant at a time, across processes
+            self.db.execute("DELETE FROM claims WHERE expires_at < ?", (now,))
+            owners = [o for (o,) in self.db.execute("SELECT DISTINCT owner FROM claims").fetchall()]
+            self.db.executemany("DELETE FROM claims WHERE owner=?", [(o,) for o in owners if not alive(o)])
+            held = self._held(keys)
+            mine = [k for k in keys if held.get(k, owner) == owner]
+            answered = set(self._answered(mine))
+            mine = [k for k in mine if k not in answered]
+            self.db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                                [(*k, owner, now + lease_s) for k in mine])
+        return set(mine)
+
+    def renew(self, keys: list[tuple[str, int]], owner: str, lease_s: float) -> None:
+        with self.lock, self.db:
+            self.db.executemany("UPDATE claims SET expires_at=? WHERE request_key=? AND sample_index=? AND owner=?",
+                                [(time.time() + lease_s, *k, owner) for k in keys])
+
+    def release(self, keys: list[tuple[str, int]], owner: str) -> None:
+        with self.lock, self.db:
+            self.db.executemany("DELETE FROM claims WHERE request_key=? AND sample_index=? AND owner=?",
+                                [(*k, owner) for k in keys])
+
+    def failed(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """The keys with a recorded error and no response."""
+        out = set()
+        with self.lock:
+            for start in range(0, len(keys), 400):
+                chunk = keys[start:start + 400]
+                where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
+                out |= {tuple(r) for r in self.db.execute(
+                    f"SELECT request_key, sample_index FROM errors WHERE {where}", [v for k in chunk for v in k])}
+        return out
+
+    def claimed(self, keys: list[tuple[str, int]], alive=lambda owner: True) -> set[tuple[str, int]]:
+        """The keys a living owner holds an unexpired claim on."""
+        with self.lock:
+            held = self._held(keys, with_expiry=True)
+        return {k for k, (owner, exp) in held.items() if exp > time.time() and alive(owner)}
+
+    def _held(self, keys, with_expiry: bool = False) -> dict:
+        out = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
+            for k, i, owner, exp in self.db.execute(
+                    f"SELECT request_key, sample_index, owner, expires_at FROM claims WHERE {where}",
+                    [v for key in chunk for v in key]).fetchall():
+                out[(k, i)] = (owner, exp) if with_expiry else owner
+        return out
+
+    def _answered(self, keys) -> list[tuple[str, int]]:
+        out = []
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
+            out += [tuple(r) for r in self.db.execute(
+                f"SELECT request_key, sample_index FROM responses WHERE {where}", [v for k in chunk for v in k])]
+        return out
 
     def count(self) -> int:
         with self.lock:

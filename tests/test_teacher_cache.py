@@ -115,3 +115,27 @@ def test_local_batches_keep_a_prompts_samples_together_and_even():
     assert len(batches) == 4 and max(map(len, batches)) - min(map(len, batches)) <= 2  # 50 / 16 -> 4 of ~13
     lengths = [max(len(reqs[i].messages[0][1]) for i in b) for b in batches]
     assert lengths == sorted(lengths)  # similar lengths batched together
+
+
+def test_a_claim_held_by_a_dead_process_or_past_its_lease_is_taken_over(tmp_path):
+    """A process that died while asking leaves claims behind; the next one asks those requests
+    (once), instead of waiting forever or asking what a living holder is still asking."""
+    import socket
+
+    from teacher_cache.cached import OWNER, owner_alive
+
+    store = CacheStore(tmp_path / "c.sqlite")
+    reqs = requests(1, questions=("dead", "expired", "alive"))
+    teacher = EchoTeacher()
+    keys = [(r.key(teacher.identity), r.sample_index) for r in reqs]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert store.claim([keys[0]], f"{socket.gethostname()}:{dead.pid}", 60) == {keys[0]}
+    assert store.claim([keys[1]], "other-host:1", -1) == {keys[1]}  # its lease is already over
+    assert store.claim([keys[2]], "other-host:2", 60) == {keys[2]}
+    assert store.claim(keys, OWNER, 30, owner_alive) == {keys[0], keys[1]}  # the living holder keeps its own
+    assert store.claimed(keys, owner_alive) == set(keys)
+    store.release(keys[:2], OWNER)
+    out, stats = CachedTeacher(teacher, store).complete(reqs[:2])
+    assert [c.content for c in out] == ["dead#0", "expired#0"] and stats.new == 2
+    assert store.claimed(keys[:2], owner_alive) == set()  # answered requests hold no claim
