@@ -94,16 +94,16 @@ def main() -> None:
                            "endpoint": {"base_urls": [url], "concurrency": args.concurrency}}})
             # The bare client sends exactly the bodies the backend builds: one n=k request per problem.
             teacher = OpenAITeacher.from_config(cfg.sample)
-            reqs = [r for _, _, r in build_requests(cfg.sample, probs, {})]
+            reqs = [r for _, _, r in build_requests(cfg.sample, probs, {})[0]]
             bodies = [teacher.body(reqs[i:i + args.k]) for i in range(0, len(reqs), args.k)]
             bare = asyncio.run(bare_client(url, bodies, args.concurrency))
 
             with opened(cfg.sample, cfg, data) as cached:
                 start = time.perf_counter()
-                stats = run_sample(cfg, data, SHARD, cached)
+                stats = run_sample(cfg, data, SHARD, cached).stats
                 stage = time.perf_counter() - start
                 start = time.perf_counter()
-                again = run_sample(cfg, data, SHARD, cached)
+                again = run_sample(cfg, data, SHARD, cached).stats
                 rerun = time.perf_counter() - start
             assert stats.new == len(reqs) and stats.failed == 0 and again.new == 0
     finally:

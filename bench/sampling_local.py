@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     ingest(SyntheticIngest(n_problems=args.problems, split_fractions={"train": 1.0}), data)
     problems = pl.read_parquet(data.table("problems") / "**" / "*.parquet")
     cfg = SampleConfig(model=args.model, k=args.k, max_new_tokens=args.max_new_tokens)
-    requests = [r for _, _, r in build_requests(cfg, problems, {})]
+    requests = [r for _, _, r in build_requests(cfg, problems, {})[0]]
     load_model(args.model)  # warm the file cache so neither timing pays the first read
 
     teacher = CachedTeacher(LocalTeacher(args.model, cfg.batch_size), CacheStore(tmp / "cache.sqlite"))

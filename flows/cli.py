@@ -8,11 +8,13 @@
 
 import argparse
 import json
+import logging
 import sys
 
 from pydantic import ValidationError
 
 from schemas.config import SOURCE_NAMES, FactoryConfig
+from schemas.errors import explain
 
 STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
 
@@ -27,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--config", help="YAML file with a FactoryConfig (defaults when omitted)")
         s.add_argument("--data-dir", help="data directory (overrides data_dir in the config)")
         s.add_argument("--run-name", help="run name (overrides run in the config)")
+        s.add_argument("--debug", action="store_true", help="show the traceback of an error")
         if name in ("ingest", "run"):
             s.add_argument("--source", choices=SOURCE_NAMES, help="problem source (a preset, hf, files, ...)")
             s.add_argument("--path", help="source path: a directory, data files, a saved dataset or a hub id")
@@ -64,10 +67,14 @@ def load_config(args: argparse.Namespace) -> FactoryConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a command; an error the user can act on is one line on stderr and exit code 2, a bug
+    keeps its traceback (exit code 1); --debug shows every traceback."""
     args = parser().parse_args(argv)
     try:
         config = load_config(args)
-    except (ValidationError, ValueError, FileNotFoundError) as e:
+    except (ValidationError, ValueError, OSError) as e:
+        if args.debug:
+            raise
         print(f"distillery: invalid configuration: {e}", file=sys.stderr)
         return 2
     from flows.server import ServerError, temporary_server
@@ -78,27 +85,61 @@ def main(argv: list[str] | None = None) -> int:
     except ServerError as e:
         print(f"distillery: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        explained = explain(e)
+        if explained is None or args.debug:
+            raise
+        line, code = explained
+        print(f"distillery {args.command}: {line}", file=sys.stderr)
+        return code
 
 
 def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
     from flows.factory import factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
 
+    if not args.debug:
+        quiet_explained_tracebacks()
+
     if args.command == "import-traces":
         from flows.stages import import_traces_flow
 
-        try:
-            result = import_traces_flow(file=args.file, teacher=args.teacher, source=args.source, variant=args.variant,
-                                        model=args.model, id_column=args.id_column, response_column=args.response_column,
-                                        reasoning_column=args.reasoning_column, config=config)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"distillery import-traces: {e}", file=sys.stderr)
-            return 2
+        result = import_traces_flow(file=args.file, teacher=args.teacher, source=args.source, variant=args.variant,
+                                    model=args.model, id_column=args.id_column, response_column=args.response_column,
+                                    reasoning_column=args.reasoning_column, config=config)
     else:
         kwargs = {"audit": True} if args.command == "verify" and args.audit else {}
         result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config, **kwargs)
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+class WithoutExplainedTraceback(logging.Formatter):
+    """A console formatter that prints Prefect's lines about an error the CLI explains without
+    their traceback (the CLI's own line says what to do); other handlers, such as the one that
+    sends logs to the Prefect server, still get it."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not (record.exc_info and record.exc_info[1] is not None and explain(record.exc_info[1])):
+            return self.inner.format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def quiet_explained_tracebacks() -> None:
+    """Wraps the formatter of every console handler of Prefect's loggers."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("prefect")]
+    for handler in {h for lg in [logging.root, *loggers] for h in lg.handlers}:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, WithoutExplainedTraceback):
+            handler.setFormatter(WithoutExplainedTraceback(handler.formatter or logging.Formatter()))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 a YAML file holding one, and runs one Prefect task per shard (data stages) or per student
 (train, evaluate)."""
 
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from students import stages as student_stages
 from tasks import stages
@@ -43,7 +45,7 @@ def configured(config: FactoryConfig, config_file: str | None) -> FactoryConfig:
         return config
     path = Path(config_file)
     if not path.is_file():
-        raise FileNotFoundError(f"config_file {config_file!r} is not a file (looked in {Path.cwd()})")
+        raise InputError(f"config_file {config_file!r} is not a file (looked in {Path.cwd()})")
     loaded = FactoryConfig.from_yaml(path)
     get_run_logger().info("config from %s; data directory %s", path.resolve(), Path(loaded.data_dir).resolve())
     return loaded
@@ -86,9 +88,9 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
     """One caption per image problem, from the dataset or a vision model."""
     config = configured(config, config_file)
     data = data_of(config)
-    remote = config.caption.captioner in REMOTE
+    remote, todo = config.caption.captioner in REMOTE, stages.shards(data)  # before a captioner is started
     with stage_progress("caption"), stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
-        total = sum(per_shard(stages.run_caption, config, stages.shards(data), captioner), CacheStats())
+        total = sum(per_shard(stages.run_caption, config, todo, captioner), CacheStats())
         priced = captioner is None or captioner.price is not None
     return log_spend("caption", total, priced) if remote else {"captioner": config.caption.captioner}
 
@@ -99,9 +101,14 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     """k reasoning paths per problem and prompt variant from the teacher, through the cache."""
     config = configured(config, config_file)
     data = data_of(config)
+    todo = stages.shards(data)  # before a teacher is started
     with stage_progress("sample"), stages.opened(config.sample, config, data) as teacher:
-        total = sum(per_shard(stages.run_sample, config, stages.shards(data), teacher), CacheStats())
-    return log_spend("sample", total, teacher.price is not None)
+        results = per_shard(stages.run_sample, config, todo, teacher)
+    total = sum((r.stats for r in results), CacheStats())
+    spend = log_spend("sample", total, teacher.price is not None)
+    for warning in stages.sample_outcome(config, results, total, teacher.identity):  # nothing usable: an error
+        get_run_logger().warning("sample: %s", warning)
+    return spend | {"rejects": dict(sum((r.rejects for r in results), Counter()))}
 
 
 @flow(name="verify")
@@ -221,6 +228,7 @@ def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAUL
     config = configured(config, config_file)
     run = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
     reference = task(student_stages.run_reference, cache_policy=NO_CACHE, task_run_name="reference-{ref.name}")
+    student_stages.require_trained(config, data_of(config))  # before any model is loaded
     with stage_progress("evaluate"):
         results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
         results |= {f"reference:{r.name}": reference(config, data_of(config), r) for r in config.reference}

@@ -6,6 +6,7 @@ from pathlib import Path
 import markdown
 
 from reports.render import render
+from schemas import atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -27,5 +28,5 @@ def write_html(path: Path, summary: dict, plots: dict[str, str]) -> Path:
     html = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>distillery report: '
             f'{summary["run"]}</title><style>{STYLE}</style></head><body>{body}'
             + (f"<h2>Plots</h2>{''.join(images)}" if images else "") + "</body></html>")
-    Path(path).write_text(html)
+    atomic.write_text(Path(path), html)
     return Path(path)

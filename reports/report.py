@@ -14,6 +14,7 @@ from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
 from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, pass_at_k_table
+from schemas import atomic
 from schemas.config import ReportConfig
 
 
@@ -48,8 +49,8 @@ def write_report(out_dir: Path, inputs: ReportInputs, cfg: ReportConfig) -> Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = analyse(inputs, cfg)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic.write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     plots = write_plots(out_dir, summary)
-    (out_dir / "report.md").write_text(render(summary, plots))
+    atomic.write_text(out_dir / "report.md", render(summary, plots))
     write_html(out_dir / "report.html", summary, plots)
     return out_dir / "report.md"

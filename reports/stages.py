@@ -6,6 +6,7 @@ import polars as pl
 
 from reports.report import ReportInputs, write_report
 from schemas.config import FactoryConfig
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import empty, read_table
 from students.stages import BASE, students
@@ -75,6 +76,8 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     names = students(cfg) + [f"reference-{r.name}" for r in cfg.reference]  # only what this config evaluates
     files = [data.evals(cfg.run) / f"{name}.parquet" for name in names]
     evals = pl.concat([read_table(f, "evals") for f in files] or [empty("evals")])
+    if evals.is_empty():
+        raise InputError(f"no evaluations of run {cfg.run!r} in {data.evals(cfg.run)}: run `distillery evaluate` first")
     metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
     samples = read_table(data.table("samples"), "samples")
     problems = read_table(data.table("problems"), "problems")

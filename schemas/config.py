@@ -32,7 +32,7 @@ class SyntheticIngest(IngestBase):
     """The built-in generator of rendered visual STEM problems (the embedded default)."""
 
     source: Literal["synthetic"] = Field("synthetic", description="Problem source: the built-in generator.")
-    n_problems: int = Field(60, ge=1, description="Number of problems to generate.")
+    n_problems: int = Field(50, ge=1, description="Number of problems to generate.")
     seed: int = Field(0, description="Generator seed; the same seed gives the same problems.")
     split_fractions: dict[Split, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         {"train": 0.6, "val": 0.1, "test": 0.3}, description="Share of problems per split (each 0-1, summing to 1).")
@@ -219,6 +219,8 @@ class SampleConfig(Section):
                             "batch as they finish).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
+    max_prompt_tokens: int = Field(16384, ge=16, description="Problems whose prompt is longer (estimated at 4 "
+                                   "characters per token) are not sent; they go to rejects as prompt_too_long.")
     endpoint: EndpointConfig = Field(EndpointConfig(), description="openai / gemini / vllm: where the teacher is and "
                                      "how hard to push it.")
     vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
@@ -410,8 +412,13 @@ class FactoryConfig(Section):
             raise ValueError(f"{path} is a directory, not a YAML config file")
         try:
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ValueError(f"{path}: not valid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}{where}"
+                             ) from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file (not UTF-8)") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
         return cls.model_validate(data)

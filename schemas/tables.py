@@ -4,11 +4,13 @@ Writers go through `write_table`, which selects and casts exactly the declared c
 writes atomically (temp file + rename), so a stage that dies leaves no half-written shard.
 """
 
+import errno
 import os
-import tempfile
 from pathlib import Path
 
 import polars as pl
+
+from schemas.atomic import sweep, temp_path
 
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 
@@ -172,15 +174,37 @@ def write_table(df: pl.DataFrame, path: Path, table: str) -> Path:
     df = conform(df, table)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    swept(path.parent)
+    tmp = temp_path(path)
     try:
         df.write_parquet(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise disk_error(e, path) from e
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
+
+
+_SWEPT: set[Path] = set()
+
+
+def swept(directory: Path) -> None:
+    """Removes a killed writer's leftovers from `directory`, once per process."""
+    if directory not in _SWEPT:
+        sweep(directory)
+        _SWEPT.add(directory)
+
+
+def disk_error(e: OSError, path: Path) -> OSError:
+    """A full disk or a failing one, as a sentence that names the file."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OSError(e.errno, f"no space left on the device to write {path} (nothing already written was changed)")
+    if e.errno == errno.EFBIG:
+        return OSError(e.errno, f"{path} would exceed the file size limit (nothing already written was changed)")
+    if e.errno == errno.EIO:
+        return OSError(e.errno, f"input/output error writing {path} (a failing or full disk?)")
+    return e
 
 
 def read_table(path: Path, table: str) -> pl.DataFrame:
@@ -189,4 +213,21 @@ def read_table(path: Path, table: str) -> pl.DataFrame:
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet")) if path.is_dir() else []
     if not files:
         return empty(table)
-    return pl.read_parquet(files, schema=SCHEMAS[table])
+    try:
+        return pl.read_parquet(files, schema=SCHEMAS[table])
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise unreadable(files, table, e) from None
+
+
+def unreadable(files: list[Path], table: str, e: Exception) -> ValueError:
+    """Which of `files` cannot be read as `table`, and why, as an InputError."""
+    from schemas.errors import InputError
+
+    for f in files:
+        try:
+            pl.read_parquet_schema(f)
+        except (pl.exceptions.PolarsError, OSError) as bad:
+            return InputError(f"{f}: not a readable parquet file ({str(bad).splitlines()[0][:200]}); remove it, or "
+                              "re-run the stage that writes it")
+    return InputError(f"{files[0].parent}: the {table} files do not match the {table} schema "
+                      f"({str(e).splitlines()[0][:200]}); were they written by another version? Re-run the stage")

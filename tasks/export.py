@@ -5,22 +5,25 @@
     data/exports/<arm>/sharegpt/     LLaMA-Factory: data.json, dataset_info.json, images/<sha>.png
     data/exports/<arm>/README.md     dataset card: what the arm is, counts, pass@k, costs, config
 
-An arm's export directory is replaced whole (written beside it, then renamed), so a failed
-export leaves the previous one intact.
+An arm's export directory is built beside it under a hidden temporary name and swapped in with
+one rename, so a failed or killed export leaves the previous one intact; the next export removes
+a killed one's temporary.
 """
 
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import polars as pl
 import yaml
 
+from schemas.atomic import replace_dir, temp_path
 from schemas.config import FactoryConfig
+from schemas.errors import InputError
 from schemas.experiment import ARM, HYPOTHESES
 from schemas.paths import DataDir
+from schemas.tables import swept
 from tasks.arms import source_variant, teacher_spend
 from tasks.decontam import left_out
 from tasks.select import pass_rates
@@ -134,12 +137,15 @@ def export_arm(cfg: FactoryConfig, data: DataDir, arm: str, teacher: str, tables
     text = card(cfg, arm, arm_df, teacher, tables)
     final = data.table("exports") / arm
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{arm}."))
+    swept(final.parent)  # a killed export's half-built directory
+    tmp = temp_path(final)
+    tmp.mkdir()
     try:
         if "hf" in cfg.export.formats:
             ds.save_to_disk(str(tmp / "hf"))
-        if "trl" in cfg.export.formats:
-            ds.to_parquet(str(tmp / "trl.parquet"))
+        if "trl" in cfg.export.formats:  # no half-written *.parquet ever exists, even in the temporary
+            ds.to_parquet(str(tmp / "trl.parquet.part"))
+            (tmp / "trl.parquet.part").rename(tmp / "trl.parquet")
         if "sharegpt" in cfg.export.formats:
             write_sharegpt(arm, arm_df, data, tmp / "sharegpt")
         (tmp / "README.md").write_text(text)
@@ -162,15 +168,5 @@ def push_arm(ds, card_text: str, repo: str, arm: str, private: bool, token: str)
 def arm_file(data: DataDir, arm: str) -> Path:
     path = data.arm(arm) / "train.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `distillery arms` first")
+        raise InputError(f"{path} is missing: run `distillery arms` first")
     return path
-
-
-def replace_dir(new: Path, final: Path) -> None:
-    """Puts `new` at `final`; the old directory is removed only once the new one is in place."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    new.rename(final)
-    shutil.rmtree(old, ignore_errors=True)

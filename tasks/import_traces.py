@@ -23,8 +23,10 @@ from pathlib import Path
 import polars as pl
 
 from schemas.config import ModelPrice
+from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
+from tasks.readers import clean_text, existing_file, read_json, read_parquet, read_text
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
 from tasks.teachers.prices import cost_usd
@@ -57,20 +59,21 @@ class Columns:
 
 def read_rows(path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
     """The file's rows, and (line number, error) for jsonl lines that are not JSON objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     if path.suffix == ".parquet":
-        return pl.read_parquet(path).to_dicts(), []
+        return read_parquet(path).to_dicts(), []
     if path.suffix == ".json":
-        rows = json.loads(path.read_text())
+        rows = read_json(path)
         if isinstance(rows, dict):  # {id: row}, as MathVista's output files are: the key is the id
             rows = [{"pid": k} | v if isinstance(v, dict) else {"pid": k, "response": v} for k, v in rows.items()]
         if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of objects, or an object of id: row (or use .jsonl)")
-        return rows, []
+            raise InputError(f"{path}: expected a JSON list of objects, or an object of id: row (or use .jsonl)")
+        return [r for r in rows if isinstance(r, dict)], [(n, f"item {n}: not a JSON object") for n, r in
+                                                          enumerate(rows, 1) if not isinstance(r, dict)]
+    if path.suffix not in (".jsonl", ".ndjson"):
+        raise InputError(f"{path}: unknown file type {path.suffix or '(none)'}: expected .jsonl, .json or .parquet")
     rows, bad = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -90,16 +93,21 @@ def find_columns(rows: list[dict], id_column: str | None = None, response_column
     def pick(named, known, what, required=True):
         if named:
             if named not in present:
-                raise ValueError(f"column {named!r} ({what}) is not in the file; it has {sorted(present)}")
+                raise InputError(f"column {named!r} ({what}) is not in the file; it has {columns_list(present)}")
             return named
         hit = next((c for c in known if c in present), None)
         if hit is None and required:
-            raise ValueError(f"no {what} column: name it with --{what}-column (the file has {sorted(present)}; "
-                             f"known names: {', '.join(known)})")
+            raise InputError(f"no {what} column: name it with --{what}-column (the file has "
+                             f"{columns_list(present)}; known names: {', '.join(known)})")
         return hit
 
     return Columns(pick(id_column, ID_COLUMNS, "id"), pick(response_column, RESPONSE_COLUMNS, "response"),
                    pick(reasoning_column, REASONING_COLUMNS, "reasoning", required=False))
+
+
+def columns_list(present: set) -> str:
+    names = sorted(clean_text(str(c))[:60] for c in present)
+    return ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "") if names else "none"
 
 
 @dataclass(frozen=True)
@@ -143,18 +151,34 @@ def gemini_answer(candidate: dict) -> Answer:
 def usage_of(row: dict, cell) -> tuple[int | None, int | None]:
     """(prompt, completion) tokens of a row: its own columns, else the usage its response reports."""
     def first(names):
-        return next((int(row[n]) for n in names if isinstance(row.get(n), int | float)), None)
+        return next((count(row[n]) for n in names if count(row.get(n)) is not None), None)
 
     body = cell.get("body", cell) if isinstance(cell, dict) else {}
     body = body if isinstance(body, dict) else {}
     usage = row.get("usage") if isinstance(row.get("usage"), dict) else body.get("usage") or {}
     gemini = body.get("usageMetadata") or {}
     prompt = first(IN_TOKENS)
-    prompt = prompt if prompt is not None else usage.get("prompt_tokens", gemini.get("promptTokenCount"))
+    prompt = prompt if prompt is not None else count(usage.get("prompt_tokens", gemini.get("promptTokenCount")))
     out = first(OUT_TOKENS)
-    if out is None and gemini.get("candidatesTokenCount") is not None:
-        out = gemini["candidatesTokenCount"] + gemini.get("thoughtsTokenCount", 0)
-    return prompt, out if out is not None else usage.get("completion_tokens")
+    if out is None and count(gemini.get("candidatesTokenCount")) is not None:
+        out = count(gemini["candidatesTokenCount"] + (count(gemini.get("thoughtsTokenCount")) or 0))
+    return prompt, out if out is not None else count(usage.get("completion_tokens"))
+
+
+def count(value) -> int | None:
+    """A token count, or None for anything that is not one (negative, fractional, absurd, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return int(value) if 0 <= value < 2**31 and float(value).is_integer() else None
+
+
+def safe_teacher(teacher: str) -> str:
+    """The directory a teacher's samples go to; a name that would leave samples/ is an error."""
+    name = teacher_dir(teacher)
+    if not name.strip(".") or name.startswith("."):
+        raise InputError(f"teacher name {teacher!r} cannot name a directory under samples/: use letters, digits, "
+                         "'-', '_' or '.' (not only dots, not starting with a dot)")
+    return name
 
 
 def import_key(teacher: str, problem_id: str, variant: str) -> str:
@@ -171,7 +195,7 @@ def problem_index(data: DataDir, source: str) -> dict[str, tuple[str, str]]:
         df = read_table(path, "problems").filter(pl.col("source") == source)
         out.update({s: (p, shard) for s, p in zip(df["source_id"], df["problem_id"], strict=True)})
     if not out:
-        raise ValueError(f"no problems of source {source!r} under {root}: run `distillery ingest --source {source}` first")
+        raise InputError(f"no problems of source {source!r} under {root}: run `distillery ingest --source {source}` first")
     return out
 
 
@@ -187,7 +211,7 @@ def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str
     prompts = share(prompt_total, [1] * n) if prompt_total is not None and n > 1 else [prompt_total] * n
     outs = (share(out_total, [len(a.content) + len(a.reasoning or "") for a in answers])
             if out_total is not None and n > 1 else [out_total] * n)
-    explicit = row.get("sample_index") if n == 1 and isinstance(row.get("sample_index"), int) else None
+    explicit = row.get("sample_index") if n == 1 and row.get("sample_index") is not None else None
     key = import_key(teacher, problem_id, variant)
     rows = []
     for a, in_tokens, out_tokens in zip(answers, prompts, outs, strict=True):
@@ -207,6 +231,24 @@ def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str
     return rows
 
 
+def row_reject(row: dict, cols: Columns) -> str | None:
+    """Why a row's values cannot be samples ("reason:detail"), or None."""
+    cell = row.get(cols.response)
+    if isinstance(cell, bool | int | float):
+        return f"response_not_text:{cols.response} holds a {type(cell).__name__}, not text (the wrong column?)"
+    index = row.get("sample_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31):
+        return f"bad_sample_index:sample_index {clean_text(repr(index))[:40]} is not a whole number >= 0"
+    for name in ("model", "finish_reason", "prompt"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return f"bad_value:{name} holds a {type(row[name]).__name__}"
+    if cols.reasoning and row.get(cols.reasoning) is not None and not isinstance(row[cols.reasoning], str):
+        return f"bad_value:{cols.reasoning} holds a {type(row[cols.reasoning]).__name__}"
+    if bad := next((f for f, v in row.items() if isinstance(v, str) and clean_text(v) != v), None):
+        return f"bad_text:{clean_text(str(bad))[:60]} has an invalid character"
+    return None
+
+
 def id_text(value) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -220,37 +262,53 @@ def import_traces(data: DataDir, file: str | Path, teacher: str, source: str, va
     bad rows go to rejects/import-<teacher>-<file>.parquet with the reason. Columns not named
     are found by their usual names (see `find_columns`)."""
     if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r}: expected one of {VARIANTS}")
+        raise InputError(f"variant {variant!r}: expected one of {VARIANTS}")
+    safe_teacher(teacher)
     rows, bad = read_rows(Path(file))
     if not rows:
-        raise ValueError(f"{file}: no rows to import" + (f" ({len(bad)} lines are not JSON objects)" if bad else ""))
+        raise InputError(f"{file}: no rows to import" + (f" ({len(bad)} lines are not JSON objects)" if bad else ""))
     cols = find_columns(rows, id_column, response_column, reasoning_column)
     index = problem_index(data, source)
     rejects = [dict(reason="bad_json", source_id=None, detail=d) for _, d in bad]
     per_shard: dict[str, list[dict]] = {}
     taken: Counter = Counter()  # (problem, variant) -> sample indices given so far
+    seen: set = set()  # (problem, variant, sample index) imported
     for row in rows:
         sid = id_text(row.get(cols.id))
         v = row.get("variant") or variant
         reason = ("missing_id" if sid is None else "unknown_problem" if sid not in index else
-                  "unknown_variant" if v not in VARIANTS else None)
-        samples = [] if reason else sample_rows(row, cols, teacher, row.get("model") or model or teacher, v,
+                  "unknown_variant" if v not in VARIANTS else row_reject(row, cols))
+        samples = [] if reason else sample_rows(row, cols, teacher, str(row.get("model") or model or teacher), v,
                                                 index[sid][0], price, taken)
         if not reason and not samples:
             reason = "error_response" if row.get("error") else "empty_response"
+        if not reason and (dup := next((s["sample_index"] for s in samples
+                                        if (s["problem_id"], v, s["sample_index"]) in seen), None)) is not None:
+            reason = f"duplicate_sample:sample_index {dup} of this problem and variant came earlier in the file"
         if reason:
-            rejects.append(dict(reason=reason, source_id=sid, detail=f"{cols.id}={row.get(cols.id)!r} variant={v!r}"))
+            reason, _, why = reason.partition(":")
+            detail = f"{cols.id}={clean_text(repr(row.get(cols.id)))[:80]} variant={clean_text(repr(v))[:40]}"
+            rejects.append(dict(reason=reason, source_id=sid and clean_text(sid), detail=detail + (f": {why}" if why else "")))
             continue
+        seen.update((s["problem_id"], v, s["sample_index"]) for s in samples)
         per_shard.setdefault(index[sid][1], []).extend(samples)
     result = ImportResult(rejects=Counter(r["reason"] for r in rejects))
+    reject_file = data.table("rejects") / f"import-{teacher_dir(teacher)}-{Path(file).stem}.parquet"
+    if not per_shard:  # nothing to import: say why, change no samples
+        write_rejects(rejects, source, reject_file)
+        reasons = "; ".join(f"{n} {r}" for r, n in result.rejects.most_common(3))
+        raise StageFailed(f"{file}: every row was rejected ({len(rejects)}): {reasons} (all in {reject_file})")
     for shard, new in per_shard.items():
         result.files.append(write_merged(data, teacher, shard, pl.DataFrame(new, schema=SCHEMAS["samples"])))
         result.samples += len(new)
     result.problems = len({r["problem_id"] for rs in per_shard.values() for r in rs})
-    write_table(pl.DataFrame([dict(stage="import-traces", source=source, **r) for r in rejects],
-                             schema=SCHEMAS["rejects"]),
-                data.table("rejects") / f"import-{teacher_dir(teacher)}-{Path(file).stem}.parquet", "rejects")
+    write_rejects(rejects, source, reject_file)
     return result
+
+
+def write_rejects(rejects: list[dict], source: str, path: Path) -> None:
+    write_table(pl.DataFrame([dict(stage="import-traces", source=source, **r) for r in rejects],
+                             schema=SCHEMAS["rejects"]), path, "rejects")
 
 
 def write_merged(data: DataDir, teacher: str, shard: str, new: pl.DataFrame) -> str:

@@ -5,17 +5,18 @@
 
 import hashlib
 import io
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
 from PIL import Image, UnidentifiedImageError
 
+from schemas import atomic
 from schemas.config import IngestConfig
+from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
-from schemas.tables import write_table
+from schemas.tables import SCHEMAS, write_table
+from tasks.readers import clean_text
 from tasks.sources import Record, Reject
 from tasks.sources.mapped import MappedSource
 from tasks.sources.scienceqa import scienceqa_source
@@ -62,16 +63,35 @@ def store_image(data: DataDir, raw: bytes) -> tuple[str, str]:
     sha = hashlib.sha256(png).hexdigest()
     path = data.image(sha)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(png)
-        os.replace(tmp, path)
+        atomic.write_bytes(path, png)
     return sha, dhash(img)
+
+
+MAX_FIELD_CHARS = 1_000_000  # a longer field is a broken row, not a problem (a prompt limit applies at sample)
+TEXT_FIELDS = ("source_id", "question", "answer", "hint", "lecture", "solution", "caption", "subject", "topic",
+               "category", "grade", "unit", "context", "origin")
+
+
+def text_reject(rec: Record) -> str | None:
+    """Why a record's text cannot be stored (lone surrogates, fields too long to be real), or None."""
+    fields = [(f, getattr(rec, f)) for f in TEXT_FIELDS] + [(f"choices[{i}]", c) for i, c in enumerate(rec.choices)] \
+        + [(f"aliases[{i}]", a) for i, a in enumerate(rec.aliases)] + [(f"skills[{i}]", a) for i, a in enumerate(rec.skills)]
+    for name, value in fields:
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_FIELD_CHARS:
+            return f"field_too_long:{name} has {len(value)} characters (at most {MAX_FIELD_CHARS})"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"bad_text:{name} has an invalid character at {e.start} ({e.reason})"
+    return None
 
 
 def problem_reject(rec: Record) -> str | None:
     """Why a record cannot be used, or None."""
+    if reason := text_reject(rec):
+        return reason
     if rec.split not in SPLITS:
         return f"unknown_split:{rec.split or 'missing'}"
     if not rec.question.strip() and not rec.image:
@@ -99,7 +119,8 @@ def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
     rows, rejects, per_split = [], [], Counter()
     for item in source.records():
         if isinstance(item, Reject):
-            rejects.append(dict(stage="ingest", source=source.name, **item._asdict()))
+            rejects.append(dict(stage="ingest", source=source.name, source_id=clean_text(str(item.source_id)),
+                                reason=item.reason, detail=clean_text(item.detail)))
             continue
         reason = problem_reject(item)
         sha = phash = None
@@ -110,13 +131,22 @@ def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
                 if not item.caption:  # unreadable and nothing stands in for it
                     reason = f"bad_image:{type(e).__name__}"
         if reason:
-            rejects.append(dict(stage="ingest", source=source.name, source_id=item.source_id,
-                                reason=reason.split(":")[0], detail=reason))
+            rejects.append(dict(stage="ingest", source=source.name, source_id=clean_text(item.source_id),
+                                reason=reason.split(":")[0], detail=clean_text(reason)))
             continue
         if cfg.limit_per_split and per_split[item.split] >= cfg.limit_per_split:
             continue
         per_split[item.split] += 1
         rows.append(to_row(source.name, item, sha, phash))
+    if not rows and not rejects:
+        raise InputError(f"source {source.name!r} has no rows" + (f" at {cfg.path}" if getattr(cfg, "path", None) else ""))
+    if not rows:  # the rejects are written, the problems an earlier ingest wrote are kept
+        write_table(pl.DataFrame(rejects, schema=SCHEMAS["rejects"]),
+                    data.table("rejects") / f"ingest-{source.name}.parquet", "rejects")
+        reasons = "; ".join(f"{n} {r}" for r, n in Counter(r["reason"] for r in rejects).most_common(3))
+        example = next(r["detail"] for r in rejects)
+        raise StageFailed(f"every row of source {source.name!r} was rejected ({len(rejects)}): {reasons}; e.g. "
+                          f"{example[:200]} (all in {data.table('rejects') / f'ingest-{source.name}.parquet'})")
     return write_ingested(data, source.name, rows, rejects, cfg.shard_size)
 
 

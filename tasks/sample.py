@@ -2,6 +2,8 @@
 
 import hashlib
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -23,28 +25,59 @@ def sample_id(problem_id: str, request_key: str, index: int) -> str:
     return hashlib.sha256(f"{problem_id}:{request_key}:{index}".encode()).hexdigest()[:20]
 
 
+CHARS_PER_TOKEN = 4  # prompt size estimate before sending (no tokenizer for a remote teacher)
+
+
 def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, str],
-                   image_path=None) -> list[tuple[dict, str, Request]]:
-    """(problem, variant, request) for every problem in cfg.splits x variant x sample index.
+                   image_path=None, uncaptioned: bool = False) -> tuple[list[tuple[dict, str, Request]], list[dict]]:
+    """(problem, variant, request) for every problem in cfg.splits x variant x sample index, and
+    the problems that cannot be sent, as `rejects` rows: an image problem whose image the teacher
+    would not see (no caption and no `sample.images`), a prompt over `sample.max_prompt_tokens`.
 
     With `cfg.images`, a problem's image goes with its request (`image_path(sha)` finds it).
+    `uncaptioned`: image problems go without a caption too (the `none` captioner: chosen, not forgotten).
     """
     # Remote teachers end their answers themselves; only a local model is stopped at its answer.
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed,
                             stop_at_answer=cfg.stop_at_answer and cfg.teacher == "local")
-    out = []
+    out, rejects = [], []
     for p in problems.filter(pl.col("split").is_in(cfg.splits)).iter_rows(named=True):
-        images = (ImageRef(p["image_sha"], image_path(p["image_sha"])),) if cfg.images and p["image_sha"] else ()
+        caption = captions.get(p["problem_id"])
+        sends_image = cfg.images and p["image_sha"]
+        if (p["image_sha"] or p.get("caption")) and not caption and not sends_image and not uncaptioned:
+            rejects.append(reject(p, "no_caption", "an image problem with no caption: run `distillery caption` "
+                                  "first (or set sample.images for a vision teacher)"))
+            continue
+        images = (ImageRef(p["image_sha"], image_path(p["image_sha"])),) if sends_image else ()
         for variant in cfg.variants:
-            messages = (("user", user_message(p, captions.get(p["problem_id"]), variant)),)
+            messages = (("user", user_message(p, caption, variant)),)
+            size = sum(len(c) for _, c in messages) // CHARS_PER_TOKEN
+            if size > cfg.max_prompt_tokens:
+                rejects.append(reject(p, "prompt_too_long", f"variant {variant}: about {size} tokens, over "
+                                      f"sample.max_prompt_tokens={cfg.max_prompt_tokens}"))
+                continue
             out += [(p, variant, Request(messages, params, i, images)) for i in range(cfg.k)]
-    return out
+    return out, rejects
+
+
+def reject(p: dict, reason: str, detail: str) -> dict:
+    return dict(stage="sample", source=p["source"], source_id=p["problem_id"], reason=reason, detail=detail)
+
+
+@dataclass
+class SampleResult:
+    samples: pl.DataFrame
+    stats: CacheStats
+    rejects: Counter = field(default_factory=Counter)  # reason -> problems (x variants) not sent
+    requests: int = 0  # sent or served from the cache
+    rejected: list[dict] = field(default_factory=list)  # the `rejects` rows
 
 
 def sample_shard(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, str],
-                 teacher: CachedTeacher, desc: str = "sampling", image_path=None) -> tuple[pl.DataFrame, CacheStats]:
-    """The shard's samples (from the cache where present) and what asking for the rest cost."""
-    items = build_requests(cfg, problems, captions, image_path)
+                 teacher: CachedTeacher, desc: str = "sampling", image_path=None, uncaptioned: bool = False) -> SampleResult:
+    """The shard's samples (from the cache where present), what asking for the rest cost, and
+    the problems not sent (their `rejects` rows are in `rejected`)."""
+    items, rejected = build_requests(cfg, problems, captions, image_path, uncaptioned)
     completions, stats = teacher.complete([r for _, _, r in items], desc=desc)
     rows = []
     for (p, variant, req), c in zip(items, completions, strict=True):
@@ -58,4 +91,5 @@ def sample_shard(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, 
             prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, latency_s=c.latency_s,
             cost_usd=cost_usd(teacher.price, c.prompt_tokens, c.completion_tokens),
         ))
-    return pl.DataFrame(rows, schema=SCHEMAS["samples"]), stats
+    return SampleResult(pl.DataFrame(rows, schema=SCHEMAS["samples"]), stats,
+                        Counter(r["reason"] for r in rejected), len(items), rejected)

@@ -4,14 +4,17 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 (e.g. `synthetic/synthetic-00000`); every per-shard output mirrors that name.
 """
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import polars as pl
 
+from schemas import atomic
 from schemas.config import FactoryConfig
+from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
-from schemas.tables import empty, read_table, write_table
+from schemas.tables import SCHEMAS, empty, read_table, write_table
 from tasks.arms import build_arm, shortest_wrong, source_variant
 from tasks.audit import audit
 from tasks.audit import summary as audit_summary
@@ -19,7 +22,7 @@ from tasks.caption import caption_shard
 from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
-from tasks.sample import sample_shard, teacher_dir
+from tasks.sample import SampleResult, sample_shard, teacher_dir
 from tasks.select import select_shard
 from tasks.teachers import teacher_for
 from tasks.teachers.prices import price_for
@@ -35,12 +38,34 @@ def files_of(data: DataDir, table: str) -> list[str]:
 
 
 def shards(data: DataDir) -> list[str]:
-    return files_of(data, "problems")
+    """Every problems shard; none is an error naming the stage to run."""
+    found = files_of(data, "problems")
+    if not found:
+        raise InputError(f"no problems in {data.table('problems')}: run `distillery ingest` first")
+    return found
 
 
 def sample_files(data: DataDir) -> list[str]:
-    """Every samples file (any teacher): <teacher>/<shard>."""
-    return files_of(data, "samples")
+    """Every samples file (any teacher): <teacher>/<shard>; none is an error naming the stage to run."""
+    found = files_of(data, "samples")
+    if not found:
+        raise InputError(f"no samples in {data.table('samples')}: run `distillery sample` "
+                         "(or `distillery import-traces`) first")
+    return found
+
+
+def teachers_sampled(samples: pl.DataFrame) -> list[str]:
+    return sorted(samples["teacher"].unique().to_list())
+
+
+def require_teacher(samples: pl.DataFrame, identity: str, cfg: FactoryConfig) -> None:
+    """The arms' teacher must have samples: a misspelt `arms.teacher` is an error, not an empty arm."""
+    if samples.filter(pl.col("teacher") == identity).height:
+        return
+    known = teachers_sampled(samples)
+    named = f"arms.teacher {identity!r}" if cfg.arms.teacher else f"the configured teacher {identity!r}"
+    raise InputError(f"no samples for {named}" + (f"; teachers with samples: {', '.join(known)}" if known else "")
+                     + ("" if cfg.arms.teacher and known else ": run `distillery sample` first"))
 
 
 def problems_of(data: DataDir, shard: str) -> pl.DataFrame:
@@ -97,11 +122,40 @@ def run_caption(cfg: FactoryConfig, data: DataDir, shard: str, captioner: Cached
     return stats
 
 
-def run_sample(cfg: FactoryConfig, data: DataDir, shard: str, teacher: CachedTeacher) -> CacheStats:
-    df, stats = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
-                             teacher, desc=f"sampling {shard}", image_path=data.image)
-    write_table(df, data.table("samples") / teacher_dir(teacher.identity) / f"{shard}.parquet", "samples")
-    return stats
+def run_sample(cfg: FactoryConfig, data: DataDir, shard: str, teacher: CachedTeacher) -> SampleResult:
+    """A shard's samples; the problems it could not send go to rejects/sample-<teacher>/<shard>."""
+    result = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
+                          teacher, desc=f"sampling {shard}", image_path=data.image,
+                          uncaptioned=cfg.caption.captioner == "none")
+    write_table(result.samples, data.table("samples") / teacher_dir(teacher.identity) / f"{shard}.parquet", "samples")
+    write_table(pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"]),
+                data.table("rejects") / f"sample-{teacher_dir(teacher.identity)}" / f"{shard}.parquet", "rejects")
+    return result
+
+
+def sample_outcome(cfg: FactoryConfig, results: list[SampleResult], total: CacheStats, teacher: str) -> list[str]:
+    """Warnings about what was not sent or failed; a sample stage that produced nothing usable
+    is an error naming the most common reasons."""
+    rejects = sum((r.rejects for r in results), Counter())
+    warnings = []
+    if rejects.get("no_caption"):
+        warnings.append(f"{rejects['no_caption']} image problems have no caption and were not sent: run "
+                        "`distillery caption` first (or set sample.images for a vision teacher)")
+    if rejects.get("prompt_too_long"):
+        warnings.append(f"{rejects['prompt_too_long']} prompts over sample.max_prompt_tokens="
+                        f"{cfg.sample.max_prompt_tokens} were not sent")
+    requests = sum(r.requests for r in results)
+    if requests == 0:
+        why = ", ".join(f"{n} {reason}" for reason, n in rejects.most_common()) or \
+            f"no problems in the splits {cfg.sample.splits}"
+        raise StageFailed(f"nothing to ask teacher {teacher}: {why} (see rejects/sample-*)")
+    if total.failed == requests:
+        raise StageFailed(f"every request to teacher {teacher} failed ({total.failed}): {total.common_errors()}. "
+                          "No answer was stored; fix this and run `distillery sample` again")
+    if total.failed:
+        warnings.append(f"{total.failed} of {requests} requests failed (a re-run retries them): "
+                        f"{total.common_errors()}")
+    return warnings
 
 
 def problems_for(data: DataDir, sample_file: str) -> pl.DataFrame:
@@ -123,7 +177,7 @@ def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = N
     df = pl.concat(frames) if frames else empty("audit")
     out = data.table("reports") / "verify-audit"
     write_table(df, out / "audit.parquet", "audit")
-    (out / "audit.md").write_text(audit_summary(df))
+    atomic.write_text(out / "audit.md", audit_summary(df))
     return {"samples": df.height, "report": str(out / "audit.md"),
             "accuracy": {g: df[g].mean() for g in ("rules", "mathruler", "math_verify", "judge")
                          if df[g].null_count() < df.height}}
@@ -133,7 +187,7 @@ def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
     samples = pl.read_parquet(data.table("samples") / f"{sample_file}.parquet")
     verdicts_path = data.table("verdicts") / f"{sample_file}.parquet"
     if not verdicts_path.exists():
-        raise FileNotFoundError(f"{verdicts_path} is missing: run `distillery verify` first")
+        raise InputError(f"{verdicts_path} is missing: run `distillery verify` first")
     df = select_shard(cfg.select.policy, samples, pl.read_parquet(verdicts_path), cfg.select.max_tokens)
     write_table(df, data.table("selected") / f"{sample_file}.parquet", "selected")
     return df.height
@@ -150,12 +204,19 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     """Builds every configured arm from the configured teacher's selections; returns row counts
     per arm and how many training problems copy a val / test problem (left out by default)."""
     identity = arms_teacher(cfg)
+    shards(data)  # problems exist
     problems = read_table(data.table("problems"), "problems")
+    samples = read_table(data.table("samples"), "samples")
+    selected = read_table(data.table("selected"), "selected")
+    if any(source_variant(a) is not None and not arm_unavailable(cfg, a) for a in cfg.arms.arms):  # a teacher's arm
+        require_teacher(samples, identity, cfg)
+        if not selected.filter(pl.col("teacher") == identity).height:
+            raise InputError(f"no selections for teacher {identity!r} in {data.table('selected')}: run "
+                             "`distillery verify` and `distillery select` first")
     flags = run_decontam(cfg, data, problems)
     out = left_out(cfg, flags)
     problems = problems.filter(~pl.col("problem_id").is_in(out.implode()))
-    samples, verdicts = read_table(data.table("samples"), "samples"), read_table(data.table("verdicts"), "verdicts")
-    selected = read_table(data.table("selected"), "selected")
+    verdicts = read_table(data.table("verdicts"), "verdicts")
     captions = captions_of(data, cfg.caption.captioner)
     wrong = shortest_wrong(samples, verdicts, identity)
     counts, skipped = {}, {}
@@ -178,7 +239,7 @@ def hub_token(cfg: FactoryConfig) -> str | None:
         return None
     token = api_key(cfg.export.token_secret, cfg.export.token_env)
     if not token:
-        raise ValueError(f"export.push_to_hub is {cfg.export.push_to_hub!r} but there is no token: set "
+        raise InputError(f"export.push_to_hub is {cfg.export.push_to_hub!r} but there is no token: set "
                          f"{cfg.export.token_env} or export.token_secret")
     return token
 

@@ -5,37 +5,22 @@ teacher is asked in batches; a remote one through the request engine, and each a
 committed to the cache the moment it arrives, so a crash loses only the requests in flight.
 """
 
-import os
-import socket
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from schemas.atomic import owner, owner_alive
 from schemas.config import ModelPrice
 from tasks.progress import Progress
 from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
 from tasks.teachers.prices import cost_usd
 from teacher_cache.store import CacheStore
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who holds a claim: this process
+OWNER = owner()  # who holds a claim: this process
 LEASE_S = 30.0  # a claim lives this long unless renewed (every LEASE_S / 3 while its request is asked)
 POLL_S = 0.5  # how often a process waiting on another's claims looks for their answers
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether a claim's owner may still be asking: a process on this machine that has exited
-    is not (another machine's: its lease decides)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -46,9 +31,15 @@ class CacheStats:
     tokens_in: int = 0  # of the new requests: what this call paid for
     tokens_out: int = 0
     cost_usd: float = 0.0
+    errors: Counter = field(default_factory=Counter)  # why requests failed: error -> requests
 
     def __add__(self, other: "CacheStats") -> "CacheStats":
-        return CacheStats(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+        return CacheStats(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)),
+                          errors=self.errors + other.errors)
+
+    def common_errors(self, n: int = 3) -> str:
+        """The most common failures, for a log line or an error message."""
+        return "; ".join(f"{count} x {error[:300]}" for error, count in self.errors.most_common(n))
 
     def astuple(self) -> tuple:
         return self.hits, self.new, self.failed, self.tokens_in, self.tokens_out, self.cost_usd
@@ -131,7 +122,8 @@ class CachedTeacher:
                 stats = stats + self.complete([r for r, k in zip(requests, keys, strict=True) if k in unheld], desc)[1]
                 continue
             if all(k in failed for k in pending):
-                return [got.get(k) for k in keys], stats + CacheStats(hits=len(got), failed=len(pending))
+                errors = Counter({"failed in the other process asking it (its error is in the cache)": len(pending)})
+                return [got.get(k) for k in keys], stats + CacheStats(hits=len(got), failed=len(pending), errors=errors)
             time.sleep(POLL_S)
 
     @contextmanager
@@ -160,6 +152,7 @@ class CachedTeacher:
                 for k in batch_keys:
                     self.store.put_error(self.identity, *k, f"{type(e).__name__}: {e}")
                 stats.failed += len(batch)
+                stats.errors[f"{type(e).__name__}: {e}"] += len(batch)
             else:
                 self._keep(batch_keys, answers, done, stats)
             self._show(bar, len(batch), stats)
@@ -178,6 +171,7 @@ class CachedTeacher:
                 for r in reqs:
                     self.store.put_error(self.identity, *key_of[id(r)], error)
                 stats.failed += len(reqs)
+                stats.errors[error] += len(reqs)
                 self._show(bar, len(reqs), stats)
 
         self.engine.run(requests, on_done, on_error)

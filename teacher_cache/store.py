@@ -10,6 +10,7 @@ once the lease runs out (its holder died).
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.teachers import Completion
@@ -30,13 +31,27 @@ CREATE TABLE IF NOT EXISTS claims (
 FIELDS = ("content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s")
 
 
+@contextmanager
+def naming(path: Path):
+    """SQLite's errors ("disk I/O error", "database or disk is full", "file is not a database")
+    with the cache file they are about."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if str(path) in str(e):
+            raise
+        raise type(e)(f"{path}: {e}") from e
+
+
 class CacheStore:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, check_same_thread=False, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process, without an fsync each
-        self.db.executescript(SCHEMA)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with naming(self.path):
+            self.db = sqlite3.connect(path, check_same_thread=False, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process, without an fsync each
+            self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
 
     def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Completion]:
@@ -54,7 +69,7 @@ class CacheStore:
 
     def put_many(self, identity: str, items: list[tuple[str, int, Completion]]) -> None:
         rows = [(k, i, identity, *(getattr(c, f) for f in FIELDS), time.time()) for k, i, c in items]
-        with self.lock, self.db:
+        with naming(self.path), self.lock, self.db:
             self.db.executemany(f"INSERT OR REPLACE INTO responses VALUES ({', '.join('?' * 10)})", rows)
             self.db.executemany("DELETE FROM errors WHERE request_key=? AND sample_index=?",
                                 [(k, i) for k, i, _ in items])
@@ -62,7 +77,7 @@ class CacheStore:
                                 [(k, i) for k, i, _ in items])
 
     def put_error(self, identity: str, key: str, index: int, error: str) -> None:
-        with self.lock, self.db:
+        with naming(self.path), self.lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
                             (key, index, identity, error, time.time()))
             self.db.execute("DELETE FROM claims WHERE request_key=? AND sample_index=?", (key, index))

@@ -78,10 +78,12 @@ class LoopbackServer:
 class FakeServer(LoopbackServer):
     def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
                  reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
-                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False):
+                 thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False,
+                 status_all: int | None = None):
         self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
         self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
         self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
+        self.status_all = status_all  # every request gets this status (401: a wrong API key)
         self.attempts: Counter = Counter()  # prompt -> requests received
         self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
         self.statuses: Counter = Counter()  # HTTP status -> count
@@ -120,6 +122,10 @@ class FakeServer(LoopbackServer):
             await asyncio.sleep(self.latency)
         if "[slow]" in prompt:
             await asyncio.sleep(0.3)
+        if self.status_all == 401:
+            return error(401, "Incorrect API key provided. You can find your API key at the account page.")
+        if self.status_all:
+            return error(self.status_all, "scripted failure")
         if "[always500]" in prompt or self.fail_all:
             return error(500, "internal error")
         if not first:

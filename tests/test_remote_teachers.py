@@ -48,7 +48,9 @@ def sample(kind, server, tmp_path, questions, k=3, variants=("plain",), **endpoi
     cfg = SampleConfig(teacher=kind, model="fake-model", k=k, variants=list(variants), max_new_tokens=64)
     t = teacher(kind, server, tmp_path, **endpoint)
     try:
-        df, stats = sample_shard(cfg, problems(questions), {}, t)
+        result = sample_shard(cfg, problems(questions), {}, t)
+        df = result.samples
+        stats = result.stats
     finally:
         t.close()
     return df, stats, t
@@ -128,7 +130,8 @@ def test_images_are_sent_inline(tmp_path, kind):
     cfg = SampleConfig(teacher=kind, model="fake-model", k=2, variants=["plain"], images=True)
     with FakeServer(kind) as server:
         t = teacher(kind, server, tmp_path)
-        df, _ = sample_shard(cfg, problems(["What colour is the square?"], image_sha=sha), {}, t, image_path=data.image)
+        result = sample_shard(cfg, problems(["What colour is the square?"], image_sha=sha), {}, t, image_path=data.image)
+        df = result.samples
         t.close()
     assert server.images == [sha] and df.height == 2
 
@@ -189,7 +192,9 @@ def test_costs_come_from_the_price_table(tmp_path):
     with FakeServer("openai") as server:
         cfg.sample.endpoint.base_urls = [server.url]
         with opened(cfg.sample, cfg, data) as t:
-            df, stats = sample_shard(cfg.sample, problems(["What colour is it? " * 10]), {}, t)
+            result = sample_shard(cfg.sample, problems(["What colour is it? " * 10]), {}, t)
+            df = result.samples
+            stats = result.stats
     expected = (df["prompt_tokens"].sum() * 1.0 + df["completion_tokens"].sum() * 2.0) / 1e6
     assert expected > 0 and df["cost_usd"].sum() == pytest.approx(expected) and stats.cost_usd == pytest.approx(expected)
 

@@ -9,6 +9,7 @@ import pytest
 from test_remote_teachers import problems
 
 from schemas.config import FactoryConfig
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from tasks.sample import sample_shard
 from tasks.stages import identity_of, opened
@@ -61,7 +62,9 @@ def test_start_health_wait_sample_and_shutdown(tmp_path):
     with opened(cfg.sample, cfg, DataDir(tmp_path / "data")) as teacher:
         url = teacher.teacher.base_urls[0]
         assert url.startswith("http://127.0.0.1:") and port_open(url)
-        df, stats = sample_shard(cfg.sample, problems(["q0", "q1", "q2"]), {}, teacher)
+        result = sample_shard(cfg.sample, problems(["q0", "q1", "q2"]), {}, teacher)
+        df = result.samples
+        stats = result.stats
     assert stats.new == 6, teacher.store.errors()
     assert df.height == 6 and df["reasoning"].str.starts_with("Path ").all()
     assert (df["teacher"] == identity_of(cfg.sample)).all() and identity_of(cfg.sample).startswith("vllm/")
@@ -81,7 +84,7 @@ def test_a_failed_start_says_why(tmp_path):
 
 def test_missing_vllm_or_gpu_is_a_clear_error(tmp_path):
     cfg = config(tmp_path / "no-such-vllm")
-    with pytest.raises(RuntimeError, match="not installed"):
+    with pytest.raises(InputError, match="not installed"):
         with opened(cfg.sample, cfg, DataDir(tmp_path / "data")):
             pass
     import torch
@@ -89,6 +92,6 @@ def test_missing_vllm_or_gpu_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     cfg = config(executable(tmp_path, "vllm", STAND_IN), require_gpu=True)
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+    with pytest.raises(InputError, match="needs a CUDA GPU"):
         with opened(cfg.sample, cfg, DataDir(tmp_path / "data")):
             pass

@@ -9,10 +9,11 @@ becomes the problem's caption (what the `dataset` captioner hands a text-only te
 """
 
 import ast
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from schemas.errors import InputError
+from tasks.readers import read_json
 from tasks.sources import Record, Reject
 from tasks.sources.presets import PRESETS, Preset
 from tasks.sources.tables import (
@@ -50,7 +51,8 @@ def ocr_text(raw: str) -> str:
 def release_captions(data: Path, with_ocr: bool) -> dict[str, str]:
     def texts(name: str) -> dict:
         f = data / "texts" / name
-        return json.loads(f.read_text()).get("texts", {}) if f.is_file() else {}
+        found = read_json(f) if f.is_file() else {}
+        return found.get("texts", {}) if isinstance(found, dict) else {}
 
     captions, ocrs = texts("captions_bard.json"), texts("ocrs_easyocr.json") if with_ocr else {}
     out = {}
@@ -69,7 +71,7 @@ class MappedSource:
         self.preset: Preset | None = PRESETS.get(name)
         self.path = path or (self.preset.hub_id if self.preset else None)
         if not self.path:
-            raise ValueError(f"source {name!r} needs a path: a hub id, a save_to_disk directory or data files")
+            raise InputError(f"source {name!r} needs a path: a hub id, a save_to_disk directory or data files")
         base = self.preset.columns if self.preset else {f: f for f in FIELDS}
         self.columns = base | {k: v for k, v in (columns or {}).items() if v}
         self.splits = (self.preset.splits if self.preset else dict(SPLIT_NAMES)) | (splits or {})

@@ -10,11 +10,12 @@ image, question, choices, answer, hint, task, grade, subject, topic, category, s
 """
 
 import io
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import InputError
+from tasks.readers import read_json
 from tasks.sources import Record, Reject
 
 HUB_ID = "derek-thomas/ScienceQA"
@@ -51,22 +52,27 @@ class ScienceQADirectory:
         root = Path(path)
         self.qa = root / "scienceqa" if (root / "scienceqa" / "problems.json").exists() else root
         if not (self.qa / "problems.json").exists():
-            raise FileNotFoundError(f"{path}: no scienceqa/problems.json (original ScienceQA layout expected)")
+            raise InputError(f"{path}: no scienceqa/problems.json (original ScienceQA layout expected)")
         self.root = self.qa.parent if self.qa != root else root
 
     def captions(self) -> dict[str, str]:
         for f in (self.root / "captions.json", self.qa / "captions.json"):
             if f.exists():
-                data = json.loads(f.read_text())
-                return data.get("captions", data)
+                data = read_json(f)
+                data = data.get("captions", data) if isinstance(data, dict) else None
+                if not isinstance(data, dict):
+                    raise InputError(f"{f}: expected {{\"captions\": {{pid: caption}}}} or {{pid: caption}}")
+                return {k: v for k, v in data.items() if isinstance(v, str)}
         return {}
 
     def splits(self, problems: dict) -> dict[str, str]:
         f = self.qa / "pid_splits.json"
         if not f.exists():
             return {pid: str(p.get("split", "")) for pid, p in problems.items() if isinstance(p, dict)}
-        pid_splits = json.loads(f.read_text())
-        return {pid: split for split in ("train", "val", "test") for pid in pid_splits.get(split, [])}
+        pid_splits = read_json(f)
+        if not isinstance(pid_splits, dict) or not all(isinstance(v, list) for v in pid_splits.values()):
+            raise InputError(f"{f}: expected {{split: [pid, ...]}}")
+        return {str(pid): split for split in ("train", "val", "test") for pid in pid_splits.get(split, [])}
 
     def image(self, pid: str, split: str, name: str | None) -> bytes | None:
         if not name:
@@ -77,11 +83,19 @@ class ScienceQADirectory:
         return None  # images are optional in this layout; the caption stands in for them
 
     def records(self) -> Iterator[Record | Reject]:
-        problems = json.loads((self.qa / "problems.json").read_text())
+        problems = read_json(self.qa / "problems.json")
+        if not isinstance(problems, dict):
+            raise InputError(f"{self.qa / 'problems.json'}: expected {{pid: problem}}, got {type(problems).__name__}")
         captions, splits = self.captions(), self.splits(problems)
+        listed = (self.qa / "pid_splits.json").exists()
+        for pid in sorted(set(splits) - set(problems)):  # the split file names a problem the release lacks
+            yield Reject(pid, "missing_problem", f"listed in pid_splits.json ({splits[pid]}) but not in problems.json")
         for pid, row in problems.items():
             if not isinstance(row, dict):
                 yield Reject(pid, "malformed_row", f"expected an object, got {type(row).__name__}")
+                continue
+            if listed and pid not in splits and not row.get("split"):
+                yield Reject(pid, "unknown_split", "in problems.json but in no split of pid_splits.json")
                 continue
             split = splits.get(pid, str(row.get("split", "")))
             image = self.image(pid, split, row.get("image"))
@@ -134,6 +148,6 @@ def scienceqa_source(path: str | None) -> ScienceQADirectory | ScienceQAHF:
     if any((p / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
         return ScienceQAHF(str(p))
     if p.exists() or p.is_absolute() or path.startswith((".", "~")):
-        raise FileNotFoundError(f"{path}: neither a ScienceQA directory (scienceqa/problems.json) "
+        raise InputError(f"{path}: neither a ScienceQA directory (scienceqa/problems.json) "
                                 "nor a dataset saved with datasets' save_to_disk")
     return ScienceQAHF(path)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import InputError
+from tasks.readers import read_csv, read_json, read_parquet, read_text
 from tasks.sources import Record, Reject
 
 FIELDS = ("id", "question", "choices", "answer", "answer_index", "image", "hint", "lecture", "solution", "aliases",
@@ -182,28 +184,25 @@ def read_file(path: Path) -> Iterator[dict | Reject]:
     """Rows of one data file; a line that is not JSON is a reject, not the end of the file."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".csv"):
-        import polars as pl
-
-        df = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
-        yield from df.iter_rows(named=True)
+        yield from (read_parquet(path) if suffix == ".parquet" else read_csv(path)).iter_rows(named=True)
     elif suffix == ".arrow":
         import datasets
 
         yield from datasets.Dataset.from_file(str(path))
     elif suffix == ".jsonl":
-        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        for n, line in enumerate(read_text(path).splitlines(), 1):
             if line.strip():
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
                     yield Reject(f"{path.name}:{n}", "malformed_row", f"line {n} is not JSON: {e.msg}")
     elif suffix == ".json":
-        data = json.loads(path.read_text())
+        data = read_json(path)
         if isinstance(data, dict):  # {id: row} (MathVista, ScienceQA) keeps its ids
             data = [({"_id": k} | v) if isinstance(v, dict) else v for k, v in data.items()]
         yield from data if isinstance(data, list) else []
     else:
-        raise ValueError(f"{path}: unknown data file type (expected one of {', '.join(FILE_TYPES)})")
+        raise InputError(f"{path}: unknown data file type (expected one of {', '.join(FILE_TYPES)})")
 
 
 def data_files(path: Path) -> list[Path]:
@@ -211,7 +210,7 @@ def data_files(path: Path) -> list[Path]:
         return [path]
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FILE_TYPES and p.is_file())
     if not files:
-        raise FileNotFoundError(f"{path}: no data files ({', '.join(FILE_TYPES)})")
+        raise InputError(f"{path}: no data files ({', '.join(FILE_TYPES)})")
     return files
 
 

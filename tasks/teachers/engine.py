@@ -11,6 +11,7 @@ result is handed to `on_done` as it arrives (the cache commits it there).
 """
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -86,7 +87,7 @@ class RequestEngine:
             await asyncio.gather(*(self._job(p, on_done, on_error, refused | {e.feature}) for p in parts))
             return
         except Exception as e:  # noqa: BLE001  attempts exhausted or not retryable: record, go on
-            on_error(reqs, redact(f"{type(e).__name__}: {e}"))
+            on_error(reqs, redact(describe(e)))
             return
         on_done(reqs[:len(got)], got)
         if len(got) < len(reqs):  # the endpoint ignored `n`: ask for the rest one by one
@@ -115,7 +116,13 @@ class RequestEngine:
             try:
                 got = await asyncio.wait_for(self.teacher.send(url, reqs), self.cfg.timeout_s)
             except TimeoutError as e:
-                raise Transient(f"no response within {self.cfg.timeout_s:g} s") from e
+                error = Transient(f"no response within {self.cfg.timeout_s:g} s")
+                error.endpoint = url
+                raise error from e
+            except Exception as e:
+                with contextlib.suppress(AttributeError):
+                    e.endpoint = url  # the failure, when recorded, names the endpoint that gave it
+                raise
             finally:
                 self._inflight[url] -= 1
         for c in got:
@@ -128,6 +135,14 @@ class RequestEngine:
         wait = random.uniform(cap / 2, cap)
         retry_after = getattr(state.outcome.exception(), "retry_after", None)
         return max(wait, retry_after) if retry_after else wait
+
+
+def describe(e: Exception) -> str:
+    """A failure as recorded: the endpoint, the HTTP status where there is one, the error."""
+    status = getattr(e, "status_code", None) or (getattr(e, "code", None) if isinstance(getattr(e, "code", None), int)
+                                                 else None)
+    where = f"{e.endpoint}: " if getattr(e, "endpoint", None) else ""
+    return where + (f"HTTP {status}: " if status and f"HTTP {status}" not in str(e) else "") + f"{type(e).__name__}: {e}"
 
 
 def estimated_tokens(reqs: list[Request]) -> int:

@@ -8,6 +8,8 @@ import os
 import re
 from collections.abc import Callable
 
+from schemas.errors import InputError
+
 # Set by flows/ (the only package that imports prefect) to load a Prefect Secret block by name.
 secret_loader: Callable[[str], str] | None = None
 
@@ -19,7 +21,7 @@ def api_key(secret: str | None, env: str | None) -> str | None:
     """A key: the Prefect Secret block named `secret`, else the environment variable `env`, else None."""
     if secret:
         if secret_loader is None:
-            raise RuntimeError(f"secret {secret!r} needs Prefect: run through the distillery CLI or a Prefect "
+            raise InputError(f"secret {secret!r} needs Prefect: run through the distillery CLI or a Prefect "
                                "flow, or name an environment variable instead")
         key = secret_loader(secret)
     else:

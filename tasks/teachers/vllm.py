@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from schemas.errors import InputError, StageFailed
 from tasks.teachers.openai_compat import OpenAITeacher
 
 
@@ -34,11 +35,11 @@ class VllmTeacher(OpenAITeacher):
     def start(self) -> None:
         exe = shutil.which(self.vllm.executable)
         if exe is None:
-            raise RuntimeError(f"the vllm teacher needs the `{self.vllm.executable}` command, which is not installed "
+            raise InputError(f"the vllm teacher needs the `{self.vllm.executable}` command, which is not installed "
                                "here (pip install vllm on a GPU machine), or use the `openai` teacher with the "
                                "base URL of a running vLLM server")
         if self.vllm.require_gpu and not has_gpu():
-            raise RuntimeError("the vllm teacher needs a CUDA GPU and none is visible (set sample.vllm.require_gpu: "
+            raise InputError("the vllm teacher needs a CUDA GPU and none is visible (set sample.vllm.require_gpu: "
                                "false only for a CPU build of vLLM)")
         port = free_port()
         cmd = [exe, "serve", self.model, "--host", "127.0.0.1", "--port", str(port)]
@@ -60,7 +61,7 @@ class VllmTeacher(OpenAITeacher):
         deadline = time.monotonic() + self.vllm.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"vllm serve {self.model} exited with code {self._proc.returncode} before it was "
+                raise StageFailed(f"vllm serve {self.model} exited with code {self._proc.returncode} before it was "
                                    f"ready; its log ends with:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:

@@ -1,0 +1,48 @@
+"""The errors a user can act on, and how the CLI tells them apart from bugs.
+
+`InputError`: bad input or a missing earlier stage, named with the file or the command to run.
+`StageFailed`: a stage that ran and could not do its work (every request failed, every row
+rejected), with the most common reasons. `explain` turns these, and the file-system, disk and
+cache errors users meet, into one line and exit code 2; anything else is a bug, keeps its
+traceback and exits 1.
+"""
+
+import errno
+import json
+import sqlite3
+
+
+class InputError(ValueError):
+    """Input the user can fix: a malformed or missing file, a bad name, a stage not yet run."""
+
+
+class StageFailed(RuntimeError):
+    """A stage ran and its work failed (e.g. every request to the teacher failed)."""
+
+
+FILE_ERRORS = {errno.ENOENT: "no such file or directory", errno.EISDIR: "is a directory, not a file",
+               errno.ENOTDIR: "not a directory", errno.EACCES: "permission denied",
+               errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EFBIG: "file too large (a file size limit)"}
+
+
+def explain(e: BaseException) -> tuple[str, int] | None:
+    """(one line for the user, exit code), or None when `e` is a bug whose traceback matters."""
+    from pydantic import ValidationError
+
+    if isinstance(e, InputError):
+        return str(e), 2
+    if isinstance(e, StageFailed):
+        return str(e), 2
+    if isinstance(e, ValidationError):
+        return f"invalid configuration: {e}", 2
+    if isinstance(e, OSError) and e.errno in FILE_ERRORS:
+        line = f"{FILE_ERRORS[e.errno]}: {e.filename}" if e.filename else str(e.strerror or e)
+        return line, 2
+    if isinstance(e, OSError) and e.errno == errno.EIO:
+        return str(e.strerror or e), 2
+    if isinstance(e, sqlite3.DatabaseError):
+        return f"the teacher cache could not be used: {e} (a full or failing disk, or not a cache file?)", 2
+    if isinstance(e, json.JSONDecodeError):
+        return f"malformed JSON: {e}", 2
+    return None
