@@ -14,7 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from schemas.config import SOURCE_NAMES, FactoryConfig
-from schemas.errors import explain
+from schemas.errors import explain, validation_line
 
 STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
 
@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as e:
         if args.debug:
             raise
-        print(f"distillery: invalid configuration: {e}", file=sys.stderr)
+        where = f" ({args.config})" if args.config else ""
+        why = validation_line(e) if isinstance(e, ValidationError) else str(e)
+        print(f"distillery {args.command}: invalid configuration{where}: {why}", file=sys.stderr)
         return 2
-    from flows.server import ServerError, temporary_server
+    from flows.server import ServerError, drain_prefect, temporary_server
 
     try:
         with temporary_server():  # before prefect is imported: its settings are read once, on import
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         explained = explain(e)
         if explained is None or args.debug:
             raise
+        drain_prefect()  # Prefect's last lines before ours: the error is what a user reads last
         line, code = explained
         print(f"distillery {args.command}: {line}", file=sys.stderr)
         return code

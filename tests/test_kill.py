@@ -1,4 +1,5 @@
-"""SIGKILL at random points of `sample`, `verify`, `arms` and `export` (six points each): no
+"""SIGKILL at random points of `sample`, `verify`, `arms` and `export` (six points each: four in
+the middle of a parquet write, two at a random moment): no
 unreadable parquet anywhere under the data directory, the earlier stages' outputs byte-identical,
 and the re-run completes, removes the killed run's leftovers and writes what a clean run writes.
 
@@ -39,10 +40,28 @@ from tasks.stages import (
 pytestmark = pytest.mark.slow
 KILLS = 6
 SCRIPT = """
-import sys
+import os, signal, sys
+import datasets, polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks import stages
+
+if len(sys.argv) > 3:  # die in the middle of the Nth parquet write: the file half there, as a kill leaves it
+    left = [int(sys.argv[3])]
+
+    def dying(write):
+        def wrapper(self, path, *args, **kwargs):
+            out = write(self, path, *args, **kwargs)
+            left[0] -= 1
+            if left[0] == 0:
+                with open(path, "r+b") as f:
+                    f.truncate(os.path.getsize(path) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        return wrapper
+
+    pl.DataFrame.write_parquet = dying(pl.DataFrame.write_parquet)
+    datasets.Dataset.to_parquet = dying(datasets.Dataset.to_parquet)
 
 cfg = FactoryConfig.from_yaml(sys.argv[1])
 data, stage = DataDir(cfg.data_dir), sys.argv[2]
@@ -62,6 +81,7 @@ print("DONE", flush=True)
 """
 EARLIER = {"sample": ("problems", "captions"), "verify": ("problems", "samples"),
            "arms": ("samples", "verdicts", "selected"), "export": ("samples", "selected", "arms")}
+WRITES = {"sample": 20, "verify": 10, "arms": 3, "export": 7}  # parquet writes a whole run makes (at least)
 OUTPUT = {"sample": "samples", "verify": "verdicts", "arms": "arms", "export": "exports"}
 
 
@@ -82,13 +102,18 @@ def readable(root: Path) -> None:
         pl.read_parquet(f)
 
 
-def run_stage(cfg_path: Path, stage: str, env: dict, kill_after: float | None = None) -> float:
-    """Runs the stage; with `kill_after`, SIGKILLs it that long after START. Returns the seconds
-    from START to the end."""
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(cfg_path), stage], cwd=ROOT, env=env,
+def run_stage(cfg_path: Path, stage: str, env: dict, kill_after: float | None = None,
+              kill_in_write: int | None = None) -> float:
+    """Runs the stage; with `kill_after`, SIGKILLs it that long after START; with `kill_in_write`,
+    it dies half-way through its Nth parquet write. Returns the seconds from START to the end."""
+    extra = [str(kill_in_write)] if kill_in_write else []
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(cfg_path), stage, *extra], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "START", proc.stderr.read()[-3000:]
     start = time.monotonic()
+    if kill_in_write:
+        proc.communicate(timeout=600)
+        return time.monotonic() - start
     if kill_after is None:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0 and "DONE" in out, err[-3000:]
@@ -145,7 +170,10 @@ def test_sigkill_at_random_points_loses_and_corrupts_nothing(tmp_path, stage):
                     f.unlink()
             if n % 2 == 0:  # half the kills replace earlier output, half write where there was none
                 shutil.rmtree(data.table(OUTPUT[stage]), ignore_errors=True)
-            run_stage(cfg_path, stage, env, kill_after=rng.uniform(0.05, 0.95) * duration)
+            if n % 3 == 2:  # at a random moment
+                run_stage(cfg_path, stage, env, kill_after=rng.uniform(0.05, 0.95) * duration)
+            else:  # in the middle of a write, the moment an unsafe writer corrupts
+                run_stage(cfg_path, stage, env, kill_in_write=rng.randint(1, WRITES[stage]))
             readable(data.root)  # nothing half-written under a .parquet name, anywhere
             assert {t: snapshot(data.table(t)) for t in EARLIER[stage]} == earlier  # earlier outputs untouched
             answered = sum(server.successes.values())
@@ -160,4 +188,4 @@ def test_sigkill_at_random_points_loses_and_corrupts_nothing(tmp_path, stage):
             if stage == "sample":  # the re-run asks only what the killed run did not store
                 assert sum(server.successes.values()) - answered == total - kept
                 samples = pl.read_parquet(data.table("samples") / "**" / "*.parquet")
-                assert samples.group_by("problem_id").len()["len"].unique().to_list() == [3]
+                assert samples.group_by("problem_id", "variant").len()["len"].unique().to_list() == [3]
