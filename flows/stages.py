@@ -126,13 +126,18 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
     data, judge_cfg = data_of(config), config.verify.judge
     files = stages.sample_files(data)
     with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
-        verdicts = sum(per_shard(stages.run_verify, config, files, judge))
-        result = {"verdicts": verdicts}
+        done = per_shard(stages.run_verify, config, files, judge)
+        verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
+        result = {"verdicts": verdicts, "unchanged_files": unchanged}
         if audit:
             result["audit"] = task(stages.run_audit, cache_policy=NO_CACHE)(config, data, judge)
-    get_run_logger().info("verify: %d verdicts in %d samples files%s", verdicts, len(files),
+    get_run_logger().info("verify: %d verdicts in %d samples files (%s)%s", verdicts, len(files), skips(unchanged),
                           f"; audit: {result['audit']['report']}" if audit else "")
     return result
+
+
+def skips(unchanged: int) -> str:
+    return f"{unchanged} unchanged since the last run, skipped" if unchanged else "all computed"
 
 
 @flow(name="select")
@@ -141,9 +146,10 @@ def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     """Keeps the correct trace(s) the policy picks; pass@1 and pass@k per problem."""
     config = configured(config, config_file)
     files = stages.sample_files(data_of(config))
-    selected = sum(per_shard(stages.run_select, config, files))
-    get_run_logger().info("select: %d rows selected from %d samples files", selected, len(files))
-    return {"selected": selected}
+    done = per_shard(stages.run_select, config, files)
+    selected, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
+    get_run_logger().info("select: %d rows selected from %d samples files (%s)", selected, len(files), skips(unchanged))
+    return {"selected": selected, "unchanged_files": unchanged}
 
 
 @flow(name="arms")
@@ -154,8 +160,9 @@ def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -
     result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
     logger = get_run_logger()
     logger.info("arms from teacher %s: %s; training problems copying a val/test question: %d, showing a val/test "
-                "picture: %d (%d left out)", result["teacher"], result["rows"], result["contaminated"],
-                result["image_overlap"], result["left_out"])
+                "picture: %d (%d left out)%s", result["teacher"], result["rows"], result["contaminated"],
+                result["image_overlap"], result["left_out"],
+                "; inputs unchanged since the last run, skipped" if result["unchanged"] else "")
     for arm, reason in result["skipped"].items():
         logger.warning("arm %s skipped: %s", arm, reason)
     return result

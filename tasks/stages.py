@@ -7,14 +7,24 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from schemas import atomic
+from schemas import experiment as experiment_mod
 from schemas.config import FactoryConfig
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, empty, read_table, write_table
+from tasks import arms as arms_mod
+from tasks import decontam as decontam_mod
+from tasks import extract as extract_mod
+from tasks import fingerprints
+from tasks import grade as grade_mod
+from tasks import select as select_mod
+from tasks import verify as verify_mod
 from tasks.arms import build_arm, shortest_wrong, source_variant
 from tasks.audit import audit
 from tasks.audit import summary as audit_summary
@@ -29,6 +39,14 @@ from tasks.teachers.prices import price_for
 from tasks.teachers.secrets import api_key
 from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
+
+
+@dataclass
+class Done:
+    """What a shard stage did: the rows of its output, and whether it was skipped (unchanged)."""
+
+    rows: int
+    skipped: bool = False
 
 
 def files_of(data: DataDir, table: str) -> list[str]:
@@ -163,11 +181,28 @@ def problems_for(data: DataDir, sample_file: str) -> pl.DataFrame:
     return problems_of(data, sample_file.split("/", 1)[1])
 
 
-def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str, judge: CachedTeacher | None = None) -> int:
-    samples = pl.read_parquet(data.table("samples") / f"{sample_file}.parquet")
-    df = verify_shard(cfg.verify, samples, problems_for(data, sample_file), judge)
-    write_table(df, data.table("verdicts") / f"{sample_file}.parquet", "verdicts")
-    return df.height
+def code_of(*modules) -> list[Path]:
+    """The source files whose logic a stage's output depends on (part of its fingerprint)."""
+    return [Path(m.__file__) for m in modules]
+
+
+def rows_in(path: Path) -> int:
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str, judge: CachedTeacher | None = None) -> Done:
+    """Verdicts of one samples file; skipped when the samples, problems, verify settings and
+    grading code are those it was computed from."""
+    src = data.table("samples") / f"{sample_file}.parquet"
+    out = data.table("verdicts") / f"{sample_file}.parquet"
+    shard = data.table("problems") / f"{sample_file.split('/', 1)[1]}.parquet"
+    fp = fingerprints.fingerprint(cfg.verify, [src, shard, *code_of(verify_mod, extract_mod, grade_mod)])
+    if fingerprints.unchanged([out], fp):
+        return Done(rows_in(out), skipped=True)
+    df = verify_shard(cfg.verify, read_table(src, "samples"), problems_for(data, sample_file), judge)
+    write_table(df, out, "verdicts")
+    fingerprints.record([out], fp)
+    return Done(df.height)
 
 
 def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = None) -> dict:
@@ -183,14 +218,21 @@ def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = N
                          if df[g].null_count() < df.height}}
 
 
-def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> int:
-    samples = pl.read_parquet(data.table("samples") / f"{sample_file}.parquet")
+def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> Done:
+    """The selections of one samples file; skipped when its inputs and settings are unchanged."""
+    src = data.table("samples") / f"{sample_file}.parquet"
     verdicts_path = data.table("verdicts") / f"{sample_file}.parquet"
     if not verdicts_path.exists():
         raise InputError(f"{verdicts_path} is missing: run `distillery verify` first")
-    df = select_shard(cfg.select.policy, samples, pl.read_parquet(verdicts_path), cfg.select.max_tokens)
-    write_table(df, data.table("selected") / f"{sample_file}.parquet", "selected")
-    return df.height
+    out = data.table("selected") / f"{sample_file}.parquet"
+    fp = fingerprints.fingerprint(cfg.select, [src, verdicts_path, *code_of(select_mod)])
+    if fingerprints.unchanged([out], fp):
+        return Done(rows_in(out), skipped=True)
+    df = select_shard(cfg.select.policy, read_table(src, "samples"), read_table(verdicts_path, "verdicts"),
+                      cfg.select.max_tokens)
+    write_table(df, out, "selected")
+    fingerprints.record([out], fp)
+    return Done(df.height)
 
 
 def run_decontam(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame) -> pl.DataFrame:
@@ -205,6 +247,15 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     per arm and how many training problems copy a val / test problem (left out by default)."""
     identity = arms_teacher(cfg)
     shards(data)  # problems exist
+    inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
+    inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))
+    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, identity]
+    fp = fingerprints.fingerprint(settings, inputs + code_of(arms_mod, decontam_mod, experiment_mod))
+    flags_file = data.table("contamination") / "flags.parquet"
+    built = [data.arm(a) / "train.parquet" for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
+    if fingerprints.unchanged([flags_file, *built], fp):
+        return arms_result(cfg, identity, read_table(flags_file, "contamination"),
+                           {p.parent.name: rows_in(p) for p in built}) | {"unchanged": True}
     problems = read_table(data.table("problems"), "problems")
     samples = read_table(data.table("samples"), "samples")
     selected = read_table(data.table("selected"), "selected")
@@ -219,18 +270,26 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     verdicts = read_table(data.table("verdicts"), "verdicts")
     captions = captions_of(data, cfg.caption.captioner)
     wrong = shortest_wrong(samples, verdicts, identity)
-    counts, skipped = {}, {}
+    counts = {}
     for arm in cfg.arms.arms:
-        if reason := arm_unavailable(cfg, arm):
+        if arm_unavailable(cfg, arm):
             (data.arm(arm) / "train.parquet").unlink(missing_ok=True)  # an older build would not fit this config
-            skipped[arm] = reason
             continue
         df = build_arm(arm, problems, captions, selected, wrong, identity)
         write_table(df, data.arm(arm) / "train.parquet", "arms")
         counts[arm] = df.height
+    fingerprints.record([flags_file, *built], fp)
+    return arms_result(cfg, identity, flags, counts) | {"unchanged": False}
+
+
+def arms_result(cfg: FactoryConfig, identity: str, flags: pl.DataFrame, counts: dict[str, int]) -> dict:
+    """Row counts per arm, the arms skipped and why, and the training problems that copy a
+    val / test problem (left out by default)."""
+    skipped = {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a))}
     return {"rows": counts, "skipped": skipped, "teacher": identity,
             "contaminated": flags.filter(pl.col("kind") == "text")["problem_id"].n_unique(),
-            "image_overlap": flags.filter(pl.col("kind") == "image")["problem_id"].n_unique(), "left_out": out.len()}
+            "image_overlap": flags.filter(pl.col("kind") == "image")["problem_id"].n_unique(),
+            "left_out": left_out(cfg, flags).len()}
 
 
 def hub_token(cfg: FactoryConfig) -> str | None:

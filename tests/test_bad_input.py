@@ -611,3 +611,32 @@ def test_bad_input(name, tmp_path, api_env, sampled):
     if name not in ("corrupt_samples_shard",):
         for p, content in samples_before.items():  # what was sampled before is never lost
             assert p.exists() and (p.read_bytes() == content or name.startswith(("import", "sample"))), p
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_changes_nothing(tmp_path, api_env, sampled):
+    """A file size limit makes every write past it fail as a full disk does (SIGXFSZ ignored:
+    the write returns an error): verify fails with one line naming the file, exit code 2, and
+    the verdicts already there are the same bytes."""
+    import resource
+    import signal
+
+    sqa, data = sampled
+    shutil.copytree(data.root, tmp_path / "data")
+    c = Case(tmp_path, api_env, sqa, DataDir(tmp_path / "data"))
+    before = snapshot_of(c.data.root)
+    limit = min(len(v) for k, v in before.items() if k.startswith("verdicts/")) // 2
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([CLI, "verify", "--config", c.config()], env=c.env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, preexec_fn=small_disk)
+    clear_error(Ran(proc.returncode, proc.stdout + proc.stderr), "verdicts", "nothing already written was changed")
+    assert snapshot_of(c.data.root) == before
+    parquet_files_load(c.data.root)
+
+
+def snapshot_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "teacher_cache" not in p.parts}

@@ -131,3 +131,13 @@ def test_cli_rejects_an_unknown_config_key(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "sample", "--config", str(tmp_path / "bad.yaml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "kk" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_the_verify_select_and_arms_work_whose_inputs_did_not_change(factory_run):
+    files = len(list((factory_run["root"] / "data" / "samples").rglob("*.parquet")))
+    first, second = factory_run["first"], factory_run["second"]
+    assert first["verify"]["unchanged_files"] == 0 and first["arms"]["unchanged"] is False
+    assert second["verify"]["unchanged_files"] == second["select"]["unchanged_files"] == files
+    assert second["arms"]["unchanged"] is True and second["arms"]["rows"] == first["arms"]["rows"]
+    assert "unchanged since the last run, skipped" in factory_run["second_log"]
