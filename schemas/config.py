@@ -230,11 +230,22 @@ class SampleConfig(Section):
                             "batch as they finish).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
+    batch: bool = Field(False, description="openai / gemini: ask through the provider's batch API (about half the "
+                        "price, answers within a day); a run that dies while a batch runs resumes polling it.")
+    batch_poll_s: float = Field(60.0, gt=0, description="batch: seconds between polls of a running batch.")
+    batch_price: float = Field(0.5, gt=0, le=1, description="batch: the batch price as a share of the online price "
+                               "(OpenAI and Gemini: 0.5), used in the cost columns.")
     max_prompt_tokens: int = Field(16384, ge=16, description="Problems whose prompt is longer (estimated at 4 "
                                    "characters per token) are not sent; they go to rejects as prompt_too_long.")
     endpoint: EndpointConfig = Field(EndpointConfig(), description="openai / gemini / vllm: where the teacher is and "
                                      "how hard to push it.")
     vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
+
+    @model_validator(mode="after")
+    def _batch_needs_a_batch_api(self) -> "SampleConfig":
+        if self.batch and self.teacher not in ("openai", "gemini"):
+            raise ValueError(f"batch needs the openai or gemini teacher (their batch APIs), not {self.teacher}")
+        return self
 
 
 EXTRACT_PROMPT = (

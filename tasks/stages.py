@@ -14,7 +14,7 @@ import polars as pl
 
 from schemas import atomic
 from schemas import experiment as experiment_mod
-from schemas.config import FactoryConfig
+from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, empty, read_table, write_table
@@ -105,7 +105,15 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
         backend.start()
     try:
         price = price_for(backend.backend, backend.model, cfg.prices)
-        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price)
+        batches = None
+        if getattr(section, "batch", False):
+            from tasks.teachers.batch import batches_for
+
+            batches = batches_for(backend, section.batch_poll_s)  # config validation allows openai / gemini only
+            price = price and ModelPrice(input_per_mtok=price.input_per_mtok * section.batch_price,
+                                         output_per_mtok=price.output_per_mtok * section.batch_price)
+        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price, batches,
+                                getattr(getattr(section, "endpoint", None), "max_attempts", 3))
         try:
             yield teacher
         finally:

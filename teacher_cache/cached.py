@@ -53,8 +53,12 @@ class CacheStats:
 
 
 class CachedTeacher:
-    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None):
+    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None,
+                 batches=None, batch_attempts: int = 3):
+        """`batches` (an OpenAIBatches): ask through the provider's batch API instead, each request
+        in at most `batch_attempts` batches; `price` is then the batch price."""
         self.teacher, self.store, self.price = teacher, store, price
+        self.batches, self.batch_attempts = batches, batch_attempts
         self.engine = None
         self._inflight: dict[tuple[str, int], threading.Event] = {}  # asked by some thread right now
         self._claims = threading.Lock()
@@ -91,7 +95,7 @@ class CachedTeacher:
         try:
             with Progress(desc, total=len(first), unit="requests", done=stats.hits, disable=not todo) as bar, \
                     self._lease([keys[i] for i in todo]):
-                ask = self._ask_remote if self.engine else self._ask_local
+                ask = self._ask_batch if self.batches else self._ask_remote if self.engine else self._ask_local
                 ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
         finally:
             with self._claims:
@@ -175,6 +179,41 @@ class CachedTeacher:
                 self._show(bar, len(reqs), stats)
 
         self.engine.run(requests, on_done, on_error)
+
+    def _ask_batch(self, requests, keys, done, stats, bar) -> None:
+        """Through the batch API: batches already submitted for these keys (by a run that died)
+        are polled, not submitted again; what a batch left unanswered goes into a new one."""
+        from tasks.teachers.batch import MAX_LINES, custom_id
+
+        pending = dict(zip(keys, requests, strict=True))
+        submitted: Counter = Counter()  # key -> batches it went into in this call
+        while pending:
+            waiting = self.store.batches_of(list(pending))
+            queued = {k for ks in waiting.values() for k in ks}
+            new = [k for k in pending if k not in queued]
+            if new:
+                for start in range(0, len(new), MAX_LINES):
+                    chunk = new[start:start + MAX_LINES]
+                    batch_id = self.batches.submit([pending[k] for k in chunk], chunk)
+                    self.store.put_batch(self.identity, batch_id, chunk)  # before polling: a crash resumes it
+                    submitted.update(chunk)
+                continue
+            for batch_id, ours in waiting.items():
+                result = self.batches.wait(batch_id)
+                answered = [k for k in ours if custom_id(*k) in result.answers]
+                self._keep(answered, [result.answers[custom_id(*k)] for k in answered], done, stats)
+                for k in answered:
+                    pending.pop(k)
+                for k in ours:  # an error, or no line at all (expired): again, unless it had its tries
+                    if k in pending and submitted[k] >= self.batch_attempts:
+                        error = result.errors.get(custom_id(*k)) or result.errors.get(None) or \
+                            f"not answered by batch {batch_id} ({result.status})"
+                        self.store.put_error(self.identity, *k, error)
+                        stats.failed += 1
+                        stats.errors[error] += 1
+                        pending.pop(k)
+                self.store.end_batch(batch_id, ours)
+                self._show(bar, len(ours) - sum(k in pending for k in ours), stats)
 
     def _keep(self, keys, answers: list[Completion], done: dict, stats: CacheStats) -> None:
         self.store.put_many(self.identity, [(*k, a) for k, a in zip(keys, answers, strict=True)])

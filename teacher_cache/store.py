@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS errors (
     request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, identity TEXT NOT NULL,
     error TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
+CREATE TABLE IF NOT EXISTS batch_items (
+    request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, identity TEXT NOT NULL, batch_id TEXT NOT NULL,
+    submitted_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
 CREATE TABLE IF NOT EXISTS claims (
     request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, owner TEXT NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
@@ -81,6 +84,30 @@ class CacheStore:
             self.db.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
                             (key, index, identity, error, time.time()))
             self.db.execute("DELETE FROM claims WHERE request_key=? AND sample_index=?", (key, index))
+
+    def put_batch(self, identity: str, batch_id: str, keys: list[tuple[str, int]]) -> None:
+        """Records that `keys` were submitted in batch `batch_id` (before it is polled)."""
+        with naming(self.path), self.lock, self.db:
+            self.db.executemany("INSERT OR REPLACE INTO batch_items VALUES (?, ?, ?, ?, ?)",
+                                [(*k, identity, batch_id, time.time()) for k in keys])
+
+    def batches_of(self, keys: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+        """The batches some of `keys` are waiting in: batch id -> its keys among them."""
+        out: dict[str, list] = {}
+        with self.lock:
+            for start in range(0, len(keys), 400):
+                chunk = keys[start:start + 400]
+                where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
+                for k, i, b in self.db.execute(f"SELECT request_key, sample_index, batch_id FROM batch_items "
+                                               f"WHERE {where}", [v for key in chunk for v in key]).fetchall():
+                    out.setdefault(b, []).append((k, i))
+        return out
+
+    def end_batch(self, batch_id: str, keys: list[tuple[str, int]]) -> None:
+        """The batch has ended and what it said of `keys` is stored: they wait in it no more."""
+        with naming(self.path), self.lock, self.db:
+            self.db.executemany("DELETE FROM batch_items WHERE batch_id=? AND request_key=? AND sample_index=?",
+                                [(batch_id, *k) for k in keys])
 
     def claim(self, keys: list[tuple[str, int]], owner: str, lease_s: float,
               alive=lambda owner: True) -> set[tuple[str, int]]:

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import json
 import threading
 import time
 from collections import Counter
@@ -91,13 +92,26 @@ class FakeServer(LoopbackServer):
         self.bodies: list[dict] = []  # every request body (for asserting what was sent)
         self.headers: list[dict] = []
         self.times: list[float] = []  # monotonic arrival time of every answered request
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        # OpenAI Batch API: uploaded files, batches, and how they go
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_creates = 0  # batches created (a resumed run must create none)
+        self.batch_polls = 2  # retrieves a batch needs before it ends
+        self.batch_hold = False  # batches stay in_progress (a run can be killed while one runs)
+        self.batch_lines: Counter = Counter()  # custom_id -> batches it was in
 
     # -- lifecycle --------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/v1/chat/completions", self.openai)
         app.router.add_post("/{version:v1[a-z0-9]*}/models/{model:[^/:]+}:generateContent", self.gemini)
+        app.router.add_post("/{version:v1[a-z0-9]*}/models/{model:[^/:]+}:batchGenerateContent", self.gemini_batch)
+        app.router.add_get("/{version:v1[a-z0-9]*}/batches/{batch_id}", self.gemini_batch_get)
+        app.router.add_post("/v1/files", self.upload)
+        app.router.add_get("/v1/files/{file_id}/content", self.file_content)
+        app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches/{batch_id}", self.retrieve_batch)
         app.router.add_get("/health", lambda r: web.Response(text="ok"))
         return app
 
@@ -197,6 +211,138 @@ class FakeServer(LoopbackServer):
             msg[self.reasoning] = reasoning
         return {"index": j, "message": msg, "finish_reason": finish}
 
+    # -- OpenAI Batch API (files + batches) --------------------------------------------------
+    # Markers in a line's prompt script its first batch: `[batchfail]` gets an error line,
+    # `[batchexpire]` expires the batch with that line unanswered.
+    async def upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        assert form["purpose"] == "batch"
+        data = form["file"].file.read()
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+        return web.json_response({"id": file_id, "object": "file", "bytes": len(data), "created_at": 0,
+                                  "filename": form["file"].filename, "purpose": "batch", "status": "processed"})
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.files[request.match_info["file_id"]], content_type="application/octet-stream")
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.batch_creates += 1
+            batch_id = f"batch_{self.batch_creates}"
+            self.batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                                      "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                                      "status": "validating", "created_at": 0, "output_file_id": None,
+                                      "error_file_id": None, "metadata": body.get("metadata"), "polls": 0,
+                                      "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+        return web.json_response(self.public(batch_id))
+
+    def public(self, batch_id: str) -> dict:
+        return {k: v for k, v in self.batches[batch_id].items() if k != "polls"}
+
+    async def retrieve_batch(self, request: web.Request) -> web.Response:
+        batch_id = request.match_info["batch_id"]
+        if f"batches/{batch_id}" in self.batches:  # google-genai asks /v1/batches/N too
+            return await self.gemini_batch_get(request)
+        with self._lock:
+            batch = self.batches[batch_id]
+            batch["polls"] += 1
+            if batch["status"] in ("validating", "in_progress") and not self.batch_hold:
+                if batch["polls"] >= self.batch_polls:
+                    self.run_batch(batch)
+                else:
+                    batch["status"] = "in_progress"
+            elif self.batch_hold:
+                batch["status"] = "in_progress"
+        return web.json_response(self.public(batch_id))
+
+    def run_batch(self, batch: dict) -> None:
+        """Answers every line as chat completions would (under the lock)."""
+        out, errors, expired = [], [], False
+        for line in self.files[batch["input_file_id"]].decode().splitlines():
+            req = json.loads(line)
+            cid, body = req["custom_id"], req["body"]
+            prompt = body["messages"][-1]["content"]
+            fate = self.scripted_line(cid, prompt)
+            if fate == "expire":
+                expired = True
+                continue
+            if fate == "fail":
+                errors.append({"id": f"req-{cid}", "custom_id": cid, "response": {
+                    "status_code": 500, "request_id": "r", "body": {"error": {"message": "internal error"}}},
+                    "error": None})
+                continue
+            start, n = body.get("seed", 0), body.get("n", 1)
+            choices = [self.openai_choice(prompt, start + j, j, body.get("max_tokens")) for j in range(n)]
+            for i in range(start, start + n):
+                self.successes[(prompt, i)] += 1
+            usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": 10 * n,
+                     "total_tokens": len(prompt) // 4 + 10 * n}
+            out.append({"id": f"req-{cid}", "custom_id": cid, "error": None, "response": {
+                "status_code": 200, "request_id": "r", "body": {
+                    "id": "chatcmpl-batch", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": choices, "usage": usage}}})
+        for name, lines in (("output_file_id", out), ("error_file_id", errors)):
+            if lines:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = "\n".join(json.dumps(x) for x in lines).encode()
+                batch[name] = file_id
+        batch["status"] = "expired" if expired else "completed"
+        batch["request_counts"] = {"total": len(out) + len(errors), "completed": len(out), "failed": len(errors)}
+
+    def scripted_line(self, cid: str, prompt: str) -> str | None:
+        """A batch line's scripted fate on its first batch: "expire", "fail", or None (answered)."""
+        self.batch_lines[cid] += 1
+        self.attempts[prompt] += 1
+        first = self.batch_lines[cid] == 1
+        return ("expire" if "[batchexpire]" in prompt and first else
+                "fail" if "[batchfail]" in prompt and first else None)
+
+    # -- Gemini Batch Mode (inline requests) ---------------------------------------------------
+    async def gemini_batch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.batch_creates += 1
+            name = f"batches/{self.batch_creates}"
+            self.batches[name] = {"kind": "gemini", "name": name, "model": request.match_info["model"], "polls": 0,
+                                  "state": "BATCH_STATE_PENDING", "requests": body["batch"]["inputConfig"]["requests"][
+                                      "requests"], "output": None}
+            self.files[name] = json.dumps(body).encode()
+        return web.json_response(self.gemini_job(name))
+
+    def gemini_job(self, name: str) -> dict:
+        b = self.batches[name]
+        meta = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+                "model": f"models/{b['model']}", "displayName": "distillery", "state": b["state"], "name": name}
+        if b["output"] is not None:
+            meta["output"] = {"inlinedResponses": {"inlinedResponses": b["output"]}}
+        return {"name": name, "metadata": meta, "done": b["output"] is not None}
+
+    async def gemini_batch_get(self, request: web.Request) -> web.Response:
+        name = f"batches/{request.match_info['batch_id']}"
+        with self._lock:
+            b = self.batches[name]
+            b["polls"] += 1
+            if b["output"] is None and not self.batch_hold and b["polls"] >= self.batch_polls:
+                out, expired = [], False
+                for item in b["requests"]:
+                    req, cid = item["request"], item["metadata"]["key"]
+                    content = "".join(p.get("text", "") for p in req["contents"][-1]["parts"])
+                    fate = self.scripted_line(cid, content)
+                    if fate == "expire":
+                        expired = True
+                    elif fate == "fail":
+                        out.append({"error": {"code": 13, "message": "internal error"}, "metadata": {"key": cid}})
+                    else:
+                        out.append({"response": self.gemini_body(content, req.get("generationConfig", {})),
+                                    "metadata": {"key": cid}})
+                b["output"], b["state"] = out, "BATCH_STATE_EXPIRED" if expired else "BATCH_STATE_SUCCEEDED"
+            elif b["output"] is None:
+                b["state"] = "BATCH_STATE_RUNNING"
+        return web.json_response(self.gemini_job(name))
+
     # -- Gemini generateContent -------------------------------------------------------------
     async def gemini(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -223,6 +369,14 @@ class FakeServer(LoopbackServer):
             return error(400, "Thinking is not supported by this model.")
         if (scripted := await self.scripted_failure(content, error)) is not None:
             return scripted
+        self.record(200, request, body)
+        return web.json_response(self.gemini_body(content, gen))
+
+    def gemini_body(self, content: str, gen: dict) -> dict:
+        """A generateContent response to `content` under generation config `gen` (counted as answered)."""
+        n = gen.get("candidateCount", 1)
+        thinking_cfg = gen.get("thinkingConfig", {})
+        thinking = thinking_cfg.get("includeThoughts", thinking_cfg.get("include_thoughts", False))
         start = gen.get("seed", 0)
         candidates = []
         for j in range(n):
@@ -230,11 +384,10 @@ class FakeServer(LoopbackServer):
             finish = "MAX_TOKENS" if "[length]" in content else "STOP"
             out = ([{"text": reasoning, "thought": True}] if thinking else []) + [{"text": answer}]
             candidates.append({"content": {"role": "model", "parts": out}, "finishReason": finish, "index": j})
-        self.record(200, request, body)
         self.succeeded(content, range(start, start + n))
         usage = {"promptTokenCount": len(content) // 4, "candidatesTokenCount": 10 * n,
                  "thoughtsTokenCount": 5 * n if thinking else 0, "totalTokenCount": len(content) // 4 + 15 * n}
-        return web.json_response({"candidates": candidates, "usageMetadata": usage, "modelVersion": "fake"})
+        return {"candidates": candidates, "usageMetadata": usage, "modelVersion": "fake"}
 
 
 def main() -> None:
