@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as e:
         if args.debug:
             raise
-        where = f" ({args.config})" if args.config else ""
-        why = validation_line(e) if isinstance(e, ValidationError) else str(e)
+        why = validation_line(e) if isinstance(e, ValidationError) else \
+            f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
+        where = f" ({args.config})" if args.config and not why.startswith(str(args.config)) else ""
         print(f"distillery {args.command}: invalid configuration{where}: {why}", file=sys.stderr)
         return 2
     from flows.server import ServerError, drain_prefect, temporary_server

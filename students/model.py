@@ -9,12 +9,11 @@ once to a plain float32 checkpoint in the model cache (DISTILLERY_MODELS, defaul
 import ctypes
 import importlib.util
 import os
-import shutil
-import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
 
+from schemas import atomic
 from schemas.config import EMBEDDED
 from schemas.errors import InputError
 
@@ -51,12 +50,11 @@ def convert_gguf(src: Path, gguf_file: str, target: Path) -> None:
     del model.config.quantization_config  # weights are dequantized already; drop the marker
     model.hf_quantizer = None
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    atomic.sweep(target.parent)  # a conversion killed half-way
+    tmp = atomic.temp_path(target)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)  # atomic: a half-converted model never looks finished
+    atomic.replace_dir(tmp, target)  # a half-converted model never looks finished
 
 
 def resolve(name: str) -> str:
