@@ -10,7 +10,7 @@ from schemas import atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
 th { background: #f3f3f3; }
 img { max-width: 100%; }

@@ -6,6 +6,7 @@ writes atomically (temp file + rename), so a stage that dies leaves no half-writ
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -179,8 +180,11 @@ def write_table(df: pl.DataFrame, path: Path, table: str) -> Path:
     try:
         df.write_parquet(tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        raise disk_error(e, path) from e
+    except (OSError, pl.exceptions.PolarsError) as e:  # polars reports an I/O error as "... (os error 28)"
+        code = e.errno if isinstance(e, OSError) else io_errno(e)
+        if code is None:
+            raise
+        raise disk_error(OSError(code, str(e)), path) from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -194,6 +198,11 @@ def swept(directory: Path) -> None:
     if directory not in _SWEPT:
         sweep(directory)
         _SWEPT.add(directory)
+
+
+def io_errno(e: Exception) -> int | None:
+    found = re.search(r"os error (\d+)", str(e))
+    return int(found[1]) if found else None
 
 
 def disk_error(e: OSError, path: Path) -> OSError:
