@@ -25,6 +25,7 @@ def sample_id(problem_id: str, request_key: str, index: int) -> str:
     return hashlib.sha256(f"{problem_id}:{request_key}:{index}".encode()).hexdigest()[:20]
 
 
+PROMPT_FIELDS = ["problem_id", "source", "question", "choices", "hint", "lecture", "caption", "image_sha"]
 CHARS_PER_TOKEN = 4  # prompt size estimate before sending (no tokenizer for a remote teacher)
 
 
@@ -41,7 +42,8 @@ def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed,
                             stop_at_answer=cfg.stop_at_answer and cfg.teacher == "local")
     out, rejects = [], []
-    for p in problems.filter(pl.col("split").is_in(cfg.splits)).iter_rows(named=True):
+    wanted = problems.filter(pl.col("split").is_in(cfg.splits)).select(PROMPT_FIELDS)  # rows to dicts is the cost
+    for p in wanted.iter_rows(named=True):
         caption = captions.get(p["problem_id"])
         sends_image = cfg.images and p["image_sha"]
         if (p["image_sha"] or p.get("caption")) and not caption and not sends_image and not uncaptioned:

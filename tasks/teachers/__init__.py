@@ -15,7 +15,8 @@ import importlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -46,15 +47,20 @@ class Request:
 
     def key(self, identity: str) -> str:
         """Cache key of the request, without its sample index and never with a secret."""
-        params = {k: v for k, v in asdict(self.params).items() if k != "stop_at_answer" or v}  # keys made before it stay
-        payload = {"teacher": identity, "messages": self.messages, "params": params}
-        if self.images:  # by content hash, so moving the data directory keeps the cache
-            payload["images"] = [i.sha for i in self.images]
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return request_key(identity, self.messages, self.params, tuple(i.sha for i in self.images))
 
     def group(self) -> tuple:
         """Requests with equal groups differ only in sample index: one `n=k` request can serve them."""
         return self.messages, self.params, self.images
+
+
+@lru_cache(maxsize=1 << 16)  # the k requests of a problem share one key; stages ask for it more than once
+def request_key(identity: str, messages: tuple, params: SamplingParams, image_shas: tuple[str, ...]) -> str:
+    kept = {k: v for k, v in vars(params).items() if k != "stop_at_answer" or v}  # keys made before it stay
+    payload = {"teacher": identity, "messages": messages, "params": kept}
+    if image_shas:  # by content hash, so moving the data directory keeps the cache
+        payload["images"] = list(image_shas)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass

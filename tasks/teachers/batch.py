@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from schemas.errors import InputError
 from tasks.teachers import Completion, Request
@@ -84,8 +83,8 @@ class OpenAIBatches:
                     errors[cid] = describe_error(response, error)
                     continue
                 try:
-                    answers[cid] = completions(ChatCompletion.model_validate(response.get("body") or {}))[0]
-                except (ValueError, TypeError) as e:
+                    answers[cid] = completions(response.get("body") or {})[0]
+                except (ValueError, TypeError, AttributeError) as e:
                     errors[cid] = f"malformed batch answer: {e}"
         if batch.error_file_id:
             for line in self._lines(batch.error_file_id):

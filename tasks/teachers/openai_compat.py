@@ -1,15 +1,19 @@
-"""`openai` teacher: the openai SDK against any OpenAI-compatible base URL.
+"""`openai` teacher: the chat-completions wire format against any OpenAI-compatible base URL.
 
 OpenAI, DeepSeek, a vLLM or llama.cpp server. k paths go out as one request with `n=k`; an
 endpoint that refuses `n` (or ignores it) gets k requests with distinct seeds from then on
 (the engine remembers). Reasoning comes from `message.reasoning` (vLLM's reasoning parser),
 `message.reasoning_content` (DeepSeek) or `<think>` tags in the content.
+
+Requests go out as plain JSON over one aiohttp session and answers are read as plain dicts (no
+SDK models: the stage runs near the wire, see bench/sampling.py); the HTTP status decides
+between retry (408, 409, 429, 5xx), adapt (a 400 naming a parameter) and give up.
 """
 
 import base64
 import json
 
-import openai
+import aiohttp
 
 from tasks.teachers import (
     Completion,
@@ -39,35 +43,50 @@ class OpenAITeacher:
         self.base_urls = list(endpoint.base_urls) or [self.default_url]
         self.identity = endpoint.identity or f"{self.backend}/{model}"
         self.refused: set[str] = set()  # parameters this endpoint rejected; no longer sent
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._session: aiohttp.ClientSession | None = None  # created on the engine's loop
+        self._headers: dict[str, str] | None = None
 
     @classmethod
     def from_config(cls, cfg) -> "OpenAITeacher":
         return cls(cfg.model, cfg.endpoint)
 
-    def client(self, url: str) -> openai.AsyncOpenAI:
-        if url not in self._clients:
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
             key = api_key(self.endpoint.api_key_secret, self.endpoint.api_key_env or self.default_key_env)
-            if key is None and url == OPENAI_URL:  # custom servers (vLLM, llama.cpp) often need none
+            if key is None and OPENAI_URL in self.base_urls:  # custom servers (vLLM, llama.cpp) often need none
                 env = self.endpoint.api_key_env or self.default_key_env
                 raise PermissionError(f"{self.backend} teacher needs an API key: set {env} "
                                       "(or endpoint.api_key_env / endpoint.api_key_secret)")
-            # Retries and time limits are the engine's, so the SDK makes exactly one attempt.
-            self._clients[url] = openai.AsyncOpenAI(base_url=url, api_key=key or "EMPTY", max_retries=0,
-                                                    timeout=self.endpoint.timeout_s)
-        return self._clients[url]
+            self._headers = {"Authorization": f"Bearer {key or 'EMPTY'}", "Content-Type": "application/json"}
+        return self._headers
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # Limits and time limits are the engine's: no connection cap here, no timeout.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
 
     async def aclose(self) -> None:
-        for c in self._clients.values():
-            await c.close()
-        self._clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def send(self, base_url: str, requests: list[Request]) -> list[Completion]:
+        headers = self.headers()
+        url = f"{base_url.rstrip('/')}/chat/completions"
         try:
-            resp = await self.client(base_url).chat.completions.create(**self.body(requests))
-        except Exception as e:  # noqa: BLE001  translated, not swallowed
-            raise classify(e, self.refused) from e
-        return completions(resp)[: len(requests)]
+            async with self.session().post(url, data=json.dumps(self.body(requests)), headers=headers) as r:
+                raw = await r.read()
+                status, response_headers = r.status, r.headers
+        except aiohttp.ClientError as e:  # refused, reset, dropped: worth another attempt
+            raise Transient(f"{type(e).__name__}: {e}") from e
+        if status >= 400:
+            raise classify_status(status, error_message(raw), response_headers, self.refused)
+        try:
+            return completions(json.loads(raw))[: len(requests)]
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise Transient(f"malformed response: {type(e).__name__}: {e}") from e
 
     def body(self, requests: list[Request]) -> dict:
         r, p = requests[0], requests[0].params
@@ -79,23 +98,36 @@ class OpenAITeacher:
         return {k: v for k, v in body.items() if k not in self.refused}
 
 
-def classify(e: Exception, refused: set[str] | None = None) -> Exception:
-    """The SDK's exception as the engine's: Transient (retry), Refused (adapt) or itself (give up)."""
-    if isinstance(e, openai.APIStatusError):
-        status, msg = e.status_code, str(e.message)
-        if status in (408, 409, 429) or status >= 500:
-            return Transient(f"HTTP {status}: {msg}", retry_after(e.response.headers))
-        feature = refused_feature(msg, FEATURES) if status in (400, 422) else None
-        if feature:
-            if refused is not None and feature != "n":
-                refused.add(feature)
-            return Refused(feature, msg)
-        return e
-    if isinstance(e, openai.APIConnectionError):  # includes timeouts
-        return Transient(f"{type(e).__name__}: {e}")
-    if isinstance(e, (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, KeyError, TypeError)):
-        return Transient(f"malformed response: {type(e).__name__}: {e}")
-    return e
+class HTTPError(Exception):
+    """An answer with an error status the engine does not retry (401, 403, 404, a 400 it cannot adapt to)."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+
+
+def error_message(raw: bytes) -> str:
+    """The `error.message` of an error body, else the body's start."""
+    try:
+        body = json.loads(raw)
+        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
+        if message:
+            return str(message)
+    except (ValueError, AttributeError):
+        pass
+    return raw[:500].decode(errors="replace")
+
+
+def classify_status(status: int, message: str, headers, refused: set[str] | None = None) -> Exception:
+    """An error status as the engine's: Transient (retry), Refused (adapt) or HTTPError (give up)."""
+    if status in (408, 409, 429) or status >= 500:
+        return Transient(f"HTTP {status}: {message}", retry_after(headers))
+    feature = refused_feature(message, FEATURES) if status in (400, 422) else None
+    if feature:
+        if refused is not None and feature != "n":
+            refused.add(feature)
+        return Refused(feature, message)
+    return HTTPError(status, message)
 
 
 def wire_messages(r: Request) -> list[dict]:
@@ -112,22 +144,24 @@ def data_url(path) -> str:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode()
 
 
-def completions(resp) -> list[Completion]:
-    """One completion per choice; the request's token usage shared out (prompt evenly, output by length)."""
-    if not getattr(resp, "choices", None):
+def completions(resp: dict) -> list[Completion]:
+    """One completion per choice of a chat-completions response (a dict); the request's token
+    usage shared out (prompt evenly, output by length)."""
+    choices = resp.get("choices") if isinstance(resp, dict) else None
+    if not choices:
         raise ValueError("response has no choices")
     out = []
-    for ch in sorted(resp.choices, key=lambda c: c.index or 0):
-        msg = ch.message
-        reasoning = getattr(msg, "reasoning", None) or getattr(msg, "reasoning_content", None)
-        content = msg.content or ""
+    for ch in sorted(choices, key=lambda c: c.get("index") or 0):
+        msg = ch.get("message") or {}
+        reasoning = msg.get("reasoning") or msg.get("reasoning_content")
+        content = msg.get("content") or ""
         if reasoning is None:
             reasoning, content = split_think(content)
-        out.append(Completion(content=content.strip(), reasoning=reasoning, finish_reason=ch.finish_reason or "stop",
+        out.append(Completion(content=content.strip(), reasoning=reasoning, finish_reason=ch.get("finish_reason") or "stop",
                               prompt_tokens=0, completion_tokens=0, latency_s=0.0))
-    usage = resp.usage
-    prompt = share(usage.prompt_tokens if usage else 0, [1] * len(out))
-    output = share(usage.completion_tokens if usage else 0, [len(c.content) + len(c.reasoning or "") for c in out])
+    usage = resp.get("usage") or {}
+    prompt = share(usage.get("prompt_tokens") or 0, [1] * len(out))
+    output = share(usage.get("completion_tokens") or 0, [len(c.content) + len(c.reasoning or "") for c in out])
     for c, p, o in zip(out, prompt, output, strict=True):
         c.prompt_tokens, c.completion_tokens = p, o
     return out
