@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
-from schemas.errors import InputError
+from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from students import stages as student_stages
 from tasks import stages
@@ -92,7 +92,16 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
     with stage_progress("caption"), stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
         total = sum(per_shard(stages.run_caption, config, todo, captioner), CacheStats())
         priced = captioner is None or captioner.price is not None
-    return log_spend("caption", total, priced) if remote else {"captioner": config.caption.captioner}
+    if not remote:
+        return {"captioner": config.caption.captioner}
+    spend = log_spend("caption", total, priced)
+    if total.failed and not total.new and not total.hits:  # nothing captioned: say why, fail
+        raise StageFailed(f"every request to captioner {captioner.identity} failed ({total.failed}): "
+                          f"{total.common_errors()}")
+    if total.failed:
+        get_run_logger().warning("caption: %d requests failed (a re-run retries them): %s", total.failed,
+                                 total.common_errors())
+    return spend
 
 
 @flow(name="sample")

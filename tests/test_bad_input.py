@@ -310,6 +310,15 @@ def case_every_request_401(c: Case):
 
 
 @case
+def case_every_caption_request_401(c: Case):
+    with FakeServer("openai", status_all=401) as server:
+        cfg = base_config(c.data.root) | {"caption": {"captioner": "openai", "model": "fake-vision",
+                                                      "endpoint": {"base_urls": [server.url], "max_attempts": 1}}}
+        ran = c.cli("caption", "--config", c.config(cfg))
+    clear_error(ran, "every request to captioner", "401", server.url)
+
+
+@case
 def case_sample_without_captions(c: Case):
     """ingest then sample without `caption`: image problems are not sent; the rest are."""
     shutil.rmtree(c.data.table("captions"))
