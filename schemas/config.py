@@ -318,6 +318,10 @@ class LoraConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter's input (0 saves a copy of "
                            "every activation per layer).")
     learning_rate: float = Field(2e-4, gt=0.0, description="Learning rate of the adapter weights.")
+    targets: Literal["auto", "all-linear"] | list[str] = Field(
+        "auto", description="Layers that get an adapter: `auto` (every linear layer of a text student; of a vlm "
+        "student only the language model's, the vision tower and projector stay frozen), `all-linear`, or a list of "
+        "module names (peft matches a name or its last parts).")
 
 
 class PromptTuningConfig(Section):
@@ -327,11 +331,34 @@ class PromptTuningConfig(Section):
     learning_rate: float = Field(3e-2, gt=0.0, description="Learning rate of the soft prompt.")
 
 
+class GrpoConfig(Section):
+    """trl's GRPOTrainer with the factory's own graders as reward."""
+
+    num_generations: int = Field(4, ge=2, description="Group size: completions sampled per prompt, whose rewards "
+                                 "are compared with each other.")
+    beta: float = Field(0.04, ge=0.0, description="Weight of the KL penalty towards the starting model (0: none, "
+                        "and no reference model is kept).")
+    learning_rate: float = Field(1e-5, gt=0.0, description="Learning rate of the adapter weights.")
+    max_completion_length: int = Field(128, ge=8, description="Longest sampled completion, in tokens.")
+    temperature: float = Field(0.9, gt=0.0, description="Sampling temperature of the completions.")
+    max_steps: int | None = Field(None, ge=1, description="Optimiser steps (each: one prompt's group); default: "
+                                  "train.epochs passes over the arm's problems.")
+    format_weight: float = Field(0.2, ge=0.0, description="Weight of the format reward (the answer ends with "
+                                 "\"The answer is ...\") beside the correctness reward (weight 1).")
+
+
 class TrainConfig(Section):
     model: str = Field(EMBEDDED, description="Student base model: `embedded`, a local directory or a hub id.")
-    methods: list[Literal["lora", "prompt_tuning"]] = Field(
+    student: Literal["causal_lm", "vlm"] = Field(
+        "causal_lm", description="`causal_lm`: a text model that reads the image's caption; `vlm`: an "
+        "image-text-to-text model (Qwen2-VL, SmolVLM / Idefics3, PaliGemma, LLaVA) that is shown the image.")
+    captions: bool = Field(False, description="vlm: also put the image's caption in the prompt.")
+    methods: list[Literal["lora", "prompt_tuning", "grpo", "lora+grpo"]] = Field(
         ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
-        "`prompt_tuning` (a trained soft prompt).")
+        "`prompt_tuning` (a trained soft prompt), `grpo` (reinforcement learning with the verifier's verdict as "
+        "reward, starting from train.init), `lora+grpo` (GRPO starting from the same arm's `lora` adapter).")
+    init: str = Field("base", description="grpo: the starting point: `base` (the untuned model) or a student "
+                      "of this run by name, e.g. `raw-lora`.")
     epochs: float = Field(1.0, gt=0.0, description="Passes over each arm's examples.")
     batch_size: int = Field(1, ge=1, description="Examples per optimiser step (1 suits a CPU: no padding, least memory).")
     max_length: int = Field(
@@ -339,8 +366,20 @@ class TrainConfig(Section):
         "examples are left out and counted in the report; an arm none of whose examples fit is skipped.")
     lora: LoraConfig = Field(LoraConfig(), description="`lora` method settings.")
     prompt_tuning: PromptTuningConfig = Field(PromptTuningConfig(), description="`prompt_tuning` method settings.")
+    grpo: GrpoConfig = Field(GrpoConfig(), description="`grpo` and `lora+grpo` method settings.")
     seeds: list[int] = Field([0], min_length=1, description="Training seeds: every arm and method is trained once "
                              "per seed (the report shows mean and sd across seeds).")
+
+    @model_validator(mode="after")
+    def _methods_fit(self) -> "TrainConfig":
+        if "lora+grpo" in self.methods and "lora" not in self.methods:
+            raise ValueError("train.methods: lora+grpo starts from the arm's lora adapter: add lora to the methods")
+        if self.student == "vlm" and {"grpo", "lora+grpo"} & set(self.methods):
+            raise ValueError("train.methods: grpo trains causal_lm students here; a vlm student trains with lora "
+                             "or prompt_tuning")
+        if self.init != "base" and "grpo" not in self.methods:
+            raise ValueError(f"train.init {self.init!r} is where grpo starts: add grpo to train.methods")
+        return self
 
 
 class EvaluateConfig(Section):
@@ -416,6 +455,10 @@ class FactoryConfig(Section):
     @model_validator(mode="after")
     def _names_agree(self) -> "FactoryConfig":
         """Cross-field rules a form cannot express, checked before a run spends anything."""
+        if self.train.init != "base" and self.train.init not in {f"{a}-{m}" for a in self.arms.arms
+                                                                 for m in self.train.methods if "grpo" not in m}:
+            raise ValueError(f"train.init {self.train.init!r} is neither `base` nor a student this run trains "
+                             f"(ARM-METHOD with a method other than grpo)")
         if self.report.best_arm and self.report.best_arm not in self.arms.arms:
             raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
         names = [r.name for r in self.reference]

@@ -11,7 +11,7 @@ from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
-from students.evaluate import evaluate_student, load_student
+from students.evaluate import Solver, evaluate_student, load_student
 from students.model import load_tokenizer, release_memory
 from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
@@ -39,8 +39,9 @@ def student_name(arm: str, method: str, seed: int = 0) -> str:
 
 
 def trained(cfg: FactoryConfig) -> list[Student]:
-    """Every (arm, method, seed) the config trains."""
-    return [Student(a, m, s) for a in cfg.arms.arms for m in cfg.train.methods for s in cfg.train.seeds]
+    """Every (arm, method, seed) the config trains, GRPO last (it may start from another student)."""
+    everyone = [Student(a, m, s) for a in cfg.arms.arms for m in cfg.train.methods for s in cfg.train.seeds]
+    return sorted(everyone, key=lambda s: "grpo" in s.method)
 
 
 def students(cfg: FactoryConfig) -> list[str]:
@@ -66,7 +67,39 @@ def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: in
     path = data.arm(arm) / "train.parquet"
     if not path.exists():
         raise InputError(f"{path} is missing: run `distillery arms` first")
-    return train_student(cfg.train, method, arm, read_table(path, "arms"), out, seed)
+    arm_df = read_table(path, "arms")
+    init_dir = grpo_start(cfg, data, arm, method, seed)
+    return train_student(cfg.train, method, arm, arm_df, out, seed, training_rows(cfg, data, arm_df, method), init_dir)
+
+
+def grpo_start(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: int):
+    """The trained adapter a GRPO student starts from (None: the base model)."""
+    if "grpo" not in method or (method == "grpo" and cfg.train.init == "base"):
+        return None
+    name = student_name(arm, "lora", seed) if method == "lora+grpo" else cfg.train.init
+    start = data.student(cfg.run, name)
+    meta = read_meta(start)
+    if meta is None or meta.get("status") != "trained":
+        why = "was not trained" if meta is None else f"was skipped ({meta.get('reason')})"
+        raise InputError(f"{arm}-{method} starts from student {name}, which {why}: train it first")
+    return start
+
+
+def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, method: str) -> list[dict] | None:
+    """The trainer's rows when they are not the arm's own prompt/completion: a vlm's (with images),
+    grpo's (the prompt with the problem to grade)."""
+    if "grpo" in method:
+        from students.grpo import grpo_rows
+
+        by_id = {p["problem_id"]: p for p in read_table(data.table("problems"), "problems").iter_rows(named=True)}
+        arm_df = arm_df.unique("problem_id", keep="first", maintain_order=True)  # one prompt per problem
+        return grpo_rows(arm_df["prompt"].to_list(), [by_id[i] for i in arm_df["problem_id"]], cfg.verify)
+    if cfg.train.student == "vlm":
+        from students.vlm import training_rows as vlm_rows
+
+        problems = read_table(data.table("problems"), "problems")
+        return vlm_rows(cfg.train, arm_df, problems, eval_captions(cfg, data), data)
+    return None
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
@@ -75,7 +108,8 @@ def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
-    payload = json.dumps([adapter, cfg.evaluate.model_dump(), cfg.train.model, problem_ids])
+    payload = json.dumps([adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions,
+                          problem_ids])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -107,18 +141,37 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     key = eval_fingerprint(meta["fingerprint"], cfg, problems["problem_id"].to_list())
     if (old := reused(out, key)) is not None:
         return {"student": student, "status": "reused", "n": old.height}
-    model = load_student(cfg.train.model, str(adapter_dir) if adapter_dir else None)
+    solver = solver_for(cfg, data, str(adapter_dir) if adapter_dir else None, problems)
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint=key)
-    df = evaluate_student(model, load_tokenizer(cfg.train.model), problems, captions_of(data, cfg.caption.captioner),
+    df = evaluate_student(solver, problems, eval_captions(cfg, data),
                           variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
                           seed=meta.get("seed") or 0, verify=cfg.verify)
-    del model
+    del solver
     release_memory()
     df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
     greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
     return {"student": student, "status": "evaluated", "n": greedy.height, "accuracy": greedy["correct"].mean()}
+
+
+def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame) -> Solver:
+    """The student loaded for answering: a vlm with each problem's picture, a text model with its tokenizer."""
+    model = load_student(cfg.train.model, adapter_dir, cfg.train.student)
+    if cfg.train.student == "vlm":
+        from students.vlm import image_of, load_processor
+
+        return Solver(model, processor=load_processor(cfg.train.model),
+                      images=[image_of(data, sha) for sha in problems["image_sha"]])
+    return Solver(model, load_tokenizer(cfg.train.model))
+
+
+def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
+    """Captions in the students' prompts (training and evaluation): always for a text student, on request
+    for a vlm (it sees the image)."""
+    if cfg.train.student == "vlm" and not cfg.train.captions:
+        return {}
+    return captions_of(data, cfg.caption.captioner)
 
 
 def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:

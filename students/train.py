@@ -1,6 +1,8 @@
-"""train: one peft adapter per (arm, method) with trl's SFTTrainer, loss on the completion only.
+"""train: one peft adapter per (arm, method): trl's SFTTrainer with the loss on the completion only,
+or trl's GRPOTrainer with the verifier as reward (students/grpo.py).
 
-Methods: `lora` and `prompt_tuning` (a soft prompt initialised from text). Examples longer than
+Methods: `lora`, `prompt_tuning` (a soft prompt initialised from text), `grpo` and `lora+grpo`.
+A `vlm` student trains on the same arms with the image (students/vlm.py). Examples longer than
 `max_length` tokens are left out and counted (trl would cut their completions, or drop them
 without a word when the prompt alone fills the limit); an arm with none left is skipped with
 the reason. Checkpoints make a killed run resumable; a finished adapter whose fingerprint
@@ -23,20 +25,33 @@ from tasks.progress import Progress
 META = "train_meta.json"
 
 
-def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0) -> str:
-    """Identifies an adapter: base model, method, hyper-parameters, seed and the exact training rows."""
-    data = json.dumps(arm_df.select("prompt", "completion").to_dicts(), sort_keys=True)
+def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0, init: str = "") -> str:
+    """Identifies an adapter: base model, student kind, method, hyper-parameters, seed, the exact training
+    rows (and pictures) and the adapter it starts from."""
+    columns = [c for c in ("prompt", "completion", "image_sha") if c in arm_df.columns]
+    data = json.dumps(arm_df.select(columns).to_dicts(), sort_keys=True)
     payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods", "seeds"}), "method": method, "data": data,
-                          "seed": seed}, sort_keys=True)
+                          "seed": seed, "init": init}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def peft_config(method: str, cfg: TrainConfig, tokenizer_path: str):
+def lora_targets(cfg: TrainConfig, model) -> str | list[str]:
+    """`auto`: every linear layer of a text student, only the language model's of a vlm student."""
+    if cfg.lora.targets != "auto":
+        return cfg.lora.targets
+    if cfg.student == "vlm":
+        from students.vlm import language_layers
+
+        return language_layers(model)
+    return "all-linear"
+
+
+def peft_config(method: str, cfg: TrainConfig, tokenizer_path: str, model=None):
     from peft import LoraConfig, PromptTuningConfig, PromptTuningInit
 
-    if method == "lora":
+    if method in ("lora", "grpo"):
         return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM")
+                          target_modules=lora_targets(cfg, model), task_type="CAUSAL_LM")
     if method == "prompt_tuning":
         pt = cfg.prompt_tuning
         return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=pt.num_virtual_tokens,
@@ -55,41 +70,58 @@ def write_meta(out_dir: Path, meta: dict) -> None:
     atomic.write_text(Path(out_dir) / META, json.dumps(meta, indent=2))  # last: its presence means the adapter is complete
 
 
-def example_lengths(tok, arm_df: pl.DataFrame) -> list[int]:
-    """Tokens of each example as trl lays it out: chat template over prompt + completion."""
-    chats = [p + c for p, c in zip(arm_df["prompt"].to_list(), arm_df["completion"].to_list(), strict=True)]
-    return [len(tok.apply_chat_template(chat, return_dict=True)["input_ids"]) for chat in chats]
+def example_lengths(cfg: TrainConfig, rows: list[dict]) -> list[int]:
+    """Tokens of each example as trl lays it out: chat template over prompt + completion (and the image)."""
+    if cfg.student == "vlm":
+        from students.vlm import example_length, load_processor
 
-
-def fitting(cfg: TrainConfig, method: str, arm_df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """The examples that fit `max_length` (a soft prompt takes its virtual tokens too); how many did not."""
+        return [example_length(load_processor(cfg.model), r) for r in rows]
     from students.model import load_tokenizer
 
+    tok = load_tokenizer(cfg.model)
+    return [len(tok.apply_chat_template(r["prompt"] + r["completion"], return_dict=True)["input_ids"]) for r in rows]
+
+
+def fitting(cfg: TrainConfig, method: str, rows: list[dict]) -> tuple[dict[int, int], int]:
+    """The examples that fit `max_length` (a soft prompt takes its virtual tokens too) with their lengths
+    in tokens; how many did not. GRPO examples are prompts: they fit when they leave room for a completion."""
     room = cfg.max_length - (cfg.prompt_tuning.num_virtual_tokens if method == "prompt_tuning" else 0)
-    fits = pl.Series([n <= room for n in example_lengths(load_tokenizer(cfg.model), arm_df)], dtype=pl.Boolean)
-    return arm_df.filter(fits), int((~fits).sum())
+    if "grpo" in method:
+        room -= cfg.grpo.max_completion_length
+        rows = [{"prompt": r["prompt"], "completion": []} for r in rows]
+    fits = {i: n for i, n in enumerate(example_lengths(cfg, rows)) if n <= room}
+    return fits, len(rows) - len(fits)
 
 
 def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame, out_dir: Path,
-                  seed: int = 0) -> dict:
-    """Trains (or reuses) the adapter for `arm` with `method` and `seed` in `out_dir`; returns its metadata."""
+                  seed: int = 0, rows: list[dict] | None = None, init_dir: Path | None = None) -> dict:
+    """Trains (or reuses) the adapter for `arm` with `method` and `seed` in `out_dir`; returns its metadata.
+    `rows`: the trainer's examples when they are not the arm's prompt/completion (a vlm's, with images;
+    grpo's, with the problem to grade); `init_dir`: the adapter GRPO starts from."""
     out_dir = Path(out_dir)
-    fp = fingerprint(cfg, method, arm_df, seed)
+    init = read_meta(init_dir)["fingerprint"] if init_dir else ""
+    fp = fingerprint(cfg, method, arm_df, seed, init)
     meta = read_meta(out_dir)
     if meta and meta["fingerprint"] == fp:
         return meta | {"reused": True}
-    base = dict(arm=arm, method=method, seed=seed, fingerprint=fp, base_model=cfg.model, train_examples=arm_df.height)
-    usable, too_long = fitting(cfg, method, arm_df) if arm_df.height else (arm_df, 0)
+    base = dict(arm=arm, method=method, seed=seed, fingerprint=fp, base_model=cfg.model, train_examples=arm_df.height,
+                student_kind=cfg.student, init=str(init_dir.name) if init_dir else "base")
+    rows = rows if rows is not None else arm_df.select("prompt", "completion").to_dicts()
+    fits, too_long = fitting(cfg, method, rows) if rows else ({}, 0)
+    usable = [rows[i] for i in fits]
     base |= dict(too_long=too_long)
-    reason = ("no training examples" if arm_df.height == 0 else
-              f"all {too_long} examples are longer than train.max_length ({cfg.max_length} tokens)"
-              if usable.height == 0 else None)
+    limit = f"train.max_length ({cfg.max_length} tokens" + (
+        f", less grpo.max_completion_length {cfg.grpo.max_completion_length})" if "grpo" in method else ")")
+    reason = ("no training examples" if not rows else
+              f"all {too_long} examples are longer than {limit}" if not usable else None)
     if reason:
         meta = base | dict(status="skipped", reason=reason, train_tokens=0, wall_s=0.0, device="none")
     else:
         with Progress(f"train {out_dir.name}", total=0, unit="steps") as progress:
-            trained = run_trainer(cfg, method, usable, out_dir, progress, seed)
-        meta = base | trained | {"status": "trained", "train_examples": usable.height}
+            trained = run_trainer(cfg, method, usable, out_dir, progress, seed, init_dir)
+        if "grpo" not in method:  # SFT: every example's tokens, once per epoch
+            trained["train_tokens"] = int(sum(fits.values()) * cfg.epochs)
+        meta = base | trained | {"status": "trained", "train_examples": len(usable)}
     write_meta(out_dir, meta)
     return meta
 
@@ -123,27 +155,37 @@ def progress_callback(progress: Progress):
     return StepProgress()
 
 
-def build_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, checkpoints: Path,
-                  progress: Progress | None = None, seed: int = 0):
-    """trl's SFTTrainer on the arm's prompt/completion rows with the method's peft config."""
+def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: Path,
+                  progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None):
+    """trl's SFTTrainer on prompt/completion rows with the method's peft config (a vlm student: with
+    its processor and images), or GRPOTrainer for the grpo methods."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from students.model import load_model, load_tokenizer, resolve
 
-    dataset = Dataset.from_list(arm_df.select("prompt", "completion").to_dicts())
-    return SFTTrainer(model=load_model(cfg.model), args=sft_args(cfg, method, checkpoints, seed),
-                      train_dataset=dataset, processing_class=load_tokenizer(cfg.model),
-                      peft_config=peft_config(method, cfg, resolve(cfg.model)),
-                      callbacks=[progress_callback(progress)] if progress else None)
+    callbacks = [progress_callback(progress)] if progress else None
+    if "grpo" in method:
+        from students.grpo import build_grpo
+
+        return build_grpo(cfg, rows, checkpoints, callbacks, seed, init_dir)
+    if cfg.student == "vlm":
+        from students.vlm import load_processor, load_vlm
+
+        model, processing = load_vlm(cfg.model), load_processor(cfg.model)
+    else:
+        model, processing = load_model(cfg.model), load_tokenizer(cfg.model)
+    return SFTTrainer(model=model, args=sft_args(cfg, method, checkpoints, seed), train_dataset=Dataset.from_list(rows),
+                      processing_class=processing, peft_config=peft_config(method, cfg, resolve(cfg.model), model),
+                      callbacks=callbacks)
 
 
-def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Path,
-                progress: Progress | None = None, seed: int = 0) -> dict:
+def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
+                progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None) -> dict:
     if read_meta(out_dir) is not None:  # stale adapter from other data or settings
         (out_dir / META).unlink()
     checkpoints = out_dir / "checkpoints"
-    trainer = build_trainer(cfg, method, arm_df, checkpoints, progress, seed)
+    trainer = build_trainer(cfg, method, rows, checkpoints, progress, seed, init_dir)
     try:
         start = time.perf_counter()
         resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
@@ -151,10 +193,10 @@ def run_trainer(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, out_dir: Pa
         wall = time.perf_counter() - start
         trainer.save_model(str(out_dir))  # the adapter only: adapter_config.json + adapter_model.safetensors
         shutil.rmtree(checkpoints, ignore_errors=True)
-        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-        return dict(train_tokens=int(tokens * cfg.epochs), wall_s=round(wall, 2), resumed=resume,
+        return dict(train_tokens=int(trainer.state.num_input_tokens_seen or 0), wall_s=round(wall, 2), resumed=resume,
                     train_loss=float(result.training_loss), steps=int(result.global_step),
                     device=str(trainer.args.device))
     finally:
         del trainer  # the model, optimiser and cached batches go back to the system
         release_memory()
+

@@ -26,6 +26,46 @@ def make_tiny_llama(target: Path) -> Path:
     return target
 
 
+# ChatML (the embedded tokenizer's) over typed content: an image part becomes the processor's <image>.
+VLM_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def make_tiny_vlm(target: Path) -> Path:
+    """A random LLaVA (SigLIP vision tower of 1 layer on 32x32 pictures, 2-layer Llama) with the embedded
+    tokenizer extended by the image token; saved with its processor, as a hub VLM is."""
+    from transformers import (AutoTokenizer, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
+                              SiglipVisionConfig)
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    from students.model import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded"))
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_size, patch = 32, 8
+    processor = LlavaProcessor(image_processor=SiglipImageProcessorPil(size={"height": image_size, "width": image_size}),
+                               tokenizer=tok, patch_size=patch, vision_feature_select_strategy="full",
+                               chat_template=VLM_TEMPLATE, image_token="<image>")
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=image_size, patch_size=patch)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="full", vision_feature_layer=-1)
+    LlavaForConditionalGeneration(config).save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> str:
+    return str(make_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm")))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     return str(make_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))

@@ -5,7 +5,7 @@ import pytest
 
 from schemas.config import EvaluateConfig, TrainConfig
 from schemas.tables import SCHEMAS
-from students.evaluate import answer, evaluate_student, load_student
+from students.evaluate import Solver, answer, evaluate_student, load_student
 from students.model import load_tokenizer
 from students.train import train_student
 
@@ -16,9 +16,9 @@ ROWS = pl.DataFrame([{"prompt": [{"role": "user", "content": "Say hi"}], "comple
 
 
 def test_greedy_generation_is_deterministic(tiny_model):
-    model, tok = load_student(tiny_model, None), load_tokenizer(tiny_model)
-    a = [g for g, _ in answer(model, tok, ["Hello", "What is 2+2?"], 6, 2)]
-    assert a == [g for g, _ in answer(model, tok, ["Hello", "What is 2+2?"], 6, 1)]  # batching changes nothing
+    solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
+    a = [g for g, _ in answer(solver, ["Hello", "What is 2+2?"], 6, 2)]
+    assert a == [g for g, _ in answer(solver, ["Hello", "What is 2+2?"], 6, 1)]  # batching changes nothing
     assert all(0 < g.new_tokens <= 6 for g in a)
 
 
@@ -28,7 +28,7 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
     train_student(cfg, method, "raw", ROWS, tmp_path / method)
     model = load_student(tiny_model, str(tmp_path / method))
     info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, seed=0, eval_fingerprint="f")
-    df = evaluate_student(model, load_tokenizer(tiny_model), PROBLEMS, {}, "plain", info,
+    df = evaluate_student(Solver(model, load_tokenizer(tiny_model)), PROBLEMS, {}, "plain", info,
                           EvaluateConfig(max_new_tokens=8, batch_size=4))
     assert df.schema == pl.Schema(SCHEMAS["evals"]) and df.height == 4
     assert df["correct"].dtype == pl.Boolean and df["correct"].null_count() == 0
@@ -36,17 +36,17 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
 
 
 def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
-    model, tok = load_student(tiny_model, None), load_tokenizer(tiny_model)
+    solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
     cfg = EvaluateConfig(prompts=["cot", "direct"], k=3, max_new_tokens=6, batch_size=4)
-    df = evaluate_student(model, tok, PROBLEMS, {}, "plain", info, cfg)
+    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
     counts = {k: g.height for k, g in df.group_by("prompt_style", "decoding")}
     assert counts == {("cot", "greedy"): 4, ("direct", "greedy"): 4, ("cot", "sampled"): 12}
     sampled = df.filter(pl.col("decoding") == "sampled")
     assert sorted(sampled.group_by("problem_id").agg(pl.col("sample_index").sort())["sample_index"].to_list()) == [
         [0, 1, 2]] * 4
     assert (df["latency_s"] > 0).all() and (df["prompt_tokens"] > 0).all()
-    again = evaluate_student(model, tok, PROBLEMS, {}, "plain", info, cfg)
+    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
     assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
 
 

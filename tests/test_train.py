@@ -21,7 +21,7 @@ def cfg(model, **kw) -> TrainConfig:
 
 @pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
 def test_adapter_weights_change_and_base_weights_do_not(tiny_model, tmp_path, method):
-    trainer = build_trainer(cfg(tiny_model), method, ROWS, tmp_path / "ckpt")
+    trainer = build_trainer(cfg(tiny_model), method, ROWS.to_dicts(), tmp_path / "ckpt")
     params = dict(trainer.model.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}
     assert trainable and len(trainable) < len(params)
@@ -34,7 +34,7 @@ def test_adapter_weights_change_and_base_weights_do_not(tiny_model, tmp_path, me
 
 
 def test_completion_only_loss_masks_the_prompt(tiny_model, tmp_path):
-    trainer = build_trainer(cfg(tiny_model), "lora", ROWS, tmp_path / "ckpt")
+    trainer = build_trainer(cfg(tiny_model), "lora", ROWS.to_dicts(), tmp_path / "ckpt")
     row = trainer.train_dataset[0]  # trl marks the loss either by labels (-100 = ignored) or a mask
     mask = [int(x != -100) for x in row["labels"]] if "labels" in row else row["completion_mask"]
     prompt_len = len(trainer.processing_class.apply_chat_template(ROWS["prompt"][0].to_list(), add_generation_prompt=True,
