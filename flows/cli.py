@@ -1,6 +1,7 @@
 """The `distillery` command: the whole factory or one stage, without a Prefect server.
 
     distillery run --config configs/default.yaml --data-dir data
+    distillery distill --config configs/rounds.yaml
     distillery ingest --source scienceqa --path DIR
     distillery sample --config my.yaml
     distillery import-traces --file r1.jsonl --teacher deepseek-r1 --source scienceqa
@@ -22,15 +23,16 @@ STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "expor
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="distillery", description="Teacher-to-student distillation data factory.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ["run", *STAGE_NAMES, "import-traces"]:
+    for name in ["run", "distill", *STAGE_NAMES, "import-traces"]:
         s = sub.add_parser(name, help="the whole factory" if name == "run" else
+                           "rounds of the factory, each round's best student teaching the next" if name == "distill" else
                            "store existing traces as a teacher's samples" if name == "import-traces" else
                            f"the {name} stage alone")
         s.add_argument("--config", help="YAML file with a FactoryConfig (defaults when omitted)")
         s.add_argument("--data-dir", help="data directory (overrides data_dir in the config)")
         s.add_argument("--run-name", help="run name (overrides run in the config)")
         s.add_argument("--debug", action="store_true", help="show the traceback of an error")
-        if name in ("ingest", "run"):
+        if name in ("ingest", "run", "distill"):
             s.add_argument("--source", choices=SOURCE_NAMES, help="problem source (a preset, hf, files, ...)")
             s.add_argument("--path", help="source path: a directory, data files, a saved dataset or a hub id")
         if name == "import-traces":
@@ -58,7 +60,7 @@ def load_config(args: argparse.Namespace) -> FactoryConfig:
         data["data_dir"] = args.data_dir
     if args.run_name:
         data["run"] = args.run_name
-    if args.command in ("ingest", "run"):  # import-traces' --source names the ingested source, not a new one
+    if args.command in ("ingest", "run", "distill"):  # import-traces' --source names the ingested source, not a new one
         if args.source and args.source != data["ingest"]["source"]:  # another source: its own fields only
             data["ingest"] = {k: data["ingest"][k] for k in ("limit_per_split", "shard_size")} | {"source": args.source}
         if args.path:
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
-    from flows.factory import factory  # imported late: prefect is slow to import
+    from flows.factory import distill, factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
 
     if not args.debug:
@@ -113,7 +115,8 @@ def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
                                     reasoning_column=args.reasoning_column, config=config)
     else:
         kwargs = {"audit": True} if args.command == "verify" and args.audit else {}
-        result = factory(config=config) if args.command == "run" else STAGES[args.command](config=config, **kwargs)
+        flows = {"run": factory, "distill": distill} | STAGES
+        result = flows[args.command](config=config, **kwargs)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

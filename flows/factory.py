@@ -1,6 +1,8 @@
-"""`factory`: every stage in order, each as a subflow, on one config.
+"""`factory`: every stage in order, each as a subflow, on one config; `distill`: rounds of it, each
+round's best student teaching the next (students/rounds.py).
 
     distillery run --config configs/default.yaml          # no Prefect server needed
+    distillery distill --config configs/rounds.yaml
     prefect deploy --name factory && prefect deployment run 'factory/factory'
 """
 
@@ -10,9 +12,12 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.stages import DEFAULT, STAGES, configured, documented
+from flows.stages import DEFAULT, STAGES, configured, data_of, documented
 from flows.ui import factory_progress, publish_report
 from schemas.config import FactoryConfig
+from students.rounds import best_student, round_config, write_rounds
+
+ONCE = ("ingest", "caption")  # stages a distill run does once, before its rounds
 
 
 @flow(name="factory")
@@ -32,3 +37,31 @@ def factory(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> 
             logger.info("%s took %.1f s (peak memory so far %.2f GiB)", name, wall[name], rss[name])
     publish_report(config.run, Path(results["report"]), Path(config.data_dir))
     return results | {"wall_s": wall, "peak_rss_gib": rss}
+
+
+@flow(name="distill")
+@documented
+def distill(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
+    """`rounds` rounds of sample -> verify -> select -> arms -> train -> evaluate -> report: round 1 asks the
+    configured teacher, every later round the previous round's best student. reports/RUN/rounds.md compares
+    the rounds."""
+    config = configured(config, config_file)
+    logger, data = get_run_logger(), data_of(config)
+    results = {name: STAGES[name](config=config) for name in ONCE}
+    rounds, teacher_dir = [], None
+    for r in range(1, config.rounds + 1):
+        cfg = round_config(config, r, teacher_dir)
+        logger.info("round %d of %d (run %s): teacher %s", r, config.rounds, cfg.run,
+                    cfg.sample.model if teacher_dir else f"{cfg.sample.teacher}/{cfg.sample.model}")
+        with factory_progress([n for n in STAGES if n not in ONCE]):
+            done = {name: stage(config=cfg) for name, stage in STAGES.items() if name not in ONCE}
+        best, accuracy = best_student(done["evaluate"], cfg.run)
+        rounds.append(dict(round=r, run=cfg.run, teacher=done["arms"]["teacher"], best=best, best_accuracy=accuracy,
+                           accuracy={n: e["accuracy"] for n, e in done["evaluate"].items()
+                                     if e.get("accuracy") is not None},
+                           new_requests=done["sample"]["new"], report=done["report"]))
+        logger.info("round %d: best student %s (accuracy %.3f)", r, best, accuracy)
+        teacher_dir = data.student(cfg.run, best)
+    path = write_rounds(config, data, rounds)
+    logger.info("rounds: %s", path.resolve())
+    return results | {"rounds": rounds, "summary": str(path)}

@@ -211,10 +211,12 @@ class JudgeConfig(ModelConfig):
 
 
 class SampleConfig(Section):
-    teacher: Literal["local", "openai", "gemini", "vllm"] = Field("local", description="Teacher backend.")
+    teacher: Literal["local", "openai", "gemini", "vllm", "student"] = Field(
+        "local", description="Teacher backend; `student`: a trained student (the `distill` flow's later rounds).")
     model: str = Field(
         EMBEDDED, description="local: `embedded`, a local directory or a hub id; openai / gemini: the API's model "
-        "name; vllm: the model `vllm serve` loads (hub id or directory).",
+        "name; vllm: the model `vllm serve` loads (hub id or directory); student: the student's directory "
+        "(students/RUN/NAME in the data directory).",
     )
     k: int = Field(2, ge=1, description="Sampled reasoning paths per problem and prompt variant.")
     variants: list[Variant] = Field(["plain", "lecture"], min_length=1, description="Prompt variants to sample.")
@@ -357,8 +359,8 @@ class TrainConfig(Section):
         ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
         "`prompt_tuning` (a trained soft prompt), `grpo` (reinforcement learning with the verifier's verdict as "
         "reward, starting from train.init), `lora+grpo` (GRPO starting from the same arm's `lora` adapter).")
-    init: str = Field("base", description="grpo: the starting point: `base` (the untuned model) or a student "
-                      "of this run by name, e.g. `raw-lora`.")
+    init: str = Field("base", description="grpo: the starting point: `base` (the untuned model with a new "
+                      "adapter) or a lora student of this run by name, e.g. `raw-lora`.")
     epochs: float = Field(1.0, gt=0.0, description="Passes over each arm's examples.")
     batch_size: int = Field(1, ge=1, description="Examples per optimiser step (1 suits a CPU: no padding, least memory).")
     max_length: int = Field(
@@ -451,14 +453,16 @@ class FactoryConfig(Section):
     prices: dict[str, ModelPrice] = Field(
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )
+    rounds: int = Field(1, ge=1, le=20, description="`distill` flow: rounds of sample -> train -> evaluate; round r's "
+                        "best student is round r+1's teacher (runs RUN-r1, RUN-r2, ... when more than one).")
 
     @model_validator(mode="after")
     def _names_agree(self) -> "FactoryConfig":
         """Cross-field rules a form cannot express, checked before a run spends anything."""
-        if self.train.init != "base" and self.train.init not in {f"{a}-{m}" for a in self.arms.arms
-                                                                 for m in self.train.methods if "grpo" not in m}:
-            raise ValueError(f"train.init {self.train.init!r} is neither `base` nor a student this run trains "
-                             f"(ARM-METHOD with a method other than grpo)")
+        if self.train.init != "base" and (self.train.init not in {f"{a}-lora" for a in self.arms.arms}
+                                          or "lora" not in self.train.methods):
+            raise ValueError(f"train.init {self.train.init!r} is neither `base` nor a lora student this run trains "
+                             f"(ARM-lora, with lora in train.methods)")
         if self.report.best_arm and self.report.best_arm not in self.arms.arms:
             raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
         names = [r.name for r in self.reference]

@@ -4,8 +4,8 @@ The prompts are the arm's problems as the student is asked them (the arm's promp
 problem row (gold answer, choices, answer type) and verify's tolerances as dataset columns, so the
 rewards are plain functions of the completions and those columns, as trl's own rewards are:
 
-    correctness   1 when `verify` would call the completion correct, 0 when wrong, None when the gold
-                  cannot be judged; graded by `grade_all` (the parsers within verify's time limit)
+    correctness   1 when `verify` calls the completion correct, 0 when wrong, None when the gold cannot
+                  be judged: `verify_shard` itself, with verify's tolerances and time limit
     format        1 when the completion ends its answer with "The answer is ..." as the prompt asks
 
 `grpo` starts from `train.init` (the base model with a new LoRA adapter, or a trained student's
@@ -17,15 +17,19 @@ import importlib.util
 import json
 from pathlib import Path
 
+import polars as pl
+
 from schemas.config import TrainConfig, VerifyConfig
+from schemas.tables import SCHEMAS
 from students.generate import ANSWER_DONE
-from tasks.verify import full_response, grade_all
+from tasks.teachers import split_think
+from tasks.verify import verify_shard
 
 
 def grpo_rows(prompts: list[list[dict]], problems: list[dict], verify: VerifyConfig) -> list[dict]:
     """GRPO's dataset rows: the prompt, and what grading it needs as plain columns."""
-    return [dict(prompt=prompt, problem=json.dumps(p, default=str), rel_tol=verify.rel_tol, abs_tol=verify.abs_tol,
-                 time_limit_s=verify.time_limit_s, workers=verify.workers)
+    settings = verify.model_dump_json(exclude={"judge"})
+    return [dict(prompt=prompt, problem=json.dumps(p, default=str), verify=settings)
             for prompt, p in zip(prompts, problems, strict=True)]
 
 
@@ -34,12 +38,23 @@ def text_of(completion) -> str:
     return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
 
 
-def correctness_reward(completions, problem, rel_tol, abs_tol, time_limit_s, workers, **kwargs) -> list[float | None]:
-    """verify's verdict on each completion: 1.0 correct, 0.0 wrong, None when the gold cannot be judged."""
-    items = [(full_response(None, text_of(c)), json.loads(p), r, a)
-             for c, p, r, a in zip(completions, problem, rel_tol, abs_tol, strict=True)]
-    verdicts = grade_all(items, time_limit_s[0], workers[0])
-    return [None if v.correct is None else float(v.correct) for v in verdicts]
+def as_samples(completions: list, problems: list[dict]) -> pl.DataFrame:
+    """Completions as `samples` rows, reasoning split off as a teacher's would be."""
+    rows = []
+    for i, (c, p) in enumerate(zip(completions, problems, strict=True)):
+        reasoning, content = split_think(text_of(c))
+        rows.append(dict(sample_id=str(i), problem_id=p["problem_id"], teacher="student", variant="plain",
+                         reasoning=reasoning, content=content))
+    return pl.DataFrame(rows, schema=SCHEMAS["samples"])  # the columns verify does not read stay null
+
+
+def correctness_reward(completions, problem, verify, **kwargs) -> list[float | None]:
+    """verify's verdict on each completion (`verify_shard`, its tolerances and time limit): 1.0 correct,
+    0.0 wrong, None when the gold cannot be judged."""
+    problems = [json.loads(p) for p in problem]
+    verdicts = verify_shard(VerifyConfig.model_validate_json(verify[0]), as_samples(completions, problems),
+                            pl.DataFrame(problems, infer_schema_length=None))
+    return [None if c is None else float(c) for c in verdicts["correct"]]
 
 
 def format_reward(completions, **kwargs) -> list[float]:

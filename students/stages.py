@@ -140,7 +140,7 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     problems = eval_problems(cfg, data)
     key = eval_fingerprint(meta["fingerprint"], cfg, problems["problem_id"].to_list())
     if (old := reused(out, key)) is not None:
-        return {"student": student, "status": "reused", "n": old.height}
+        return {"student": student, "status": "reused"} | greedy_accuracy(old, cfg)
     solver = solver_for(cfg, data, str(adapter_dir) if adapter_dir else None, problems)
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint=key)
@@ -151,8 +151,13 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     release_memory()
     df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
+    return {"student": student, "status": "evaluated"} | greedy_accuracy(df, cfg)
+
+
+def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig) -> dict:
+    """n and accuracy of the greedy answers to the first evaluation prompt."""
     greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
-    return {"student": student, "status": "evaluated", "n": greedy.height, "accuracy": greedy["correct"].mean()}
+    return {"n": greedy.height, "accuracy": greedy["correct"].mean()}
 
 
 def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame) -> Solver:

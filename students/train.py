@@ -193,6 +193,7 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
         wall = time.perf_counter() - start
         trainer.save_model(str(out_dir))  # the adapter only: adapter_config.json + adapter_model.safetensors
         shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(out_dir / "ref", ignore_errors=True)  # GRPO from an adapter: trl's frozen copy (KL reference)
         return dict(train_tokens=int(trainer.state.num_input_tokens_seen or 0), wall_s=round(wall, 2), resumed=resume,
                     train_loss=float(result.training_loss), steps=int(result.global_step),
                     device=str(trainer.args.device))

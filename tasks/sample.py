@@ -40,7 +40,7 @@ def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str
     """
     # Remote teachers end their answers themselves; only a local model is stopped at its answer.
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed,
-                            stop_at_answer=cfg.stop_at_answer and cfg.teacher == "local")
+                            stop_at_answer=cfg.stop_at_answer and cfg.teacher in ("local", "student"))
     out, rejects = [], []
     wanted = problems.filter(pl.col("split").is_in(cfg.splits)).select(PROMPT_FIELDS)  # rows to dicts is the cost
     for p in wanted.iter_rows(named=True):

@@ -166,7 +166,8 @@ def retry_after(headers) -> float | None:
 
 
 # Imported by name on use, so naming the local teacher never imports an SDK (nor the reverse).
-TEACHERS = {"local": "tasks.teachers.local:LocalTeacher", "openai": "tasks.teachers.openai_compat:OpenAITeacher",
+TEACHERS = {"local": "tasks.teachers.local:LocalTeacher", "student": "tasks.teachers.local:StudentTeacher",
+            "openai": "tasks.teachers.openai_compat:OpenAITeacher",
             "gemini": "tasks.teachers.gemini:GeminiTeacher", "vllm": "tasks.teachers.vllm:VllmTeacher"}
 
 

@@ -1,4 +1,5 @@
-"""`local` teacher: transformers on a small model (default: the embedded SmolLM2-135M)."""
+"""`local` teacher: transformers on a small model (default: the embedded SmolLM2-135M); `student`
+teacher: a trained student (base + adapter) answering the next round's problems."""
 
 import hashlib
 import threading
@@ -9,6 +10,7 @@ from tasks.teachers import Completion, Request, split_think
 
 class LocalTeacher:
     backend = "local"
+
     def __init__(self, model: str = "embedded", batch_size: int = 16):
         self.model = model
         self.batch_size = batch_size
@@ -78,3 +80,36 @@ class LocalTeacher:
                                         finish_reason="stop" if g.finished else "length",
                                         prompt_tokens=g.prompt_tokens, completion_tokens=g.new_tokens, latency_s=latency)
         return completions
+
+
+class StudentTeacher(LocalTeacher):
+    """A trained student as teacher (`sample.teacher: student`, `sample.model`: its directory,
+    students/RUN/NAME). Its answers are cached under an identity naming the student and its adapter's
+    fingerprint, so a retrained student is a new teacher and an unchanged one is asked nothing twice."""
+
+    def __init__(self, adapter_dir: str, batch_size: int = 16):
+        from pathlib import Path
+
+        from schemas.errors import InputError
+        from students.train import read_meta
+
+        meta = read_meta(Path(adapter_dir))
+        if meta is None or meta.get("status") != "trained":
+            why = "holds no trained student" if meta is None else f"holds a skipped student ({meta.get('reason')})"
+            raise InputError(f"sample.model {adapter_dir!r} {why}: a student teacher is a trained adapter's "
+                             "directory, students/RUN/NAME in the data directory")
+        if meta.get("student_kind", "causal_lm") != "causal_lm":
+            raise InputError(f"sample.model {adapter_dir!r} is a {meta['student_kind']} student; a student teacher "
+                             "answers text prompts (a causal_lm student)")
+        super().__init__(meta["base_model"], batch_size)
+        path = Path(adapter_dir)
+        self.adapter_dir = str(path)
+        self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}"
+
+    def _load(self):
+        if self._model is None:
+            from students.evaluate import load_student
+            from students.model import load_tokenizer
+
+            self._tok, self._model = load_tokenizer(self.model), load_student(self.model, self.adapter_dir)
+        return self._tok, self._model

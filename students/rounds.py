@@ -1,0 +1,56 @@
+"""Iterative rounds (the `distill` flow, as OpenVLThinker iterates): round 1 samples the configured
+teacher; round r+1 samples round r's best student (`sample.teacher: student`), whose traces are
+verified, selected and turned into arms like any teacher's and cached under its own identity.
+Each round is a run of its own (RUN-r1, RUN-r2, ...: students, evals and report apart); the arms
+directory holds the latest round's arms. `rounds.md` in reports/RUN says how accuracy moved.
+"""
+
+import json
+from pathlib import Path
+
+from schemas import atomic
+from schemas.config import FactoryConfig
+from schemas.errors import StageFailed
+from schemas.paths import DataDir
+from students.stages import BASE, REFERENCE
+
+
+def round_run(cfg: FactoryConfig, r: int) -> str:
+    """The run name of round r (1-based): the config's own when there is one round."""
+    return cfg.run if cfg.rounds == 1 else f"{cfg.run}-r{r}"
+
+
+def round_config(cfg: FactoryConfig, r: int, teacher_dir: Path | None) -> FactoryConfig:
+    """Round r's config: its run name and, after round 1, the previous round's best student as teacher
+    (the arms then come from that teacher's traces)."""
+    data = cfg.model_dump()
+    data["run"] = round_run(cfg, r)
+    if teacher_dir is not None:
+        data["sample"] |= {"teacher": "student", "model": str(teacher_dir.resolve()), "batch": False}
+        data["arms"]["teacher"] = None
+    return FactoryConfig.model_validate(data)
+
+
+def best_student(evaluated: dict, run: str) -> tuple[str, float]:
+    """The trained student with the highest greedy accuracy in a round's evaluate results (first on ties)."""
+    scored = [(name, r["accuracy"]) for name, r in evaluated.items()
+              if name != BASE and not name.startswith(REFERENCE) and r.get("accuracy") is not None]
+    if not scored:
+        raise StageFailed(f"round {run}: no student was trained and evaluated, so none can teach the next round "
+                          "(see the train stage's reasons)")
+    return max(scored, key=lambda x: x[1])
+
+
+def write_rounds(cfg: FactoryConfig, data: DataDir, rounds: list[dict]) -> Path:
+    """rounds.md and rounds.json in reports/RUN: per round its teacher, every student's accuracy and the best."""
+    out = data.report(cfg.run)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "rounds.json", json.dumps(rounds, indent=2))
+    lines = [f"# {cfg.run}: {len(rounds)} rounds", "", "| round | run | teacher | best student | accuracy | "
+             "students (accuracy) |", "|---|---|---|---|---|---|"]
+    for r in rounds:
+        others = ", ".join(f"{n} {a:.3f}" for n, a in sorted(r["accuracy"].items()))
+        lines.append(f"| {r['round']} | {r['run']} | {r['teacher']} | {r['best']} | {r['best_accuracy']:.3f} | "
+                     f"{others} |")
+    atomic.write_text(out / "rounds.md", "\n".join(lines) + "\n")
+    return out / "rounds.md"
