@@ -108,6 +108,9 @@ def views(s: dict, plots: dict[str, str]) -> list[str]:
     lines = []
     for key, title, note in (
             ("cot_vs_direct", "Chain of thought vs direct answering", "Greedy accuracy with each evaluation prompt."),
+            ("methods", "Training methods per arm", "Greedy accuracy of each arm trained with each method (lora and "
+             "prompt_tuning: SFT; grpo: reinforcement learning from the base or train.init; lora+grpo: SFT, then "
+             "GRPO). pass@k per student is in the pass@k table."),
             ("pass_at_k", "pass@k", "Unbiased pass@j from the sampled answers, beside greedy accuracy."),
             ("answer_vs_reasoning", "Answer vs reasoning accuracy",
              "Greedy chain-of-thought answers with a gold solution; the 2x2 counts of answer and reasoning.")):

@@ -13,7 +13,7 @@ from reports.analysis import hypothesis_rows, seed_summary, student_rows
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
-from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, pass_at_k_table
+from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, methods_by_arm, pass_at_k_table
 from schemas import atomic
 from schemas.config import ReportConfig
 
@@ -33,7 +33,8 @@ class ReportInputs:
 def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     """Everything the report shows, as plain data (summary.json)."""
     students = student_rows(inputs.evals, inputs.metas, inputs.teacher_tokens, inputs.teacher_usd, cfg)
-    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals), pass_at_k=pass_at_k_table(inputs.evals),
+    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals), methods=methods_by_arm(inputs.evals),
+                 pass_at_k=pass_at_k_table(inputs.evals),
                  answer_vs_reasoning=answer_vs_reasoning(inputs.evals))
     return dict(
         run=inputs.run, counts=inputs.counts, costs=inputs.costs, students=students, seeds=seed_summary(students),

@@ -1,6 +1,7 @@
 """The evaluation views researchers report, from the evals table: chain-of-thought vs direct
 answering, pass@k from sampled answers, answer accuracy vs reasoning accuracy (with the 2x2
-table), and accuracy broken down by subject, topic, grade and image (ScienceQA's NAT/SOC/LAN,
+table), training methods side by side per arm (SFT, GRPO, SFT -> GRPO), and accuracy broken down
+by source (in- vs out-of-distribution test sources), subject, topic, grade and image (ScienceQA's NAT/SOC/LAN,
 TXT/IMG/NO and G1-6/G7-12 when the problems come from ScienceQA)."""
 
 import polars as pl
@@ -37,6 +38,16 @@ def pass_at_k_table(evals: pl.DataFrame) -> pl.DataFrame:
         rows.append(row)
     greedy = primary(evals).group_by("student").agg(pl.col("correct").cast(pl.Float64).mean().alias("greedy"))
     return pl.DataFrame(rows).join(greedy, on="student", how="left").sort("student")
+
+
+def methods_by_arm(evals: pl.DataFrame) -> pl.DataFrame:
+    """Greedy accuracy per arm (rows) and training method (columns), with pass@k where sampled, when
+    more than one method was trained: SFT, GRPO and SFT -> GRPO side by side."""
+    trained = primary(evals).filter(~pl.col("arm").is_in(["base", "reference"]))
+    if trained["method"].n_unique() < 2:
+        return pl.DataFrame()
+    acc = trained.group_by("arm", "method").agg(pl.col("correct").cast(pl.Float64).mean())
+    return acc.pivot(on="method", index="arm", values="correct", sort_columns=True).sort("arm")
 
 
 def answer_vs_reasoning(evals: pl.DataFrame) -> pl.DataFrame:
@@ -76,7 +87,8 @@ def breakdowns(evals: pl.DataFrame, problems: pl.DataFrame) -> dict[str, pl.Data
     """Accuracy per student (rows) and category value (columns), for each category with more than one value."""
     joined = primary(evals).join(categories(problems), on="problem_id", how="left")
     out = {}
-    for col in ("scienceqa_subject", "scienceqa_context", "scienceqa_grade", "subject", "topic", "grade", "image"):
+    for col in ("source", "scienceqa_subject", "scienceqa_context", "scienceqa_grade", "subject", "topic", "grade",
+                "image"):
         values = joined[col].drop_nulls().unique()
         if values.len() < 2:
             continue

@@ -386,6 +386,9 @@ class TrainConfig(Section):
 
 class EvaluateConfig(Section):
     split: Split = Field("test", description="Split the students are scored on.")
+    sources: list[str] = Field([], description="Sources whose problems on that split are scored (default: every "
+                               "ingested source). Ingest a source the arms do not train on to score students out of "
+                               "distribution; the report breaks accuracy down by source.")
     prompts: list[Literal["cot", "direct"]] = Field(
         ["cot"], min_length=1, description="Evaluation prompts: `cot` (think step by step, then the answer) and "
         "`direct` (the answer alone). With both, the report compares chain-of-thought and direct answering.")

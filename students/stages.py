@@ -103,8 +103,15 @@ def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, metho
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
-    problems = read_table(data.table("problems"), "problems")
-    return problems.filter(pl.col("split") == cfg.evaluate.split).sort("problem_id")
+    """The evaluation split's problems, of `evaluate.sources` when it names some."""
+    problems = read_table(data.table("problems"), "problems").filter(pl.col("split") == cfg.evaluate.split)
+    if cfg.evaluate.sources:
+        have = set(problems["source"].unique())
+        if missing := [s for s in cfg.evaluate.sources if s not in have]:
+            raise InputError(f"evaluate.sources {missing} have no {cfg.evaluate.split} problems in "
+                             f"{data.table('problems')} (sources there: {sorted(have)}): ingest them first")
+        problems = problems.filter(pl.col("source").is_in(cfg.evaluate.sources))
+    return problems.sort("problem_id")
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:

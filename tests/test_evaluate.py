@@ -68,3 +68,19 @@ def test_reasoning_by_rouge_without_a_judge():
                                                               "Add one to 0 to get 1."))
     assert out["reasoning_correct"].to_list() == [True, None, None, False]  # no solution; direct answer; no overlap
     assert out["reasoning_judge"].to_list() == ["rouge-l>=0.4", None, None, "rouge-l>=0.4"]
+
+
+def test_evaluate_sources_pick_the_scored_problems_and_an_unknown_one_is_named(tmp_path):
+    from schemas.config import FactoryConfig
+    from schemas.errors import InputError
+    from schemas.paths import DataDir
+    from students.stages import eval_problems
+    from tasks.ingest import ingest
+
+    data = DataDir(tmp_path)
+    ingest(FactoryConfig().ingest.model_copy(update={"n_problems": 10}), data)
+    everyone = eval_problems(FactoryConfig(), data)
+    cfg = FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic"]}})
+    assert eval_problems(cfg, data)["problem_id"].to_list() == everyone["problem_id"].to_list() != []
+    with pytest.raises(InputError, match=r"\['mathvista'\] have no test problems.*sources there: \['synthetic'\]"):
+        eval_problems(FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic", "mathvista"]}}), data)

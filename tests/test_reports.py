@@ -318,3 +318,23 @@ def test_rouge_l_against_a_dynamic_programming_reference():
         assert rouge_l(" ".join(c), " ".join(r)) == pytest.approx(ref)
 
     check()
+
+
+def test_grpo_sft_and_sft_then_grpo_side_by_side_per_arm_and_accuracy_by_source(tmp_path):
+    """The methods view pivots greedy accuracy by arm and method; the source breakdown separates an
+    out-of-distribution test source (brute-force means as reference)."""
+    rng = np.random.default_rng(5)
+    runs = {(arm, method): list(rng.random(20) < rng.random()) for arm in ("raw", "teacher_cot")
+            for method in ("lora", "grpo", "lora+grpo")}
+    ev = pl.concat([evals(f"{arm}-{method}", arm, method, c) for (arm, method), c in runs.items()])
+    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(20)],
+                                 source=["scienceqa"] * 12 + ["mathvista"] * 8)).join(
+        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source"), on="problem_id", how="left")
+    text, summary = report(tmp_path, ev, problems)
+    table = {r["arm"]: r for r in summary["methods"]}
+    for (arm, method), c in runs.items():
+        assert table[arm][method] == pytest.approx(sum(c) / len(c))
+        by_source = next(r for r in summary["breakdowns"]["source"] if r["student"] == f"{arm}-{method}")
+        assert by_source["mathvista"] == pytest.approx(sum(c[12:]) / 8)
+        assert by_source["scienceqa"] == pytest.approx(sum(c[:12]) / 12)
+    assert "## Training methods per arm" in text and "## Accuracy by source" in text
