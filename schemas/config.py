@@ -347,6 +347,8 @@ class GrpoConfig(Section):
                                   "train.epochs passes over the arm's problems.")
     format_weight: float = Field(0.2, ge=0.0, description="Weight of the format reward (the answer ends with "
                                  "\"The answer is ...\") beside the correctness reward (weight 1).")
+    vllm: bool = Field(False, description="Generate the groups with vLLM (colocated on the training GPU) where it "
+                       "is installed and a GPU is there; transformers otherwise.")
 
 
 class TrainConfig(Section):
@@ -396,6 +398,9 @@ class EvaluateConfig(Section):
     stop_at_answer: bool = Field(True, description="End an answer once its \"The answer is ...\" sentence is "
                                  "complete (what the prompt asks it to end with).")
     batch_size: int = Field(32, ge=1, description="Test problems answered together.")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="`vllm`: text students with LoRA adapters answer through vLLM on a GPU (one "
+        "engine, an adapter per student); others, and machines without vLLM or a GPU, through transformers.")
     baseline: bool = Field(True, description="Also score the untuned student (zero-shot baseline).")
     k: int = Field(1, ge=1, description="Sampled answers per problem for pass@k (1: greedy answers only).")
     temperature: float = Field(0.7, gt=0.0, description="Temperature of the sampled answers (pass@k).")

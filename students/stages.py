@@ -3,6 +3,7 @@ answers (H3.6) go beside the students' in evals/RUN/."""
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 
 import polars as pl
@@ -19,6 +20,7 @@ from tasks.evals import eval_frame, judge_reasoning, reference_answers, rouge_re
 from tasks.prompts import user_message
 from tasks.stages import arm_unavailable, captions_of, opened
 
+log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student
 REFERENCE = "reference:"  # prefix of a reference model's name in evals
 
@@ -167,8 +169,15 @@ def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig) -> dict:
     return {"n": greedy.height, "accuracy": greedy["correct"].mean()}
 
 
-def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame) -> Solver:
-    """The student loaded for answering: a vlm with each problem's picture, a text model with its tokenizer."""
+def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame):
+    """The student loaded for answering: through vLLM when configured and possible; else a vlm with each
+    problem's picture, a text model with its tokenizer."""
+    if cfg.evaluate.engine == "vllm":
+        from students.vllm_engine import VllmSolver, usable
+
+        if (why := usable(adapter_dir, cfg.train.student)) is None:
+            return VllmSolver(cfg.train.model, adapter_dir)
+        log.warning("evaluate.engine vllm: %s answers through transformers (%s)", adapter_dir or "the base", why)
     model = load_student(cfg.train.model, adapter_dir, cfg.train.student)
     if cfg.train.student == "vlm":
         from students.vlm import image_of, load_processor

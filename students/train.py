@@ -134,7 +134,7 @@ def sft_args(cfg: TrainConfig, method: str, checkpoints: Path, seed: int = 0):
     return SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         learning_rate=lr, max_length=cfg.max_length, completion_only_loss=True, seed=seed,
-        bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=5,
+        bf16=torch.cuda.is_available(), gradient_checkpointing=False, report_to="none", logging_steps=5,
         save_strategy="steps", save_steps=25, save_total_limit=1, save_only_model=False,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
     )

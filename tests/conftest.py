@@ -36,8 +36,14 @@ VLM_TEMPLATE = (
 def make_tiny_vlm(target: Path) -> Path:
     """A random LLaVA (SigLIP vision tower of 1 layer on 32x32 pictures, 2-layer Llama) with the embedded
     tokenizer extended by the image token; saved with its processor, as a hub VLM is."""
-    from transformers import (AutoTokenizer, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
-                              SiglipVisionConfig)
+    from transformers import (
+        AutoTokenizer,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        SiglipVisionConfig,
+    )
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
     from students.model import resolve
