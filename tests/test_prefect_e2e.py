@@ -90,7 +90,7 @@ def test_deployments_schedule_and_runs(server, tmp_path, tiny_model):
     env = server
     prefect(["work-pool", "create", "distillery", "--type", "process"], env)
     out = prefect(["--no-prompt", "deploy", "--all"], env, timeout=300)
-    for name in ["factory", "import-traces", *STAGES]:
+    for name in ["factory", "distill", "import-traces", *STAGES]:
         assert f"'{name}/{name}'" in out or f"{name}/{name}" in out, name
     named = tiny_config(tmp_path / "nightly.yaml", tiny_model, tmp_path / "data",
                         arms={"arms": ["raw", "answer_only"]}, train={"methods": ["lora"]})

@@ -71,10 +71,10 @@ def test_every_field_of_every_flow_form_is_described_in_plain_text():
     and the UI would strip anything that looks like an HTML tag (`students/<run>` showed as `students/`)."""
     import re
 
-    from flows.factory import factory
+    from flows.factory import distill, factory
     from flows.stages import STAGES, import_traces_flow
 
-    for flow in [factory, import_traces_flow, *STAGES.values()]:
+    for flow in [factory, distill, import_traces_flow, *STAGES.values()]:
         schema = flow.parameters.model_dump(by_alias=True)
         objects = [schema, *schema.get("definitions", {}).values()]
         for obj in objects:
