@@ -83,18 +83,22 @@ def test_vlm_sft_changes_adapter_weights_and_not_base_weights(tiny_vlm, image_da
     assert changed and changed <= trainable and any("lora_B" in n for n in changed)
 
 
-def test_vlm_student_trains_and_is_evaluated_with_images_through_the_stages(tiny_vlm, image_data):
-    cfg = vlm_config(tiny_vlm, image_data)
-    meta = run_train(cfg, image_data, "raw", "lora")
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_vlm_student_trains_and_is_evaluated_with_images_through_the_stages(tiny_vlm, image_data, method):
+    """Every evaluation view's answers (cot, direct, k sampled) come from the student shown the picture."""
+    cfg = vlm_config(tiny_vlm, image_data, methods=[method])
+    cfg = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"prompts": ["cot", "direct"], "k": 2})})
+    meta = run_train(cfg, image_data, "raw", method)
     assert meta["status"] == "trained" and meta["student_kind"] == "vlm" and meta["train_tokens"] > 0
-    weights = load_file(image_data.student("vlm", "raw-lora") / "adapter_model.safetensors")
-    assert weights and all("lora" in k for k in weights) and not any("vision" in k for k in weights)
-    result = run_evaluate(cfg, image_data, "raw-lora")
-    evals = read_table(image_data.evals("vlm") / "raw-lora.parquet", "evals")
+    weights = load_file(image_data.student("vlm", f"raw-{method}") / "adapter_model.safetensors")
+    assert weights and not any("vision" in k for k in weights)
+    result = run_evaluate(cfg, image_data, f"raw-{method}")
+    evals = read_table(image_data.evals("vlm") / f"raw-{method}.parquet", "evals")
     test = read_table(image_data.table("problems"), "problems").filter(pl.col("split") == "test")
-    assert result["status"] == "evaluated" and evals.height == test.height
+    counts = {k: g.height for k, g in evals.group_by("prompt_style", "decoding")}
+    assert result["status"] == "evaluated" and counts == {("cot", "greedy"): test.height,
+                                                          ("direct", "greedy"): test.height,
+                                                          ("cot", "sampled"): 2 * test.height}
     assert evals["prompt_tokens"].min() > 16 + 8  # 16 image patches + the question
-    assert run_evaluate(cfg, image_data, "raw-lora")["status"] == "reused"
-    assert run_train(cfg, image_data, "raw", "lora")["reused"] is True
-    # the same arm trains a text student: the fingerprints differ by kind
-    assert vlm_config(tiny_vlm, image_data, captions=True).train.captions is True
+    assert run_evaluate(cfg, image_data, f"raw-{method}")["status"] == "reused"
+    assert run_train(cfg, image_data, "raw", method)["reused"] is True
