@@ -471,6 +471,9 @@ class FactoryConfig(Section):
                                           or "lora" not in self.train.methods):
             raise ValueError(f"train.init {self.train.init!r} is neither `base` nor a lora student this run trains "
                              f"(ARM-lora, with lora in train.methods)")
+        if self.rounds > 1 and self.train.student != "causal_lm":
+            raise ValueError("rounds: a later round's teacher is a student answering text prompts; train.student "
+                             f"{self.train.student!r} cannot teach (use causal_lm students for rounds)")
         if self.report.best_arm and self.report.best_arm not in self.arms.arms:
             raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
         names = [r.name for r in self.reference]

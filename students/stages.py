@@ -71,19 +71,25 @@ def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: in
         raise InputError(f"{path} is missing: run `distillery arms` first")
     arm_df = read_table(path, "arms")
     init_dir = grpo_start(cfg, data, arm, method, seed)
-    return train_student(cfg.train, method, arm, arm_df, out, seed, training_rows(cfg, data, arm_df, method), init_dir)
+    if init_dir is not None and (why := read_meta(init_dir).get("reason")):  # nothing to continue from
+        meta = dict(arm=arm, method=method, seed=seed, fingerprint=f"skipped:{why}", base_model=cfg.train.model,
+                    train_examples=0, status="skipped", reason=f"starts from {init_dir.name}, not trained: {why}",
+                    train_tokens=0, wall_s=0.0, device="none")
+        write_meta(out, meta)
+        return meta
+    depends = cfg.verify.model_dump_json(exclude={"judge"}) if "grpo" in method else ""  # the reward's grading
+    return train_student(cfg.train, method, arm, arm_df, out, seed, training_rows(cfg, data, arm_df, method),
+                         init_dir, depends)
 
 
 def grpo_start(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: int):
-    """The trained adapter a GRPO student starts from (None: the base model)."""
+    """The adapter a GRPO student starts from (None: the base model); it must have been trained or skipped."""
     if "grpo" not in method or (method == "grpo" and cfg.train.init == "base"):
         return None
     name = student_name(arm, "lora", seed) if method == "lora+grpo" else cfg.train.init
     start = data.student(cfg.run, name)
-    meta = read_meta(start)
-    if meta is None or meta.get("status") != "trained":
-        why = "was not trained" if meta is None else f"was skipped ({meta.get('reason')})"
-        raise InputError(f"{arm}-{method} starts from student {name}, which {why}: train it first")
+    if read_meta(start) is None:
+        raise InputError(f"{arm}-{method} starts from student {name}, which was not trained: train it first")
     return start
 
 

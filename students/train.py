@@ -27,7 +27,7 @@ META = "train_meta.json"
 
 def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0, init: str = "") -> str:
     """Identifies an adapter: base model, student kind, method, hyper-parameters, seed, the exact training
-    rows (and pictures) and the adapter it starts from."""
+    rows (and pictures), the adapter it starts from and what else it depends on (`init`)."""
     columns = [c for c in ("prompt", "completion", "image_sha") if c in arm_df.columns]
     data = json.dumps(arm_df.select(columns).to_dicts(), sort_keys=True)
     payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods", "seeds"}), "method": method, "data": data,
@@ -94,12 +94,14 @@ def fitting(cfg: TrainConfig, method: str, rows: list[dict]) -> tuple[dict[int, 
 
 
 def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame, out_dir: Path,
-                  seed: int = 0, rows: list[dict] | None = None, init_dir: Path | None = None) -> dict:
+                  seed: int = 0, rows: list[dict] | None = None, init_dir: Path | None = None,
+                  depends: str = "") -> dict:
     """Trains (or reuses) the adapter for `arm` with `method` and `seed` in `out_dir`; returns its metadata.
     `rows`: the trainer's examples when they are not the arm's prompt/completion (a vlm's, with images;
-    grpo's, with the problem to grade); `init_dir`: the adapter GRPO starts from."""
+    grpo's, with the problem to grade); `init_dir`: the adapter GRPO starts from; `depends`: settings
+    outside `cfg` the result depends on (grpo: how verify grades the rewards)."""
     out_dir = Path(out_dir)
-    init = read_meta(init_dir)["fingerprint"] if init_dir else ""
+    init = (read_meta(init_dir)["fingerprint"] if init_dir else "") + depends
     fp = fingerprint(cfg, method, arm_df, seed, init)
     meta = read_meta(out_dir)
     if meta and meta["fingerprint"] == fp:

@@ -115,6 +115,12 @@ def test_grpo_from_a_named_student_needs_it_trained_first(tiny_model, grpo_data)
     cfg = grpo_config(tiny_model, grpo_data, methods=["lora", "grpo"], init="raw-lora")
     with pytest.raises(InputError, match="raw-lora, which was not trained"):
         run_train(cfg.model_copy(update={"run": "other"}), grpo_data, "raw", "grpo")
+    from students.train import write_meta
+
+    write_meta(grpo_data.student("skipped", "raw-lora"), dict(status="skipped", reason="no training examples",
+                                                               fingerprint="skipped:none"))
+    meta = run_train(cfg.model_copy(update={"run": "skipped"}), grpo_data, "raw", "grpo")
+    assert meta["status"] == "skipped" and meta["reason"] == "starts from raw-lora, not trained: no training examples"
     with pytest.raises(ValueError, match="add lora"):
         TrainConfig(methods=["lora+grpo"])
     with pytest.raises(ValueError, match="neither `base` nor a lora student"):
