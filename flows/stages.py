@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
-from schemas.config import FactoryConfig
+from schemas.config import FactoryConfig, RunnerConfig
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from students import stages as student_stages
@@ -55,11 +55,37 @@ def data_of(config: FactoryConfig) -> DataDir:
     return DataDir(config.data_dir)
 
 
-def per_shard(fn, config: FactoryConfig, items: list[str], *shared) -> list:
-    """Runs `fn(config, data, item, *shared)` as one Prefect task per item, concurrently."""
-    runner = task(fn, cache_policy=NO_CACHE, name=fn.__name__.removeprefix("run_"))
-    futures = runner.map(unmapped(config), unmapped(data_of(config)), items, *(unmapped(x) for x in shared))
-    return [f.result() for f in futures]
+def per_shard(fn, config: FactoryConfig, items: list[str]) -> list:
+    """Runs `fn(config, data, item)` as one Prefect task per item, concurrently: in threads of this
+    process, or (runner dask / ray) in a subflow whose task runner is that cluster. Only the config
+    and the shard's name cross to a task; it opens what it uses itself."""
+    name = fn.__name__.removeprefix("run_")
+    shard_task = task(fn, cache_policy=NO_CACHE, name=name)
+
+    def mapped() -> list:
+        futures = shard_task.map(unmapped(config), unmapped(data_of(config)), items)
+        return [f.result() for f in futures]
+
+    if config.runner.kind == "threads":
+        try:
+            return mapped()
+        finally:
+            stages.close_backends()
+    return flow(mapped, name=f"{name}-shards", task_runner=cluster_runner(config.runner))()
+
+
+def cluster_runner(runner: RunnerConfig):
+    """prefect-dask's or prefect-ray's task runner: a local cluster of `workers` processes, or `address`."""
+    if runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=runner.address) if runner.address else DaskTaskRunner(
+            cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
+                            "dashboard_address": None})
+    from prefect_ray import RayTaskRunner
+
+    return RayTaskRunner(address=runner.address) if runner.address else RayTaskRunner(
+        init_kwargs={"num_cpus": runner.workers, "include_dashboard": False})
 
 
 def log_spend(stage: str, total: CacheStats, priced: bool) -> dict:
@@ -88,15 +114,14 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
     """One caption per image problem, from the dataset or a vision model."""
     config = configured(config, config_file)
     data = data_of(config)
-    remote, todo = config.caption.captioner in REMOTE, stages.shards(data)  # before a captioner is started
-    with stage_progress("caption"), stages.opened(config.caption, config, data) if remote else nullcontext() as captioner:
-        total = sum(per_shard(stages.run_caption, config, todo, captioner), CacheStats())
-        priced = captioner is None or captioner.price is not None
+    remote, todo = config.caption.captioner in REMOTE, stages.shards(data)
+    with stage_progress("caption"):
+        total = sum(per_shard(stages.run_caption, config, todo), CacheStats())
     if not remote:
         return {"captioner": config.caption.captioner}
-    spend = log_spend("caption", total, priced)
+    spend = log_spend("caption", total, stages.priced(config.caption, config))
     if total.failed and not total.new and not total.hits:  # nothing captioned: say why, fail
-        raise StageFailed(f"every request to captioner {captioner.identity} failed ({total.failed}): "
+        raise StageFailed(f"every request to captioner {stages.identity_of(config.caption)} failed ({total.failed}): "
                           f"{total.common_errors()}")
     if total.failed:
         get_run_logger().warning("caption: %d requests failed (a re-run retries them): %s", total.failed,
@@ -111,11 +136,12 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     config = configured(config, config_file)
     data = data_of(config)
     todo = stages.shards(data)  # before a teacher is started
-    with stage_progress("sample"), stages.opened(config.sample, config, data) as teacher:
-        results = per_shard(stages.run_sample, config, todo, teacher)
+    with stage_progress("sample"):
+        results = per_shard(stages.run_sample, config, todo)
     total = sum((r.stats for r in results), CacheStats())
-    spend = log_spend("sample", total, teacher.price is not None)
-    for warning in stages.sample_outcome(config, results, total, teacher.identity):  # nothing usable: an error
+    spend = log_spend("sample", total, stages.priced(config.sample, config))
+    identity = stages.identity_of(config.sample)
+    for warning in stages.sample_outcome(config, results, total, identity):  # nothing usable: an error
         get_run_logger().warning("sample: %s", warning)
     return spend | {"rejects": dict(sum((r.rejects for r in results), Counter()))}
 
@@ -134,11 +160,11 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
     config = configured(config, config_file)
     data, judge_cfg = data_of(config), config.verify.judge
     files = stages.sample_files(data)
-    with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
-        done = per_shard(stages.run_verify, config, files, judge)
-        verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
-        result = {"verdicts": verdicts, "unchanged_files": unchanged}
-        if audit:
+    done = per_shard(stages.run_verify, config, files)
+    verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
+    result = {"verdicts": verdicts, "unchanged_files": unchanged}
+    if audit:
+        with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
             result["audit"] = task(stages.run_audit, cache_policy=NO_CACHE)(config, data, judge)
     get_run_logger().info("verify: %d verdicts in %d samples files (%s)%s", verdicts, len(files), skips(unchanged),
                           f"; audit: {result['audit']['report']}" if audit else "")

@@ -440,6 +440,22 @@ class ReportConfig(Section):
         [], description="Published figures shown beside H3.6 (never used in a verdict).")
 
 
+class RunnerConfig(Section):
+    """Where the shard tasks of the data stages (caption, sample, verify, select) run."""
+
+    kind: Literal["threads", "dask", "ray"] = Field(
+        "threads", description="`threads`: this process; `dask`: a Dask cluster (prefect-dask); `ray`: a Ray "
+        "cluster (prefect-ray). Each worker opens its own teacher; the cache is shared and safe across processes.")
+    workers: int = Field(2, ge=1, description="dask / ray: worker processes started on this machine when no address "
+                         "is given; with an address, the workers that share the teachers' limits.")
+    address: str | None = Field(None, description="dask: a running scheduler (tcp://host:8786); ray: a running "
+                                "cluster (auto, or ray://host:10001). Default: a local cluster for the stage.")
+
+    def shares(self) -> int:
+        """How many workers split each endpoint's limits (rpm, tpm, concurrency)."""
+        return 1 if self.kind == "threads" else self.workers
+
+
 class FactoryConfig(Section):
     run: SafeName = Field("default", description="Run name: trained students go "
                      "to students/RUN and the report to reports/RUN in the data directory.")
@@ -461,6 +477,7 @@ class FactoryConfig(Section):
     prices: dict[str, ModelPrice] = Field(
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )
+    runner: RunnerConfig = Field(RunnerConfig(), description="Where the data stages' shard tasks run.")
     rounds: int = Field(1, ge=1, le=20, description="`distill` flow: rounds of sample -> train -> evaluate; round r's "
                         "best student is round r+1's teacher (runs RUN-r1, RUN-r2, ... when more than one).")
 
@@ -471,6 +488,9 @@ class FactoryConfig(Section):
                                           or "lora" not in self.train.methods):
             raise ValueError(f"train.init {self.train.init!r} is neither `base` nor a lora student this run trains "
                              f"(ARM-lora, with lora in train.methods)")
+        if self.runner.kind != "threads" and "vllm" in (self.sample.teacher, self.caption.captioner):
+            raise ValueError(f"runner {self.runner.kind}: the vllm backend starts `vllm serve` inside the stage; "
+                             "with workers, serve it once and name it as an openai teacher with endpoint.base_urls")
         if self.rounds > 1 and self.train.student != "causal_lm":
             raise ValueError("rounds: a later round's teacher is a student answering text prompts; train.student "
                              f"{self.train.student!r} cannot teach (use causal_lm students for rounds)")

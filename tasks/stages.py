@@ -4,9 +4,12 @@ A shard is a problems file, named by its path under problems/ without `.parquet`
 (e.g. `synthetic/synthetic-00000`); every per-shard output mirrors that name.
 """
 
+import json
+import math
+import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from tasks import verify as verify_mod
 from tasks.arms import build_arm, shortest_wrong, source_variant
 from tasks.audit import audit
 from tasks.audit import summary as audit_summary
-from tasks.caption import caption_shard
+from tasks.caption import REMOTE, caption_shard
 from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
@@ -123,6 +126,55 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
             backend.stop()
 
 
+def divided(section, shares: int):
+    """The section with its endpoint's limits split among `shares` workers, so that together they keep them."""
+    endpoint = getattr(section, "endpoint", None)
+    if shares == 1 or endpoint is None:
+        return section
+    limits = {"concurrency": max(1, math.ceil(endpoint.concurrency / shares)),
+              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares}
+    return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
+
+
+SHARED: dict[str, tuple[ExitStack, CachedTeacher]] = {}  # threads runner: this process's open backends
+_shared_lock = threading.Lock()
+
+
+@contextmanager
+def backend(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher | None]:
+    """The backend a shard task uses, opened in the process that runs the task (never passed between
+    tasks). Threads share one per process (a local model is loaded once) until `close_backends`;
+    a dask or ray worker opens its own per task, with its share of the endpoint's limits."""
+    if section is None:
+        yield None
+        return
+    section = divided(section, cfg.runner.shares())
+    if cfg.runner.kind != "threads":
+        with opened(section, cfg, data) as teacher:
+            yield teacher
+        return
+    key = json.dumps([section.model_dump(mode="json"), str(data.root), cfg.model_dump(mode="json")["prices"]])
+    with _shared_lock:
+        if key not in SHARED:
+            stack = ExitStack()
+            SHARED[key] = (stack, stack.enter_context(opened(section, cfg, data)))
+    yield SHARED[key][1]
+
+
+def close_backends() -> None:
+    """Closes the backends the threads runner opened in this process (a stage's end)."""
+    with _shared_lock:
+        for stack, _ in SHARED.values():
+            stack.close()
+        SHARED.clear()
+
+
+def priced(section, cfg: FactoryConfig) -> bool:
+    """Whether the configured model has a known price, without opening it."""
+    b = teacher_for(section)
+    return price_for(b.backend, b.model, cfg.prices) is not None
+
+
 def identity_of(section) -> str:
     """The cache identity of a configured teacher, without starting or asking it anything."""
     return teacher_for(section).identity
@@ -142,17 +194,21 @@ def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
     return f"built from the teacher's `{variant}` samples, and sample.variants has no `{variant}`"
 
 
-def run_caption(cfg: FactoryConfig, data: DataDir, shard: str, captioner: CachedTeacher | None = None) -> CacheStats:
-    df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image, desc=f"captioning {shard}")
+def run_caption(cfg: FactoryConfig, data: DataDir, shard: str) -> CacheStats:
+    remote = cfg.caption if cfg.caption.captioner in REMOTE else None
+    with backend(remote, cfg, data) as captioner:
+        df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image,
+                                  desc=f"captioning {shard}")
     write_table(df, data.table("captions") / cfg.caption.captioner / f"{shard}.parquet", "captions")
     return stats
 
 
-def run_sample(cfg: FactoryConfig, data: DataDir, shard: str, teacher: CachedTeacher) -> SampleResult:
+def run_sample(cfg: FactoryConfig, data: DataDir, shard: str) -> SampleResult:
     """A shard's samples; the problems it could not send go to rejects/sample-<teacher>/<shard>."""
-    result = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
-                          teacher, desc=f"sampling {shard}", image_path=data.image,
-                          uncaptioned=cfg.caption.captioner == "none")
+    with backend(cfg.sample, cfg, data) as teacher:
+        result = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
+                              teacher, desc=f"sampling {shard}", image_path=data.image,
+                              uncaptioned=cfg.caption.captioner == "none")
     write_table(result.samples, data.table("samples") / teacher_dir(teacher.identity) / f"{shard}.parquet", "samples")
     write_table(pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"]),
                 data.table("rejects") / f"sample-{teacher_dir(teacher.identity)}" / f"{shard}.parquet", "rejects")
@@ -198,7 +254,7 @@ def rows_in(path: Path) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
-def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str, judge: CachedTeacher | None = None) -> Done:
+def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str) -> Done:
     """Verdicts of one samples file; skipped when the samples, problems, verify settings and
     grading code are those it was computed from."""
     src = data.table("samples") / f"{sample_file}.parquet"
@@ -207,7 +263,8 @@ def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str, judge: Cache
     fp = fingerprints.fingerprint(cfg.verify, [src, shard, *code_of(verify_mod, extract_mod, grade_mod)])
     if fingerprints.unchanged([out], fp):
         return Done(rows_in(out), skipped=True)
-    df = verify_shard(cfg.verify, read_table(src, "samples"), problems_for(data, sample_file), judge)
+    with backend(cfg.verify.judge, cfg, data) as judge:
+        df = verify_shard(cfg.verify, read_table(src, "samples"), problems_for(data, sample_file), judge)
     write_table(df, out, "verdicts")
     fingerprints.record([out], fp)
     return Done(df.height)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -40,3 +41,24 @@ def run_cli(args: list[str], env: dict, timeout: int = 600) -> tuple[dict, str]:
     assert proc.returncode == 0, log[-4000:]
     start = proc.stdout.rindex("\n{") + 1 if "\n{" in proc.stdout else proc.stdout.index("{")
     return json.loads(proc.stdout[start:]), log
+
+
+@contextmanager
+def prefect_server(home: Path, **extra):
+    """A Prefect server on loopback for a test module: the env that points CLI runs at it (no
+    temporary server per command)."""
+    from flows.server import SERVER_ENV, free_port, stop, wait_until_healthy
+
+    env = prefect_env(home, **extra)
+    port, log = free_port(), home / "server.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+                                env=env | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_until_healthy(proc, url, log, 600)
+        yield env | {"PREFECT_API_URL": url}
+    finally:
+        stop(proc)

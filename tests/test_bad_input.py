@@ -28,7 +28,7 @@ from flows.server import SERVER_ENV, free_port, stop, wait_until_healthy
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.stages import opened, run_caption, run_sample, run_select, run_verify, sample_files, shards
+from tasks.stages import close_backends, run_caption, run_sample, run_select, run_verify, sample_files, shards
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-corpus-0123456789abcdef"
@@ -63,10 +63,10 @@ def sampled(tmp_path_factory):
         from tasks.ingest import ingest
 
         ingest(config.ingest.model_copy(update={"path": str(sqa)}), data)
-        with opened(config.sample, config, data) as teacher:
-            for shard in shards(data):
-                run_caption(config, data, shard)
-                run_sample(config, data, shard, teacher)
+        for shard in shards(data):
+            run_caption(config, data, shard)
+            run_sample(config, data, shard)
+        close_backends()
         for f in sample_files(data):
             run_verify(config, data, f)
             run_select(config, data, f)

@@ -18,7 +18,7 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.stages import opened, run_sample
+from tasks.stages import close_backends, run_sample
 
 K = 2
 QUESTIONS = ["Which colour is the sky?", "Which colour is grass? [batchfail]", "Which colour is gold? [batchexpire]",
@@ -27,12 +27,11 @@ SCRIPT = """
 import sys
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks.stages import opened, run_sample
+from tasks.stages import run_sample
 
 cfg = FactoryConfig.from_yaml(sys.argv[1])
 data = DataDir(cfg.data_dir)
-with opened(cfg.sample, cfg, data) as teacher:
-    run_sample(cfg, data, "test/test-00000", teacher)
+run_sample(cfg, data, "test/test-00000")
 """
 
 
@@ -60,8 +59,10 @@ def config(data: DataDir, server: FakeServer) -> dict:
 
 def sample(data: DataDir, cfg: dict):
     config_ = FactoryConfig.model_validate(cfg)
-    with opened(config_.sample, config_, data) as teacher:
-        return run_sample(config_, data, "test/test-00000", teacher)
+    try:
+        return run_sample(config_, data, "test/test-00000")
+    finally:
+        close_backends()
 
 
 def lines_of(server: FakeServer, n: int) -> list[str]:

@@ -13,7 +13,7 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.stages import opened, run_caption
+from tasks.stages import close_backends, run_caption
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +42,11 @@ def test_model_captions_cached_per_image_and_prompt(tmp_path, kind):
         cfg = FactoryConfig.model_validate({"caption": {"captioner": kind, "model": "vision-model",
                                                         "endpoint": {"base_urls": [server.url]}}})
         for _ in range(2):  # the second run asks for nothing
-            with opened(cfg.caption, cfg, data) as captioner:
-                stats = run_caption(cfg, data, "test/test-00000", captioner)
+            stats = run_caption(cfg, data, "test/test-00000")
+            close_backends()
         cfg.caption.prompt = "Describe the image briefly."
-        with opened(cfg.caption, cfg, data) as captioner:
-            run_caption(cfg, data, "test/test-00000", captioner)
+        run_caption(cfg, data, "test/test-00000")
+        close_backends()
     assert sorted(server.images) == sorted([red, blue, red, blue])  # 2 images x 2 prompts; shared image once
     assert stats.hits == 2 and stats.new == 0  # one request per distinct image
     caps = pl.read_parquet(data.table("captions") / kind / "test" / "test-00000.parquet")

@@ -27,7 +27,7 @@ from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.stages import (
-    opened,
+    close_backends,
     run_arms,
     run_caption,
     run_sample,
@@ -67,9 +67,8 @@ cfg = FactoryConfig.from_yaml(sys.argv[1])
 data, stage = DataDir(cfg.data_dir), sys.argv[2]
 print("START", flush=True)
 if stage == "sample":
-    with stages.opened(cfg.sample, cfg, data) as teacher:
-        for shard in stages.shards(data):
-            stages.run_sample(cfg, data, shard, teacher)
+    for shard in stages.shards(data):
+        stages.run_sample(cfg, data, shard)
 elif stage == "verify":
     for f in stages.sample_files(data):
         stages.run_verify(cfg, data, f)
@@ -141,9 +140,9 @@ def prepared(tmp: Path, stage: str, url: str) -> tuple[DataDir, Path]:
         run_caption(config_, data, shard)
     if stage == "sample":
         return data, path
-    with opened(config_.sample, config_, data) as teacher:
-        for shard in shards(data):
-            run_sample(config_, data, shard, teacher)
+    for shard in shards(data):
+        run_sample(config_, data, shard)
+    close_backends()
     if stage == "verify":
         return data, path
     for f in sample_files(data):

@@ -9,7 +9,7 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
-from tasks.stages import opened, run_caption, run_sample, shards
+from tasks.stages import close_backends, run_caption, run_sample, shards
 
 
 @pytest.mark.slow
@@ -21,10 +21,10 @@ def test_verify_select_arms_export_ask_no_teacher(tmp_path, monkeypatch):
     with FakeServer("openai") as good:  # the samples, paid for once
         cfg["sample"]["endpoint"] = {"base_urls": [good.url]}
         config = FactoryConfig.model_validate(cfg)
-        with opened(config.sample, config, data) as teacher:
-            for shard in shards(data):
-                run_caption(config, data, shard)
-                run_sample(config, data, shard, teacher)
+        for shard in shards(data):
+            run_caption(config, data, shard)
+            run_sample(config, data, shard)
+        close_backends()
     with FakeServer("openai", fail_all=True) as broken:
         cfg["sample"]["endpoint"] = {"base_urls": [broken.url], "max_attempts": 1}
         path = tmp_path / "cfg.yaml"

@@ -9,7 +9,7 @@ from schemas.paths import DataDir
 from tasks.fingerprints import sidecar
 from tasks.ingest import ingest
 from tasks.stages import (
-    opened,
+    close_backends,
     run_arms,
     run_caption,
     run_sample,
@@ -29,10 +29,10 @@ def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkey
             "sample": {"teacher": "openai", "model": "fake", "k": 2,
                        "endpoint": {"base_urls": [server.url], "api_key_env": "FAKE_KEY"}}})
         ingest(cfg.ingest, data)
-        with opened(cfg.sample, cfg, data) as teacher:
-            for shard in shards(data):
-                run_caption(cfg, data, shard)
-                run_sample(cfg, data, shard, teacher)
+        for shard in shards(data):
+            run_caption(cfg, data, shard)
+            run_sample(cfg, data, shard)
+        close_backends()
     files = sample_files(data)
     first = [run_verify(cfg, data, f) for f in files]
     assert not any(d.skipped for d in first)

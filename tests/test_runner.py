@@ -1,0 +1,103 @@
+"""The data stages' shard tasks on a Dask cluster (prefect-dask) through the real CLI: the same
+tables as the threads runner, an endpoint's rate limit kept by two workers together (server-side
+arrival times), and a worker SIGKILLed mid-stage: exactly k samples per problem after a re-run, and
+no answer asked again but what the dead worker had in flight."""
+
+import os
+import signal
+import subprocess
+import time
+
+import polars as pl
+import psutil
+import pytest
+from e2e import CLI, ROOT, prefect_server, run_cli, tiny_config
+from fake_servers import FakeServer
+
+pytestmark = pytest.mark.slow
+KEY = "sk-runner-0123456789"
+DATA_TABLES = ["problems", "captions", "samples", "verdicts", "selected", "arms"]
+
+
+@pytest.fixture(scope="module")
+def api_env(tmp_path_factory):
+    with prefect_server(tmp_path_factory.mktemp("prefect"), OPENAI_API_KEY=KEY) as env:
+        yield env
+
+
+def remote_sample(url: str, **endpoint) -> dict:
+    return {"teacher": "openai", "model": "fake-r1", "k": 2, "variants": ["plain"],
+            "endpoint": {"base_urls": [url], **endpoint}}
+
+
+def table(data, name: str) -> pl.DataFrame:
+    df = pl.read_parquet(data / name / "**" / "*.parquet")
+    df = df.drop([c for c in ("latency_s",) if c in df.columns])  # wall time differs run to run
+    return df.sort(df.columns)
+
+
+def test_dask_runner_writes_the_tables_the_threads_runner_writes(tmp_path, tiny_model, api_env):
+    with FakeServer("openai") as server:
+        runs = {}
+        for kind in ("threads", "dask"):
+            cfg = tiny_config(tmp_path / f"{kind}.yaml", tiny_model, tmp_path / kind, run=kind,
+                              ingest={"n_problems": 20, "shard_size": 5}, sample=remote_sample(server.url),
+                              arms={"arms": ["raw", "teacher_cot"]}, train={"methods": ["lora"]},
+                              evaluate={"baseline": False}, runner={"kind": kind, "workers": 2})
+            runs[kind], log = run_cli(["run", "--config", str(cfg)], api_env)
+        assert "sample-shards" in log and "dask" in log.lower()  # the shard tasks ran in the dask subflow
+    for name in DATA_TABLES:
+        assert table(tmp_path / "dask", name).equals(table(tmp_path / "threads", name)), name
+    assert runs["threads"]["sample"]["new"] == runs["dask"]["sample"]["new"] > 0
+
+
+def arrivals_within(times: list[float], window: float) -> int:
+    """The most requests that arrived within any `window` seconds (brute force over the start points)."""
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
+
+
+def test_two_dask_workers_keep_the_endpoints_rpm_together_and_ask_nothing_twice(tmp_path, api_env):
+    rpm, window = 120, 5.0
+    with FakeServer("openai") as server:
+        cfg = tiny_config(tmp_path / "rpm.yaml", "embedded", tmp_path / "data", ingest={"n_problems": 60, "shard_size": 10},
+                          sample=remote_sample(server.url, rpm=rpm, concurrency=8), runner={"kind": "dask", "workers": 2})
+        for stage in ("ingest", "caption"):
+            run_cli([stage, "--config", str(cfg)], api_env)
+        result, _ = run_cli(["sample", "--config", str(cfg)], api_env)
+    assert result["new"] == 2 * len(server.times) and len(server.times) >= 30  # k=2 paths per request (n=2)
+    burst = rpm / 60  # the limiter lets a second's share through at once
+    assert arrivals_within(server.times, window) <= rpm / 60 * window + burst
+    assert max(server.attempts.values()) == 1 and not server.repeated_successes()
+
+
+def test_a_dask_worker_killed_mid_stage_repeats_at_most_what_it_had_in_flight(tmp_path, api_env):
+    with FakeServer("openai", latency=0.3) as server:
+        cfg = tiny_config(tmp_path / "kill.yaml", "embedded", tmp_path / "data",
+                          ingest={"n_problems": 60, "shard_size": 10},
+                          sample=remote_sample(server.url, concurrency=2), runner={"kind": "dask", "workers": 2})
+        for stage in ("ingest", "caption"):
+            run_cli([stage, "--config", str(cfg)], api_env)
+        proc = subprocess.Popen([CLI, "sample", "--config", str(cfg)], env=api_env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while len(server.times) < 8 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline()) or "forkserver" in " ".join(p.cmdline())]
+            assert workers, "no dask worker process found"
+            os.kill(workers[0].pid, signal.SIGKILL)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        run_cli(["sample", "--config", str(cfg.parent / "kill.yaml")], api_env)  # the re-run finishes the rest
+    samples = table(tmp_path / "data", "samples")
+    train = table(tmp_path / "data", "problems").filter(pl.col("split") == "train").height
+    per_problem = samples.group_by("problem_id").agg(pl.col("sample_index").sort())
+    assert per_problem.height == train and per_problem["sample_index"].to_list() == [[0, 1]] * train
+    # Only what the killed worker had in flight can be asked again: its one request (concurrency 2 shared
+    # by 2 workers) of k=2 paths, answered by the server to a process that was gone.
+    repeated = sum(n - 1 for n in server.successes.values())
+    assert repeated <= 1 * 2, server.repeated_successes()
