@@ -36,19 +36,21 @@ def table(data, name: str) -> pl.DataFrame:
     return df.sort(df.columns)
 
 
-def test_dask_runner_writes_the_tables_the_threads_runner_writes(tmp_path, tiny_model, api_env):
+def test_dask_and_ray_runners_write_the_tables_the_threads_runner_writes(tmp_path, tiny_model, api_env):
     with FakeServer("openai") as server:
-        runs = {}
-        for kind in ("threads", "dask"):
+        runs, logs = {}, {}
+        for kind in ("threads", "dask", "ray"):
             cfg = tiny_config(tmp_path / f"{kind}.yaml", tiny_model, tmp_path / kind, run=kind,
                               ingest={"n_problems": 20, "shard_size": 5}, sample=remote_sample(server.url),
                               arms={"arms": ["raw", "teacher_cot"]}, train={"methods": ["lora"]},
                               evaluate={"baseline": False}, runner={"kind": kind, "workers": 2})
-            runs[kind], log = run_cli(["run", "--config", str(cfg)], api_env)
-        assert "sample-shards" in log and "dask" in log.lower()  # the shard tasks ran in the dask subflow
-    for name in DATA_TABLES:
-        assert table(tmp_path / "dask", name).equals(table(tmp_path / "threads", name)), name
-    assert runs["threads"]["sample"]["new"] == runs["dask"]["sample"]["new"] > 0
+            runs[kind], logs[kind] = run_cli(["run", "--config", str(cfg)], api_env)
+    assert "sample-shards" in logs["dask"] and "distributed.scheduler" in logs["dask"]  # in the dask subflow
+    assert "sample-shards" in logs["ray"] and "ray" in logs["ray"].lower()
+    for kind in ("dask", "ray"):
+        for name in DATA_TABLES:
+            assert table(tmp_path / kind, name).equals(table(tmp_path / "threads", name)), (kind, name)
+        assert runs["threads"]["sample"]["new"] == runs[kind]["sample"]["new"] > 0
 
 
 def arrivals_within(times: list[float], window: float) -> int:
