@@ -63,7 +63,7 @@ def request_key(identity: str, messages: tuple, params: SamplingParams, image_sh
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)  # built once per cached answer read: a cached re-run makes thousands
 class Completion:
     content: str
     reasoning: str | None
