@@ -12,14 +12,15 @@ import time
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks.stages import run_arms, run_select, run_verify, sample_files
+from tasks.runner import run_shard
+from tasks.stages import run_arms, sample_files
 
 
 def one_pass(cfg: FactoryConfig, data: DataDir) -> tuple[float, int, int, bool]:
     start = time.perf_counter()
     files = sample_files(data)
-    verified = [run_verify(cfg, data, f) for f in files]
-    selected = [run_select(cfg, data, f) for f in files]
+    verified = [run_shard("verify", cfg, data, f) for f in files]
+    selected = [run_shard("select", cfg, data, f) for f in files]
     arms = run_arms(cfg, data)
     return (time.perf_counter() - start, sum(d.skipped for d in verified) + sum(d.skipped for d in selected),
             2 * len(files), arms["unchanged"])

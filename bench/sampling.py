@@ -4,7 +4,7 @@
 
 Starts the OpenAI wire-format test server (tests/fake_servers.py) in its own process with a
 fixed latency per request, then times, against it:
-(a) the sample stage (`tasks.stages.run_sample`: the production `openai` backend through the
+(a) the sample stage (`run_shard("sample", ...)` in tasks/runner.py: the production `openai` backend through the
     request engine, the SQLite cache and the parquet write) on a fresh cache;
 (b) a bare aiohttp client sending the same request bodies at the same concurrency.
 Prints (a)/(b) (target <= 1.3), and (c)/(a) for the stage re-run with everything cached.
@@ -27,8 +27,8 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from tasks.runner import close_backends, run_shard
 from tasks.sample import build_requests
-from tasks.stages import close_backends, run_sample
 from tasks.teachers.openai_compat import OpenAITeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +100,11 @@ def main() -> None:
             bare = asyncio.run(bare_client(url, bodies, args.concurrency))
 
             start = time.perf_counter()  # the stage opens its teacher (the cache, a client session) itself
-            stats = run_sample(cfg, data, SHARD).stats
+            stats = run_shard("sample", cfg, data, SHARD).stats
             stage = time.perf_counter() - start
             gc.collect()  # a re-run is a new process: not the first run's garbage
             start = time.perf_counter()
-            again = run_sample(cfg, data, SHARD).stats
+            again = run_shard("sample", cfg, data, SHARD).stats
             rerun = time.perf_counter() - start
             close_backends()
             assert stats.new == len(reqs) and stats.failed == 0 and again.new == 0

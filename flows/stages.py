@@ -20,6 +20,7 @@ from students import stages as student_stages
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest
+from tasks.runner import close_backends, run_shard
 from tasks.teachers import secrets
 from teacher_cache import CacheStats
 
@@ -55,23 +56,22 @@ def data_of(config: FactoryConfig) -> DataDir:
     return DataDir(config.data_dir)
 
 
-def per_shard(fn, config: FactoryConfig, items: list[str]) -> list:
-    """Runs `fn(config, data, item)` as one Prefect task per item, concurrently: in threads of this
-    process, or (runner dask / ray) in a subflow whose task runner is that cluster. Only the config
-    and the shard's name cross to a task; it opens what it uses itself."""
-    name = fn.__name__.removeprefix("run_")
-    shard_task = task(fn, cache_policy=NO_CACHE, name=name)
+def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
+    """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
+    threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
+    Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
+    shard_task = task(run_shard, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
 
     def mapped() -> list:
-        futures = shard_task.map(unmapped(config), unmapped(data_of(config)), items)
+        futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(data_of(config)), items)
         return [f.result() for f in futures]
 
     if config.runner.kind == "threads":
         try:
             return mapped()
         finally:
-            stages.close_backends()
-    return flow(mapped, name=f"{name}-shards", task_runner=cluster_runner(config.runner))()
+            close_backends()
+    return flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
 
 
 def cluster_runner(runner: RunnerConfig):
@@ -116,7 +116,7 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
     data = data_of(config)
     remote, todo = config.caption.captioner in REMOTE, stages.shards(data)
     with stage_progress("caption"):
-        total = sum(per_shard(stages.run_caption, config, todo), CacheStats())
+        total = sum(per_shard("caption", config, todo), CacheStats())
     if not remote:
         return {"captioner": config.caption.captioner}
     spend = log_spend("caption", total, stages.priced(config.caption, config))
@@ -137,7 +137,7 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     data = data_of(config)
     todo = stages.shards(data)  # before a teacher is started
     with stage_progress("sample"):
-        results = per_shard(stages.run_sample, config, todo)
+        results = per_shard("sample", config, todo)
     total = sum((r.stats for r in results), CacheStats())
     spend = log_spend("sample", total, stages.priced(config.sample, config))
     identity = stages.identity_of(config.sample)
@@ -160,7 +160,7 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
     config = configured(config, config_file)
     data, judge_cfg = data_of(config), config.verify.judge
     files = stages.sample_files(data)
-    done = per_shard(stages.run_verify, config, files)
+    done = per_shard("verify", config, files)
     verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
     result = {"verdicts": verdicts, "unchanged_files": unchanged}
     if audit:
@@ -181,7 +181,7 @@ def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     """Keeps the correct trace(s) the policy picks; pass@1 and pass@k per problem."""
     config = configured(config, config_file)
     files = stages.sample_files(data_of(config))
-    done = per_shard(stages.run_select, config, files)
+    done = per_shard("select", config, files)
     selected, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
     get_run_logger().info("select: %d rows selected from %d samples files (%s)", selected, len(files), skips(unchanged))
     return {"selected": selected, "unchanged_files": unchanged}

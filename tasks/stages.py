@@ -1,15 +1,14 @@
-"""Each data stage as a function of (config, data dir, shard): read inputs, run, write atomically.
+"""The data stages' I/O beyond the per-shard runner (tasks/runner.py): the shards and samples
+files to map over, opening a configured backend, what the sample stage's results mean, and the
+whole-table stages (arms, export, audit, import).
 
 A shard is a problems file, named by its path under problems/ without `.parquet`
 (e.g. `synthetic/synthetic-00000`); every per-shard output mirrors that name.
 """
 
-import json
-import math
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,27 +19,20 @@ from schemas import experiment as experiment_mod
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
-from schemas.tables import SCHEMAS, empty, read_table, write_table
+from schemas.tables import empty, read_table, write_table
 from tasks import arms as arms_mod
 from tasks import decontam as decontam_mod
-from tasks import extract as extract_mod
 from tasks import fingerprints
-from tasks import grade as grade_mod
-from tasks import select as select_mod
-from tasks import verify as verify_mod
 from tasks.arms import build_arm, shortest_wrong, source_variant
 from tasks.audit import audit
 from tasks.audit import summary as audit_summary
-from tasks.caption import REMOTE, caption_shard
 from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
-from tasks.sample import SampleResult, sample_shard, teacher_dir
-from tasks.select import select_shard
+from tasks.sample import SampleResult
 from tasks.teachers import teacher_for
 from tasks.teachers.prices import price_for
 from tasks.teachers.secrets import api_key
-from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
 
 
@@ -126,49 +118,6 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
             backend.stop()
 
 
-def divided(section, shares: int):
-    """The section with its endpoint's limits split among `shares` workers, so that together they keep them."""
-    endpoint = getattr(section, "endpoint", None)
-    if shares == 1 or endpoint is None:
-        return section
-    limits = {"concurrency": max(1, math.ceil(endpoint.concurrency / shares)),
-              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares}
-    return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
-
-
-SHARED: dict[str, tuple[ExitStack, CachedTeacher]] = {}  # threads runner: this process's open backends
-_shared_lock = threading.Lock()
-
-
-@contextmanager
-def backend(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher | None]:
-    """The backend a shard task uses, opened in the process that runs the task (never passed between
-    tasks). Threads share one per process (a local model is loaded once) until `close_backends`;
-    a dask or ray worker opens its own per task, with its share of the endpoint's limits."""
-    if section is None:
-        yield None
-        return
-    section = divided(section, cfg.runner.shares())
-    if cfg.runner.kind != "threads":
-        with opened(section, cfg, data) as teacher:
-            yield teacher
-        return
-    key = json.dumps([section.model_dump(mode="json"), str(data.root), cfg.model_dump(mode="json")["prices"]])
-    with _shared_lock:
-        if key not in SHARED:
-            stack = ExitStack()
-            SHARED[key] = (stack, stack.enter_context(opened(section, cfg, data)))
-    yield SHARED[key][1]
-
-
-def close_backends() -> None:
-    """Closes the backends the threads runner opened in this process (a stage's end)."""
-    with _shared_lock:
-        for stack, _ in SHARED.values():
-            stack.close()
-        SHARED.clear()
-
-
 def priced(section, cfg: FactoryConfig) -> bool:
     """Whether the configured model has a known price, without opening it."""
     b = teacher_for(section)
@@ -192,27 +141,6 @@ def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
     if cfg.arms.teacher or variant is None or variant in cfg.sample.variants:
         return None
     return f"built from the teacher's `{variant}` samples, and sample.variants has no `{variant}`"
-
-
-def run_caption(cfg: FactoryConfig, data: DataDir, shard: str) -> CacheStats:
-    remote = cfg.caption if cfg.caption.captioner in REMOTE else None
-    with backend(remote, cfg, data) as captioner:
-        df, stats = caption_shard(cfg.caption, problems_of(data, shard), captioner, data.image,
-                                  desc=f"captioning {shard}")
-    write_table(df, data.table("captions") / cfg.caption.captioner / f"{shard}.parquet", "captions")
-    return stats
-
-
-def run_sample(cfg: FactoryConfig, data: DataDir, shard: str) -> SampleResult:
-    """A shard's samples; the problems it could not send go to rejects/sample-<teacher>/<shard>."""
-    with backend(cfg.sample, cfg, data) as teacher:
-        result = sample_shard(cfg.sample, problems_of(data, shard), captions_of(data, cfg.caption.captioner, shard),
-                              teacher, desc=f"sampling {shard}", image_path=data.image,
-                              uncaptioned=cfg.caption.captioner == "none")
-    write_table(result.samples, data.table("samples") / teacher_dir(teacher.identity) / f"{shard}.parquet", "samples")
-    write_table(pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"]),
-                data.table("rejects") / f"sample-{teacher_dir(teacher.identity)}" / f"{shard}.parquet", "rejects")
-    return result
 
 
 def sample_outcome(cfg: FactoryConfig, results: list[SampleResult], total: CacheStats, teacher: str) -> list[str]:
@@ -254,22 +182,6 @@ def rows_in(path: Path) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
-def run_verify(cfg: FactoryConfig, data: DataDir, sample_file: str) -> Done:
-    """Verdicts of one samples file; skipped when the samples, problems, verify settings and
-    grading code are those it was computed from."""
-    src = data.table("samples") / f"{sample_file}.parquet"
-    out = data.table("verdicts") / f"{sample_file}.parquet"
-    shard = data.table("problems") / f"{sample_file.split('/', 1)[1]}.parquet"
-    fp = fingerprints.fingerprint(cfg.verify, [src, shard, *code_of(verify_mod, extract_mod, grade_mod)])
-    if fingerprints.unchanged([out], fp):
-        return Done(rows_in(out), skipped=True)
-    with backend(cfg.verify.judge, cfg, data) as judge:
-        df = verify_shard(cfg.verify, read_table(src, "samples"), problems_for(data, sample_file), judge)
-    write_table(df, out, "verdicts")
-    fingerprints.record([out], fp)
-    return Done(df.height)
-
-
 def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = None) -> dict:
     """verify --audit over every samples file: data/reports/verify-audit/audit.parquet and audit.md."""
     frames = [audit(pl.read_parquet(data.table("samples") / f"{f}.parquet"), problems_for(data, f), cfg.verify, judge)
@@ -281,23 +193,6 @@ def run_audit(cfg: FactoryConfig, data: DataDir, judge: CachedTeacher | None = N
     return {"samples": df.height, "report": str(out / "audit.md"),
             "accuracy": {g: df[g].mean() for g in ("rules", "mathruler", "math_verify", "judge")
                          if df[g].null_count() < df.height}}
-
-
-def run_select(cfg: FactoryConfig, data: DataDir, sample_file: str) -> Done:
-    """The selections of one samples file; skipped when its inputs and settings are unchanged."""
-    src = data.table("samples") / f"{sample_file}.parquet"
-    verdicts_path = data.table("verdicts") / f"{sample_file}.parquet"
-    if not verdicts_path.exists():
-        raise InputError(f"{verdicts_path} is missing: run `distillery verify` first")
-    out = data.table("selected") / f"{sample_file}.parquet"
-    fp = fingerprints.fingerprint(cfg.select, [src, verdicts_path, *code_of(select_mod)])
-    if fingerprints.unchanged([out], fp):
-        return Done(rows_in(out), skipped=True)
-    df = select_shard(cfg.select.policy, read_table(src, "samples"), read_table(verdicts_path, "verdicts"),
-                      cfg.select.max_tokens)
-    write_table(df, out, "selected")
-    fingerprints.record([out], fp)
-    return Done(df.height)
 
 
 def run_decontam(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame) -> pl.DataFrame:

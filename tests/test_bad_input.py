@@ -28,7 +28,8 @@ from flows.server import SERVER_ENV, free_port, stop, wait_until_healthy
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.stages import close_backends, run_caption, run_sample, run_select, run_verify, sample_files, shards
+from tasks.runner import close_backends, run_shard
+from tasks.stages import sample_files, shards
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-corpus-0123456789abcdef"
@@ -64,12 +65,12 @@ def sampled(tmp_path_factory):
 
         ingest(config.ingest.model_copy(update={"path": str(sqa)}), data)
         for shard in shards(data):
-            run_caption(config, data, shard)
-            run_sample(config, data, shard)
+            run_shard("caption", config, data, shard)
+            run_shard("sample", config, data, shard)
         close_backends()
         for f in sample_files(data):
-            run_verify(config, data, f)
-            run_select(config, data, f)
+            run_shard("verify", config, data, f)
+            run_shard("select", config, data, f)
     return sqa, data
 
 

@@ -18,7 +18,7 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.stages import close_backends, run_sample
+from tasks.runner import close_backends, run_shard
 
 K = 2
 QUESTIONS = ["Which colour is the sky?", "Which colour is grass? [batchfail]", "Which colour is gold? [batchexpire]",
@@ -27,11 +27,11 @@ SCRIPT = """
 import sys
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks.stages import run_sample
+from tasks.runner import run_shard
 
 cfg = FactoryConfig.from_yaml(sys.argv[1])
 data = DataDir(cfg.data_dir)
-run_sample(cfg, data, "test/test-00000")
+run_shard("sample", cfg, data, "test/test-00000")
 """
 
 
@@ -60,7 +60,7 @@ def config(data: DataDir, server: FakeServer) -> dict:
 def sample(data: DataDir, cfg: dict):
     config_ = FactoryConfig.model_validate(cfg)
     try:
-        return run_sample(config_, data, "test/test-00000")
+        return run_shard("sample", config_, data, "test/test-00000")
     finally:
         close_backends()
 

@@ -13,7 +13,7 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.stages import close_backends, run_caption
+from tasks.runner import close_backends, run_shard
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +42,10 @@ def test_model_captions_cached_per_image_and_prompt(tmp_path, kind):
         cfg = FactoryConfig.model_validate({"caption": {"captioner": kind, "model": "vision-model",
                                                         "endpoint": {"base_urls": [server.url]}}})
         for _ in range(2):  # the second run asks for nothing
-            stats = run_caption(cfg, data, "test/test-00000")
+            stats = run_shard("caption", cfg, data, "test/test-00000")
             close_backends()
         cfg.caption.prompt = "Describe the image briefly."
-        run_caption(cfg, data, "test/test-00000")
+        run_shard("caption", cfg, data, "test/test-00000")
         close_backends()
     assert sorted(server.images) == sorted([red, blue, red, blue])  # 2 images x 2 prompts; shared image once
     assert stats.hits == 2 and stats.new == 0  # one request per distinct image

@@ -15,7 +15,8 @@ from schemas.tables import read_table
 from tasks.import_traces import import_traces
 from tasks.ingest import ingest
 from tasks.prompts import LETTERS, answer_sentence
-from tasks.stages import run_arms, run_export, run_select, run_verify, sample_files
+from tasks.runner import run_shard
+from tasks.stages import run_arms, run_export, sample_files
 from tasks.teachers.prices import price_for
 
 ARMS = ["raw", "teacher_cot", "teacher_lecture", "mistakes"]
@@ -45,8 +46,8 @@ def exported(tmp_path_factory):
     import_traces(data, traces, "gpt-4o", "synthetic", model="gpt-4o-mini", price=price_for("import", "gpt-4o-mini", {}))
     cfg = FactoryConfig(data_dir=str(data.root), arms={"arms": ARMS, "teacher": "gpt-4o"})
     for f in sample_files(data):
-        run_verify(cfg, data, f)
-        run_select(cfg, data, f)
+        run_shard("verify", cfg, data, f)
+        run_shard("select", cfg, data, f)
     run_arms(cfg, data)
     return cfg, data, run_export(cfg, data)
 

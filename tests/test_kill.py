@@ -26,16 +26,8 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.ingest import ingest
-from tasks.stages import (
-    close_backends,
-    run_arms,
-    run_caption,
-    run_sample,
-    run_select,
-    run_verify,
-    sample_files,
-    shards,
-)
+from tasks.runner import close_backends, run_shard
+from tasks.stages import run_arms, sample_files, shards
 
 pytestmark = pytest.mark.slow
 KILLS = 6
@@ -45,6 +37,7 @@ import datasets, polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks import stages
+from tasks.runner import run_shard
 
 if len(sys.argv) > 3:  # die in the middle of the Nth parquet write: the file half there, as a kill leaves it
     left = [int(sys.argv[3])]
@@ -68,10 +61,10 @@ data, stage = DataDir(cfg.data_dir), sys.argv[2]
 print("START", flush=True)
 if stage == "sample":
     for shard in stages.shards(data):
-        stages.run_sample(cfg, data, shard)
+        run_shard("sample", cfg, data, shard)
 elif stage == "verify":
     for f in stages.sample_files(data):
-        stages.run_verify(cfg, data, f)
+        run_shard("verify", cfg, data, f)
 elif stage == "arms":
     stages.run_arms(cfg, data)
 elif stage == "export":
@@ -137,17 +130,17 @@ def prepared(tmp: Path, stage: str, url: str) -> tuple[DataDir, Path]:
     config_ = FactoryConfig.model_validate(cfg)
     ingest(config_.ingest, data)
     for shard in shards(data):
-        run_caption(config_, data, shard)
+        run_shard("caption", config_, data, shard)
     if stage == "sample":
         return data, path
     for shard in shards(data):
-        run_sample(config_, data, shard)
+        run_shard("sample", config_, data, shard)
     close_backends()
     if stage == "verify":
         return data, path
     for f in sample_files(data):
-        run_verify(config_, data, f)
-        run_select(config_, data, f)
+        run_shard("verify", config_, data, f)
+        run_shard("select", config_, data, f)
     if stage == "export":
         run_arms(config_, data)
     return data, path

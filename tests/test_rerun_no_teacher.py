@@ -9,7 +9,8 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
-from tasks.stages import close_backends, run_caption, run_sample, shards
+from tasks.runner import close_backends, run_shard
+from tasks.stages import shards
 
 
 @pytest.mark.slow
@@ -22,8 +23,8 @@ def test_verify_select_arms_export_ask_no_teacher(tmp_path, monkeypatch):
         cfg["sample"]["endpoint"] = {"base_urls": [good.url]}
         config = FactoryConfig.model_validate(cfg)
         for shard in shards(data):
-            run_caption(config, data, shard)
-            run_sample(config, data, shard)
+            run_shard("caption", config, data, shard)
+            run_shard("sample", config, data, shard)
         close_backends()
     with FakeServer("openai", fail_all=True) as broken:
         cfg["sample"]["endpoint"] = {"base_urls": [broken.url], "max_attempts": 1}

@@ -14,7 +14,8 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
-from tasks.stages import run_caption, shards
+from tasks.runner import run_shard
+from tasks.stages import shards
 
 K = 2
 
@@ -25,7 +26,7 @@ def test_two_sample_processes_never_ask_the_same_request_twice(tmp_path, stagger
     data = DataDir(tmp_path / "data")
     ingest(SyntheticIngest(n_problems=40, shard_size=20), data)
     for shard in shards(data):
-        run_caption(FactoryConfig(), data, shard)
+        run_shard("caption", FactoryConfig(), data, shard)
     with FakeServer("openai", latency=0.1) as server:
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text(yaml.safe_dump({
