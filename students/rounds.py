@@ -46,8 +46,10 @@ def write_rounds(cfg: FactoryConfig, data: DataDir, rounds: list[dict]) -> Path:
     out = data.report(cfg.run)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "rounds.json", json.dumps(rounds, indent=2))
-    lines = [f"# {cfg.run}: {len(rounds)} rounds", "", "| round | run | teacher | best student | accuracy | "
-             "students (accuracy) |", "|---|---|---|---|---|---|"]
+    lines = [f"# {cfg.run}: {len(rounds)} rounds", "",
+             f"Each round's best student is its most accurate on the `{cfg.evaluate.split}` split (chosen after "
+             "seeing that split, as H3.6's default best arm is) and teaches the next round.", "",
+             "| round | run | teacher | best student | accuracy | students (accuracy) |", "|---|---|---|---|---|---|"]
     for r in rounds:
         others = ", ".join(f"{n} {a:.3f}" for n, a in sorted(r["accuracy"].items()))
         lines.append(f"| {r['round']} | {r['run']} | {r['teacher']} | {r['best']} | {r['best_accuracy']:.3f} | "
