@@ -19,21 +19,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 def main() -> dict:
     import torch
-    from conftest import make_tiny_llama, make_tiny_vlm
+    from conftest import make_tiny_llama, make_tiny_vlm, raw_arm_data
 
     from schemas.config import FactoryConfig
-    from schemas.paths import DataDir
-    from schemas.tables import empty, read_table, write_table
     from students.stages import run_evaluate, run_train
     from students.vlm import load_vlm
-    from tasks.arms import build_arm
-    from tasks.ingest import ingest
 
     tmp = Path(tempfile.mkdtemp())
-    data = DataDir(tmp / "data")
-    ingest(FactoryConfig.model_validate({"ingest": {"source": "synthetic", "n_problems": 24}}).ingest, data)
-    problems = read_table(data.table("problems"), "problems")
-    write_table(build_arm("raw", problems, {}, empty("selected"), {}, "none"), data.arm("raw") / "train.parquet", "arms")
+    data = raw_arm_data(tmp / "data", 24)
     vlm, llama = str(make_tiny_vlm(tmp / "vlm")), str(make_tiny_llama(tmp / "llama"))
     out = {"cuda": torch.cuda.is_available(), "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
            else "cpu", "vlm_dtype": str(load_vlm(vlm).dtype)}

@@ -15,7 +15,7 @@ import polars as pl
 
 from schemas.config import TrainConfig
 from schemas.paths import DataDir
-from students.generate import Generated, answer_stop, outputs
+from students.generate import Generated, whole
 from tasks.prompts import user_message
 
 # Module names of the parts that see pixels (vision tower, projector / connector) across architectures.
@@ -118,15 +118,7 @@ def vlm_generate(model, processor, prompts: list[str], images: list, max_new_tok
 
 
 def _generate(model, processor, prompts, images, max_new_tokens, temperature, top_p, n, stop_at_answer):
-    import torch
-
     texts = [processor.apply_chat_template(chat(p, images is not None), add_generation_prompt=True) for p in prompts]
     enc = processor(text=texts, images=[[im] for im in images] if images else None, padding=True,
                     padding_side="left", return_tensors="pt").to(model.device)
-    tok = processor.tokenizer
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-    stops = [answer_stop(tok, enc["input_ids"].shape[1])] if stop_at_answer else None
-    with torch.no_grad():
-        seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                              num_return_sequences=n, stopping_criteria=stops, **sampling)
-    return outputs(tok, enc, n, seqs[:, enc["input_ids"].shape[1]:].tolist(), stop_at_answer)
+    return whole(model, processor.tokenizer, enc, max_new_tokens, temperature, top_p, n, stop_at_answer)

@@ -67,6 +67,22 @@ def make_tiny_vlm(target: Path) -> Path:
     return target
 
 
+def raw_arm_data(root: Path, n_problems: int):
+    """A data dir of synthetic problems (each with its picture) and the `raw` arm built from them
+    (the dataset's own solutions: no teacher needed)."""
+    from schemas.config import FactoryConfig
+    from schemas.paths import DataDir
+    from schemas.tables import empty, read_table, write_table
+    from tasks.arms import build_arm
+    from tasks.ingest import ingest
+
+    data = DataDir(root)
+    ingest(FactoryConfig.model_validate({"ingest": {"source": "synthetic", "n_problems": n_problems}}).ingest, data)
+    problems = read_table(data.table("problems"), "problems")
+    write_table(build_arm("raw", problems, {}, empty("selected"), {}, "none"), data.arm("raw") / "train.parquet", "arms")
+    return data
+
+
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory) -> str:
     return str(make_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm")))

@@ -13,18 +13,16 @@ import random
 import shutil
 import sqlite3
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from e2e import CLI, ROOT, prefect_env
+from e2e import CLI, ROOT, prefect_server
 from fake_servers import FakeServer
 from scienceqa_fixture import write_release_layout
 
-from flows.server import SERVER_ENV, free_port, stop, wait_until_healthy
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
@@ -37,19 +35,8 @@ SECRET = "sk-corpus-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def api_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect")
-    env = prefect_env(home, OPENAI_API_KEY=SECRET)
-    port, log = free_port(), home / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
-                                env=env | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_until_healthy(proc, url, log, 600)
-        yield env | {"PREFECT_API_URL": url}
-    finally:
-        stop(proc)
+    with prefect_server(tmp_path_factory.mktemp("prefect"), OPENAI_API_KEY=SECRET) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,15 @@ import math
 import polars as pl
 import pytest
 import torch
+from conftest import raw_arm_data
 from safetensors.torch import load_file
 
 from schemas.config import FactoryConfig, TrainConfig, VerifyConfig
 from schemas.paths import DataDir
-from schemas.tables import empty, read_table, write_table
+from schemas.tables import read_table
 from students.grpo import correctness_reward, format_reward, grpo_rows
 from students.stages import run_evaluate, run_train
 from students.train import build_trainer
-from tasks.arms import build_arm
-from tasks.ingest import ingest
 from tasks.prompts import user_message
 from tasks.verify import verify_shard
 
@@ -23,12 +22,7 @@ from tasks.verify import verify_shard
 @pytest.fixture(scope="module")
 def grpo_data(tmp_path_factory) -> DataDir:
     """Synthetic problems and the `raw` arm built from them (no teacher needed)."""
-    data = DataDir(tmp_path_factory.mktemp("grpo-data"))
-    cfg = FactoryConfig.model_validate({"ingest": {"source": "synthetic", "n_problems": 12}})
-    ingest(cfg.ingest, data)
-    problems = read_table(data.table("problems"), "problems")
-    write_table(build_arm("raw", problems, {}, empty("selected"), {}, "none"), data.arm("raw") / "train.parquet", "arms")
-    return data
+    return raw_arm_data(tmp_path_factory.mktemp("grpo_data"), 12)
 
 
 def problems_of(data: DataDir) -> list[dict]:

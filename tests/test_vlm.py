@@ -4,30 +4,23 @@ the image, through the same train / evaluate stages as a text student."""
 import polars as pl
 import pytest
 import torch
+from conftest import raw_arm_data
 from PIL import Image
 from safetensors.torch import load_file
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from schemas.tables import empty, read_table, write_table
+from schemas.tables import read_table
 from students.evaluate import Solver, answer, load_student
 from students.stages import run_evaluate, run_train
 from students.train import build_trainer
 from students.vlm import load_processor
-from tasks.arms import build_arm
-from tasks.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def image_data(tmp_path_factory) -> DataDir:
     """Synthetic problems (each with its own picture) and the `raw` arm built from them."""
-    data = DataDir(tmp_path_factory.mktemp("vlm-data"))
-    cfg = FactoryConfig.model_validate({"ingest": {"source": "synthetic", "n_problems": 16}})
-    ingest(cfg.ingest, data)
-    problems = read_table(data.table("problems"), "problems")
-    arm = build_arm("raw", problems, {}, empty("selected"), {}, "none")  # the dataset's solutions: no teacher
-    write_table(arm, data.arm("raw") / "train.parquet", "arms")
-    return data
+    return raw_arm_data(tmp_path_factory.mktemp("image_data"), 16)
 
 
 def vlm_config(tiny_vlm: str, data: DataDir, **train) -> FactoryConfig:
