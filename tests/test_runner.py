@@ -69,7 +69,8 @@ def test_two_dask_workers_keep_the_endpoints_rpm_together_and_ask_nothing_twice(
         result, _ = run_cli(["sample", "--config", str(cfg)], api_env)
     assert result["new"] == 2 * len(server.times) and len(server.times) >= 30  # k=2 paths per request (n=2)
     burst = rpm / 60  # the limiter lets a second's share through at once
-    assert arrivals_within(server.times, window) <= rpm / 60 * window + burst
+    # + each worker's burst: arrivals bunch by network jitter; undivided limits would give about twice the rate
+    assert arrivals_within(server.times, window) <= rpm / 60 * window + 2 * burst
     assert max(server.attempts.values()) == 1 and not server.repeated_successes()
 
 
