@@ -32,6 +32,17 @@ def user_message(problem: dict, caption: str | None, variant: str, style: str = 
     return "\n".join(parts)
 
 
+THINK_FIRST = ("First reason step by step inside <think> </think> tags. After </think>, write the solution for a "
+               "reader in a few sentences, and finish with the answer sentence.")
+
+
+def teacher_message(problem: dict, caption: str | None, variant: str, think: bool) -> str:
+    """The user turn a teacher sees: the student's, plus (with `think`) the request for a separate
+    chain of thought, so that a plain chat teacher's reasoning can be told apart from its solution."""
+    message = user_message(problem, caption, variant)
+    return f"{message}\n{THINK_FIRST}" if think else message
+
+
 def answer_sentence(problem: dict) -> str:
     """The gold final answer in the form the prompt asks for."""
     if problem.get("choices") and problem.get("answer_index") is not None:
