@@ -13,6 +13,7 @@ from reports.analysis import hypothesis_rows, seed_summary, student_rows
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
+from reports.training_sets import training_set_rows
 from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, methods_by_arm, pass_at_k_table
 from schemas import atomic
 from schemas.config import ReportConfig
@@ -28,6 +29,7 @@ class ReportInputs:
     teacher_usd: dict[str, float | None] = field(default_factory=dict)
     counts: dict = field(default_factory=dict)  # pipeline counts, in order
     costs: list[dict] = field(default_factory=list)  # per stage and model
+    arm_stats: list[dict] = field(default_factory=list)  # the arms stage's arm_stats rows
 
 
 def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
@@ -37,7 +39,7 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
                  pass_at_k=pass_at_k_table(inputs.evals),
                  answer_vs_reasoning=answer_vs_reasoning(inputs.evals))
     return dict(
-        run=inputs.run, counts=inputs.counts, costs=inputs.costs, students=students, seeds=seed_summary(students),
+        run=inputs.run, counts=inputs.counts, training_sets=training_set_rows(inputs.arm_stats, inputs.metas), costs=inputs.costs, students=students, seeds=seed_summary(students),
         skipped={s: m.get("reason", "") for s, m in inputs.metas.items() if m.get("status") == "skipped"},
         hypotheses=hypothesis_rows(inputs.evals, cfg), confidence=cfg.confidence, alpha=cfg.alpha,
         power=cfg.power, leaderboard=[e.model_dump() for e in cfg.leaderboard],

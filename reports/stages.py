@@ -64,6 +64,8 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
         "training problems copying a val/test problem": copies(cfg, flags),
         "teacher samples": samples.height,
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
+        "samples left out of selection as unfinished (truncated, or no answer committed to)":
+            f"{selected.unique(['problem_id', 'teacher', 'variant'])['n_unfinished'].sum()} of {samples.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
     }
     for r in pass_rates(selected).iter_rows(named=True):
@@ -84,5 +86,7 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
     inputs = ReportInputs(run=cfg.run, evals=evals, problems=problems, metas=metas,
                           teacher_tokens=teacher_tokens_per_arm(cfg, samples),
                           teacher_usd=teacher_usd_per_arm(cfg, samples),
-                          counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples))
+                          counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples),
+                          arm_stats=read_table(data.table("arm_stats"), "arm_stats")
+                          .filter(pl.col("arm").is_in(cfg.arms.arms)).to_dicts())
     return write_report(data.report(cfg.run), inputs, cfg.report)

@@ -226,7 +226,7 @@ class SampleConfig(Section):
                          "probability.")
     max_new_tokens: int = Field(128, ge=1, description="Longest answer, in tokens (reasoning included); a longer one "
                                 "is kept as truncated.")
-    think_prompt: bool = Field(False, description="Ask the teacher to reason inside <think> tags before a short "
+    think_prompt: bool = Field(False, description="Ask the teacher to reason inside think tags before a short "
                                "solution: a plain chat teacher then gives a chain of thought apart from its solution "
                                "(the `teacher_cot` arm); reasoning models give one without it.")
     stop_at_answer: bool = Field(True, description="local teacher: end a path once its closing \"The answer is ...\" "

@@ -16,9 +16,9 @@ import polars as pl
 
 from schemas import atomic
 from schemas import experiment as experiment_mod
-from schemas.experiment import ARM
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
+from schemas.experiment import ARM
 from schemas.paths import DataDir
 from schemas.tables import empty, read_table, write_table
 from tasks import arms as arms_mod
