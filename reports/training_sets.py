@@ -37,11 +37,12 @@ def render_training_sets(s: dict, table) -> list[str]:
             "were trained on")
     lines = ["", "## Training sets", "", f"What each arm holds: {note}. Conflicts: examples whose teacher answer "
              "disagrees with the dataset's (unverified teacher solutions). Wrong attempts: examples that quote a "
-             "teacher mistake and correct it.", "",
-             *table(["arm", "problems", "examples", "training tokens", "left out to match", "conflicts",
-                     "wrong attempts", "not built"],
+             "teacher mistake and correct it. Answer line only: examples with no solution text beside the answer "
+             "statement (a terse teacher's shortest correct traces are often that).", "",
+             *table(["arm", "problems", "examples", "training tokens", "left out to match", "answer line only",
+                     "conflicts", "wrong attempts", "not built"],
                     [[r["arm"], r["problems"], r["examples"], "n/a" if r["train_tokens"] is None else r["train_tokens"],
-                      r["unmatched_problems"], share(r["conflicts"], r["examples"]),
+                      r["unmatched_problems"], share(r["answer_only"], r["examples"]), share(r["conflicts"], r["examples"]),
                       share(r["wrong_attempts"], r["examples"]), r["reason"] or ""] for r in rows])]
     if shared := shared_problems(rows):
         lines += ["", "Training problems behind each hypothesis (treatment / control):", "",

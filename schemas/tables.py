@@ -119,6 +119,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "problems": pl.Int64,  # distinct training problems
         "examples": pl.Int64,
         "unmatched_problems": pl.Int64,  # problems the arm could use, left out so that the arms match
+        "answer_only": pl.Int64,  # examples that state the answer and nothing else (a terse teacher's)
         "conflicts": pl.Int64,  # examples whose teacher answer disagrees with the dataset's (unverified arms)
         "wrong_attempts": pl.Int64,  # examples that quote a wrong teacher attempt (arms with one)
     },

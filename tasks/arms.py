@@ -14,6 +14,8 @@ Every completion ends with the gold answer sentence the students are graded on. 
 example, so the two sides of any contrast are trained on the same problems.
 """
 
+import re
+
 import polars as pl
 
 from schemas.experiment import ARM, WRONG_VARIANT
@@ -143,6 +145,18 @@ def match(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     return {a: df.filter(pl.col("problem_id").is_in(sorted(common))) for a, df in frames.items()}
 
 
+# "The answer is (B).", "**Answer:** (B)", "So the final answer is 4"; or an option alone: "(C) grapes"
+ANSWER_LINE = re.compile(r"(?i:^[\W_]*(?:so,?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?answer\b)|"
+                         r"^[\s*]*\(?[A-Z]\)\s*(?:\S+\s*){0,3}$")
+
+
+def answer_lines_only(text: str) -> bool:
+    """Whether a completion states its answer and nothing else: every line an answer statement
+    ("The answer is (B).", "(C) grapes"), under 5 other words in all."""
+    rest = [ln for ln in text.splitlines() if ln.strip() and not ANSWER_LINE.search(ln.strip())]
+    return sum(len(ln.split()) for ln in rest) < 5
+
+
 def arm_stats(frames: dict[str, pl.DataFrame], before: dict[str, pl.DataFrame], verdicts: pl.DataFrame,
               coverage: str, reasons: dict[str, str]) -> pl.DataFrame:
     """Per arm: built or why not, problems and examples (and those left out to match coverage), the
@@ -156,6 +170,7 @@ def arm_stats(frames: dict[str, pl.DataFrame], before: dict[str, pl.DataFrame], 
             arm=arm, built=df.height > 0, reason=None if df.height else reasons.get(arm, "no training example"),
             coverage=coverage, problems=df["problem_id"].n_unique(), examples=df.height,
             unmatched_problems=before[arm]["problem_id"].n_unique() - df["problem_id"].n_unique(),
+            answer_only=sum(answer_lines_only(c[0]["content"]) for c in df["completion"]),
             conflicts=int(df["sample_id"].is_in(sorted(wrong_ids)).sum()) if spec.traces in ("first", "all") else None,
             wrong_attempts=int(df["wrong_sample_id"].is_not_null().sum()) if "wrong_attempt" in spec.parts else None))
     return pl.DataFrame(rows, schema=SCHEMAS["arm_stats"])

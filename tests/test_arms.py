@@ -14,7 +14,7 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, ARM_NAMES, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
-from tasks.arms import NO_COT, build_arms
+from tasks.arms import NO_COT, answer_lines_only, build_arms
 from tasks.prompts import answer_sentence
 from tasks.runner import close_backends, run_shard
 from tasks.stages import arm_unavailable, run_arms, sample_files, shards
@@ -131,6 +131,15 @@ def test_an_arm_the_sampled_variants_cannot_build_is_skipped_with_its_reason(tmp
     assert meta["status"] == "skipped" and "sample.variants has no `lecture`" in meta["reason"]
 
 
+@pytest.mark.parametrize("text,bare", [
+    ("The answer is (B).", True), ("(C) grapes\nThe answer is (C).", True), ("**Answer:** (B)", True),
+    ("A: \nThe correct answer is (B).", True), ("Left: 7 kg.\nRight: 14 kg.\nRight is heavier.\nThe answer is (B).", False),
+    ("To find the answer we add 3 and 4 and get 7.\nThe answer is (A).", False),
+])
+def test_answer_line_only_completions_are_told_apart_from_solutions(text, bare):
+    assert answer_lines_only(text) is bare
+
+
 def test_every_hypothesis_compares_declared_arms():
     assert all(h.treatment in ARM and h.control in ARM for h in HYPOTHESES if not h.control.startswith("reference"))
 
@@ -205,6 +214,8 @@ def test_every_arm_of_a_chat_teacher_holds_what_its_name_claims(tmp_path, reason
         text = r["completion"][0]["content"]
         assert text != only[r["problem_id"]] and "the colour named first is red" in text and "Thinking" not in text
     assert set(frames["teacher_answer"]["problem_id"]) == {f"q{i:02d}" for i in SOLVED}
+    bare = dict(zip(stats["arm"], stats["answer_only"], strict=True))
+    assert bare["teacher_answer"] == 0 and bare["answer_only"] == frames["answer_only"].height
     cot = stats.filter(pl.col("arm") == "teacher_cot")
     if reasoning:
         answers = {r["problem_id"]: completion(frames["teacher_answer"], r["problem_id"])
