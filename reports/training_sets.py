@@ -15,11 +15,21 @@ def training_set_rows(arm_stats: list[dict], metas: dict[str, dict]) -> list[dic
 
 
 def shared_problems(arm_stats: list[dict]) -> list[dict]:
-    """Per declared hypothesis between two arms: the training problems of each side (equal under matched coverage)."""
+    """Per declared hypothesis between two arms: the training problems of each side (equal under matched
+    coverage; "not built" for an arm without examples)."""
     by_arm = {r["arm"]: r for r in arm_stats}
+    size = lambda arm: by_arm[arm]["problems"] if by_arm[arm]["built"] else "not built"  # noqa: E731
     return [dict(hypothesis=h.id, treatment=h.treatment, control=h.control,
-                 treatment_problems=by_arm[h.treatment]["problems"], control_problems=by_arm[h.control]["problems"])
+                 treatment_problems=size(h.treatment), control_problems=size(h.control))
             for h in HYPOTHESES if h.treatment in by_arm and h.control in by_arm]
+
+
+def row(r: dict) -> list:
+    if not r["built"]:
+        return [r["arm"], 0, 0, "", "", "", "", "", f"not built: {r['reason']}"]
+    return [r["arm"], r["problems"], r["examples"], "n/a" if r["train_tokens"] is None else r["train_tokens"],
+            r["unmatched_problems"], share(r["answer_only"], r["examples"]), share(r["conflicts"], r["examples"]),
+            share(r["wrong_attempts"], r["examples"]), ""]
 
 
 def share(part: int | None, whole: int) -> str:
@@ -40,10 +50,7 @@ def render_training_sets(s: dict, table) -> list[str]:
              "teacher mistake and correct it. Answer line only: examples with no solution text beside the answer "
              "statement (a terse teacher's shortest correct traces are often that).", "",
              *table(["arm", "problems", "examples", "training tokens", "left out to match", "answer line only",
-                     "conflicts", "wrong attempts", "not built"],
-                    [[r["arm"], r["problems"], r["examples"], "n/a" if r["train_tokens"] is None else r["train_tokens"],
-                      r["unmatched_problems"], share(r["answer_only"], r["examples"]), share(r["conflicts"], r["examples"]),
-                      share(r["wrong_attempts"], r["examples"]), r["reason"] or ""] for r in rows])]
+                     "conflicts", "wrong attempts", "built"], [row(r) for r in rows])]
     if shared := shared_problems(rows):
         lines += ["", "Training problems behind each hypothesis (treatment / control):", "",
                   *(f"- {h['hypothesis']}: {h['treatment']} {h['treatment_problems']} / {h['control']} "

@@ -2,9 +2,10 @@
 compare them. Config validation, the arms stage, dataset cards, training, the report and the
 README's tables all read these two tables; adding an arm or a hypothesis is one entry.
 
-An arm's completion is its `parts` (see `tasks/arms.py`: PARTS) joined by blank lines, always
-ending with the gold answer sentence the students are graded on (appended unless the text already
-ends with it). `traces` says which teacher samples of `teacher_variant` an arm is built from, one
+An arm's completion is its `parts` (see `tasks/arms.py`: PARTS) joined by blank lines, ending with
+an answer sentence in the form students are graded on (appended unless the text already ends with it):
+the gold answer's (`ends_with: gold`), or, for the unverified policy ablation, the answer the teacher
+sample itself committed to (`own`: gold-correcting it would make it a verified arm). `traces` says which teacher samples of `teacher_variant` an arm is built from, one
 example each: `none` (the dataset alone: one example per problem), `correct` (the selected, verified
 traces), `first` (the problem's first finished sample, whatever its verdict) or `all` (every finished
 sample, unverified). A problem gets no example when a part in `needs` is missing.
@@ -26,6 +27,7 @@ class ArmSpec:
     teacher_variant: str | None = None  # the teacher samples it is built from; None: the dataset alone
     traces: Literal["none", "correct", "first", "all"] = "none"
     needs: tuple[str, ...] = ()
+    ends_with: Literal["gold", "own"] = "gold"
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -56,8 +58,9 @@ ARMS: tuple[ArmSpec, ...] = (
             "verified solution when shown the lecture, with the lecture in the prompt",
             ("solution", "teacher_solution"), prompt_variant="lecture", teacher_variant="lecture", traces="correct",
             needs=("teacher_solution",)),
-    ArmSpec("teacher_all", "every finished teacher solution of the k sampled, unverified (the selection-policy "
-            "ablation)", ("teacher_solution",), teacher_variant="plain", traces="all", needs=("teacher_solution",)),
+    ArmSpec("teacher_all", "every finished teacher solution of the k sampled, unverified, ending with the teacher's "
+            "own answer (the selection-policy ablation)", ("teacher_solution",), teacher_variant="plain",
+            traces="all", needs=("teacher_solution",), ends_with="own"),
     ArmSpec("answer_only", "the answer sentence alone", ()),
 )
 ARM_NAMES = tuple(a.name for a in ARMS)
@@ -87,8 +90,8 @@ HYPOTHESES: tuple[Hypothesis, ...] = (
                "teacher_lecture", "higher"),
     Hypothesis("H3.5-attempt", "the wrong attempt shown and corrected is what helps: `mistakes` beats the same "
                "solutions and context without the wrong attempt", "mistakes", "mistakes_no_attempt", "higher"),
-    Hypothesis("policy", "keeping the shortest verified-correct solution beats training on all k sampled solutions "
-               "unverified (the selection-policy ablation)", "teacher_answer", "teacher_all", "higher"),
+    Hypothesis("policy", "keeping only verified-correct solutions (by select.policy) beats training on all k sampled "
+               "solutions unverified (the selection-policy ablation)", "teacher_answer", "teacher_all", "higher"),
     Hypothesis("baseline", "training on the dataset's solutions beats training on its answers alone (the seeds' "
                "CoT-vs-answer baseline)", "raw", "answer_only", "higher"),
 )

@@ -111,7 +111,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "sample_id": pl.String,  # teacher sample the completion came from; null for raw arms
         "wrong_sample_id": pl.String,  # the teacher's wrong attempt quoted in it (mistakes); null for none
     },
-    "arm_stats": {  # what each arm holds (tasks/arms.py arm_stats); arms/stats.parquet
+    "arm_stats": {  # what each arm holds (tasks/arms.py arm_stats); arm_stats/arm_stats.parquet
         "arm": pl.String,
         "built": pl.Boolean,  # false: no training example (reason says why); not trained
         "reason": pl.String,

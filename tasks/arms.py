@@ -9,19 +9,18 @@ prompt/completion form (one row per training example). The arms themselves are d
                       (None when the teacher gave no reasoning apart from its answer)
     wrong_attempt     the teacher's shortest wrong attempt, quoted and marked wrong
 
-Every completion ends with the gold answer sentence the students are graded on. Under
+Every completion ends with the gold answer sentence the students are graded on (`teacher_all`, the
+unverified policy ablation: with the answer sentence of the teacher's own answer). Under
 `arms.coverage: matched` every arm keeps only the training problems where every built arm has an
 example, so the two sides of any contrast are trained on the same problems.
 """
-
-import re
 
 import polars as pl
 
 from schemas.experiment import ARM, WRONG_VARIANT
 from schemas.tables import SCHEMAS
-from tasks.prompts import answer_sentence, user_message
-from tasks.select import by_length, finished
+from tasks.prompts import LETTERS, answer_sentence, user_message
+from tasks.select import answer_lines_only, by_length, finished
 
 WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` arm
 NO_COT = ("the teacher gave no separate chain of thought (no reasoning field, <think> block or thought summary in "
@@ -53,11 +52,24 @@ def cot(trace: dict) -> str | None:
     return f"<think>\n{reasoning}\n</think>\n{trace['content'].strip()}" if reasoning else None
 
 
-def commit(text: str, problem: dict) -> str:
-    """`text` ending with the gold answer sentence (appended unless the text already ends with it)."""
-    sentence = answer_sentence(problem)
-    text = text.strip()
-    return text if text.endswith(sentence) else f"{text}\n{sentence}".strip()
+def commit(text: str, sentence: str) -> str:
+    """`text` ending with `sentence`: a closing line that already says it (up to markdown, case and the
+    final full stop) is replaced by it, else it is appended."""
+    lines = text.strip().splitlines()
+    said = lambda line: line.strip().strip("*_ ").rstrip(".").lower()  # noqa: E731
+    if lines and said(lines[-1]) == said(sentence):
+        lines = lines[:-1]
+    return "\n".join([*lines, sentence]).strip()
+
+
+def own_sentence(problem: dict, extracted: str | None) -> str | None:
+    """The answer sentence for the answer a teacher sample committed to (None: it committed to none)."""
+    if extracted is None:
+        return None
+    if problem.get("choices"):
+        index = LETTERS.find(extracted)
+        return answer_sentence({**problem, "answer_index": index}) if 0 <= index < len(problem["choices"]) else None
+    return answer_sentence({**problem, "answer": extracted})
 
 
 def wrong_attempt(wrong: dict) -> str:
@@ -80,21 +92,25 @@ def completion_for(arm: str, p: dict, trace: dict | None, wrong: dict | None) ->
     """The assistant turn of `arm` for problem `p` built from `trace`; None when a needed part is missing."""
     spec = ARM[arm]
     parts = {name: PARTS[name](p, trace, wrong) for name in spec.parts}
-    if any(not parts[n] for n in spec.needs):
+    sentence = answer_sentence(p) if spec.ends_with == "gold" else own_sentence(p, trace and trace.get("extracted"))
+    if any(not parts[n] for n in spec.needs) or sentence is None:
         return None
-    return commit("\n\n".join(t.strip() for t in parts.values() if t and t.strip()), p)
+    return commit("\n\n".join(t.strip() for t in parts.values() if t and t.strip()), sentence)
 
 
-def finished_samples(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> pl.DataFrame:
-    """The teacher's finished samples (not truncated, answer committed to), with their verdicts."""
+def finished_samples(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str,
+                     finished_only: bool = True) -> pl.DataFrame:
+    """The teacher's samples with their verdicts: the finished ones (not truncated, answer committed
+    to) unless `finished_only` is off (`select.finished_only`)."""
     own = samples.filter(pl.col("teacher") == teacher).join(
-        verdicts.select("sample_id", "correct", "extracted", "reason"), on="sample_id", how="left")
-    return own.filter(pl.Series([finished(r) for r in own.iter_rows(named=True)], dtype=pl.Boolean))
+        verdicts.select("sample_id", "correct", "extracted", "reason"), on="sample_id", how="inner")
+    keep = [finished(r) or not finished_only for r in own.iter_rows(named=True)]
+    return own.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
-def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> dict[str, dict]:
-    """problem_id -> its shortest finished incorrect sample of the wrong-attempt variant."""
-    wrong = finished_samples(samples, verdicts, teacher).filter(
+def shortest_wrong(done: pl.DataFrame) -> dict[str, dict]:
+    """problem_id -> its shortest incorrect sample of the wrong-attempt variant, from `finished_samples`."""
+    wrong = done.filter(
         (pl.col("variant") == WRONG_VARIANT) & (pl.col("correct") == False))  # noqa: E712  (null: cannot judge)
     out: dict[str, dict] = {}
     for r in wrong.iter_rows(named=True):  # shortest as selection measures it (tokens, else characters)
@@ -137,24 +153,14 @@ def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], traces
 
 
 def match(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Every non-empty arm restricted to the training problems all non-empty arms have an example for."""
-    built = [df for df in frames.values() if df.height]
-    if not built:
-        return frames
-    common = set.intersection(*(set(df["problem_id"]) for df in built))
-    return {a: df.filter(pl.col("problem_id").is_in(sorted(common))) for a, df in frames.items()}
-
-
-# "The answer is (B).", "**Answer:** (B)", "So the final answer is 4"; or an option alone: "(C) grapes"
-ANSWER_LINE = re.compile(r"(?i:^[\W_]*(?:so,?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?answer\b)|"
-                         r"^[\s*]*\(?[A-Z]\)\s*(?:\S+\s*){0,3}$")
-
-
-def answer_lines_only(text: str) -> bool:
-    """Whether a completion states its answer and nothing else: every line an answer statement
-    ("The answer is (B).", "(C) grapes"), under 5 other words in all."""
-    rest = [ln for ln in text.splitlines() if ln.strip() and not ANSWER_LINE.search(ln.strip())]
-    return sum(len(ln.split()) for ln in rest) < 5
+    """Every non-empty arm restricted to the training problems all non-empty arms have an example for.
+    Where they share none, the arm with the fewest problems is left out (emptied) until the rest share some,
+    so one sparse arm cannot empty every other."""
+    problems = {a: set(df["problem_id"]) for a, df in frames.items() if df.height}
+    while problems and not set.intersection(*problems.values()):
+        problems.pop(min(problems, key=lambda a: (len(problems[a]), a)))
+    common = sorted(set.intersection(*problems.values())) if problems else []
+    return {a: df.filter(pl.col("problem_id").is_in(common)) for a, df in frames.items()}
 
 
 def arm_stats(frames: dict[str, pl.DataFrame], before: dict[str, pl.DataFrame], verdicts: pl.DataFrame,
@@ -177,14 +183,20 @@ def arm_stats(frames: dict[str, pl.DataFrame], before: dict[str, pl.DataFrame], 
 
 
 def build_arms(arms: list[str], problems: pl.DataFrame, captions: dict[str, str], samples: pl.DataFrame,
-               verdicts: pl.DataFrame, selected: pl.DataFrame, teacher: str,
-               coverage: str) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+               verdicts: pl.DataFrame, selected: pl.DataFrame, teacher: str, coverage: str,
+               finished_only: bool) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """({arm: training examples}, arm_stats) for the configured arms."""
-    done = finished_samples(samples, verdicts, teacher)
-    traces, wrong = traces_by_problem(selected, done, teacher), shortest_wrong(samples, verdicts, teacher)
+    done = finished_samples(samples, verdicts, teacher, finished_only)
+    traces, wrong = traces_by_problem(selected, done, teacher), shortest_wrong(done)
     before = {arm: build_arm(arm, problems, captions, traces, wrong) for arm in arms}
     frames = match(before) if coverage == "matched" else before
-    reasons = {"teacher_cot": NO_COT} if "teacher_cot" in arms and not before["teacher_cot"].height else {}
-    if coverage == "matched" and any(df.height for df in before.values()):
-        reasons |= {a: "no training problem that every built arm covers" for a, df in before.items() if df.height}
+    reasons = {a: "shares no training problem with the other arms (arms.coverage: matched)"
+               for a, df in before.items() if df.height}
+    for arm in arms:
+        spec = ARM[arm]
+        if spec.traces != "none" and not any(spec.teacher_variant in v for v in traces[spec.traces].values()):
+            reasons[arm] = f"no {'verified' if spec.traces == 'correct' else 'finished'} teacher trace " \
+                           f"of the `{spec.teacher_variant}` variant for any training problem"
+        elif arm == "teacher_cot" and not before[arm].height:
+            reasons[arm] = NO_COT
     return frames, arm_stats(frames, before, verdicts, coverage, reasons)

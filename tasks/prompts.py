@@ -1,7 +1,8 @@
 """How a problem is put to a teacher or a student, and how a final answer is written.
 
 Teacher and student see the same user message, so a student is trained on the exact
-question form the teacher answered. The `lecture` variant adds the lecture as context
+question form the teacher answered; with `sample.think_prompt` the teacher's message adds one
+sentence asking for `<think>` reasoning before a short solution (the student is not asked that). The `lecture` variant adds the lecture as context
 (the research plan's stand-in for a retrieval tool).
 """
 

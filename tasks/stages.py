@@ -211,7 +211,7 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     shards(data)  # problems exist
     inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
     inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))
-    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, identity]
+    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, identity, cfg.select.finished_only]
     fp = fingerprints.fingerprint(settings, inputs + code_of(arms_mod, decontam_mod, experiment_mod, select_mod))
     flags_file = data.table("contamination") / "flags.parquet"
     built = [data.arm(a) / "train.parquet" for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
@@ -236,7 +236,8 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
         if arm_unavailable(cfg, arm):
             (data.arm(arm) / "train.parquet").unlink(missing_ok=True)  # an older build would not fit this config
     buildable = [a for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
-    frames, stats = build_arms(buildable, problems, captions, samples, verdicts, selected, identity, cfg.arms.coverage)
+    frames, stats = build_arms(buildable, problems, captions, samples, verdicts, selected, identity, cfg.arms.coverage,
+                               cfg.select.finished_only)
     for arm, df in frames.items():
         write_table(df, data.arm(arm) / "train.parquet", "arms")
     write_table(stats, stats_file, "arm_stats")

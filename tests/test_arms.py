@@ -14,9 +14,10 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, ARM_NAMES, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
-from tasks.arms import NO_COT, answer_lines_only, build_arms
+from tasks.arms import NO_COT, build_arms, commit
 from tasks.prompts import answer_sentence
 from tasks.runner import close_backends, run_shard
+from tasks.select import answer_lines_only
 from tasks.stages import arm_unavailable, run_arms, sample_files, shards
 
 T = "local/embedded"
@@ -33,7 +34,7 @@ BAD = "The left pan looks bigger.\nThe answer is (A)."
 def s(sid, pid, variant, index, content, correct, reasoning=None, finish="stop", reason="answer_is", tokens=9):
     return dict(sample_id=sid, problem_id=pid, teacher=T, variant=variant, sample_index=index, content=content,
                 reasoning=reasoning, finish_reason=finish, completion_tokens=tokens, prompt_tokens=1, cost_usd=None,
-                correct=correct, extracted="B" if correct else "A", reason=reason)
+                correct=correct, extracted={True: "B", False: "A"}.get(correct), reason=reason)
 
 
 ROWS = [s("s1", "p1", "plain", 0, GOOD, True, reasoning="hidden thoughts"),
@@ -48,8 +49,9 @@ SELECTED = pl.DataFrame([dict(problem_id=r["problem_id"], teacher=T, variant=r["
                               reasoning=r["reasoning"], content=r["content"]) for r in ROWS if r["correct"]])
 
 
-def arms(coverage="all", names=ARM_NAMES, samples=SAMPLES, selected=SELECTED):
-    return build_arms(list(names), PROBLEMS, {"p1": "A balance."}, samples, VERDICTS, selected, T, coverage)
+def arms(coverage="all", names=ARM_NAMES, samples=SAMPLES, selected=SELECTED, finished_only=True):
+    return build_arms(list(names), PROBLEMS, {"p1": "A balance."}, samples, VERDICTS, selected, T, coverage,
+                      finished_only)
 
 
 def completion(df, pid):
@@ -96,10 +98,28 @@ def test_mistakes_and_its_ablation_differ_by_the_wrong_attempt_alone():
     assert row["wrong_attempts"][0] == 1 and row["examples"][0] == 2
 
 
-def test_all_arm_keeps_every_finished_sample_unverified():
+def test_all_arm_keeps_every_finished_sample_unverified_with_its_own_answer():
     frames, stats = arms()
     assert sorted(frames["teacher_all"]["sample_id"]) == ["s1", "s3"]
+    assert completion(frames["teacher_all"], "p2") == BAD  # not gold-corrected: the teacher's own (A)
     assert stats.filter(pl.col("arm") == "teacher_all")["conflicts"][0] == 1
+    unfinished_too = arms(finished_only=False)[0]["teacher_all"]
+    assert sorted(unfinished_too["sample_id"]) == ["s1", "s3"]  # s4 (truncated) committed to no answer: no sentence
+
+
+@pytest.mark.parametrize("text", ["Five beats three.\nThe answer is (B).", "Five beats three.\n**The answer is (B).**",
+                                  "Five beats three.\nthe answer is (B)", "Five beats three."])
+def test_the_answer_sentence_ends_every_completion_once(text):
+    assert commit(text, "The answer is (B).") == "Five beats three.\nThe answer is (B)."
+
+
+def test_one_sparse_arm_does_not_empty_the_others_under_matched_coverage():
+    frames, stats = arms("matched", names=["raw", "teacher_answer", "teacher_lecture", "answer_only"],
+                         selected=SELECTED.filter(pl.col("sample_id") != "s2"))  # lecture solved p2 only, plain p1
+    sizes = {a: df.height for a, df in frames.items()}
+    assert sizes["raw"] == sizes["answer_only"] == 1 and sizes["teacher_answer"] + sizes["teacher_lecture"] == 1
+    gone = stats.filter(~pl.col("built"))
+    assert gone.height == 1 and "shares no training problem" in gone["reason"][0]
 
 
 def test_matched_coverage_puts_every_arm_on_the_same_problems():
@@ -147,18 +167,23 @@ def test_every_hypothesis_compares_declared_arms():
 # -- end to end: a chat teacher over real HTTP ------------------------------------------------------------------
 
 N = 20
-SOLVED = {i for i in range(N) if i % 5 < 3}  # 60% of the problems
+SOLVED = {i for i in range(N) if i % 5 < 3}  # 60% of the problems, without the lecture
+SOLVED_LECTURE = {i for i in range(N) if i % 5 in (1, 2, 3)}  # 60% too, with it: not the same problems
+
+
+def right(i: int, index: int, lecture: bool) -> bool:
+    """Whether the chatty teacher's path `index` of problem i is right: on path 1 of a solved problem, and
+    on path 0 too for even i."""
+    return i in (SOLVED_LECTURE if lecture else SOLVED) and (index == 1 or i % 2 == 0)
 
 
 class ChattyServer(FakeServer):
     """Answers like a chat model: reasoning paragraphs, then the answer line on its own (`plain`), or the
-    reasoning in a `reasoning` field or `<think>` tags. Problem i is solved when i is in SOLVED (on sample 1;
-    on sample 0 too for even i); every other answer is (B), wrong."""
+    reasoning in a `reasoning` field or `<think>` tags; (A) where `right`, else (B)."""
 
     def openai_choice(self, prompt, index, j, max_tokens):
         i = int(prompt.split("Question: Q", 1)[1].split(":", 1)[0])
-        right = i in SOLVED and (index == 1 or i % 2 == 0)
-        letter = "A" if right else "B"
+        letter = "A" if right(i, index, "Lecture:" in prompt) else "B"
         steps = f"Problem {i}, path {index}: the colour named first is red.\n\nRed is option (A), so I weigh it."
         answer = f"{steps}\n\nThe answer is ({letter})."
         msg = {"role": "assistant", "content": answer}
@@ -209,7 +234,10 @@ def test_every_arm_of_a_chat_teacher_holds_what_its_name_claims(tmp_path, reason
     only = {r["problem_id"]: completion(frames["answer_only"], r["problem_id"]) for r in frames["answer_only"].iter_rows(named=True)}
     for arm, df in frames.items():
         for r in df.iter_rows(named=True):
-            assert r["completion"][0]["content"].endswith(gold[r["problem_id"]]), (arm, r["completion"])
+            text = r["completion"][0]["content"]
+            ending = gold[r["problem_id"]] if ARM[arm].ends_with == "gold" else text.splitlines()[-1]
+            assert text.endswith(ending) and text.count(ending) == 1, (arm, text)  # said once, at the end
+            assert ending.startswith("The answer is (") and text.splitlines()[-1] == ending
     for r in frames["teacher_answer"].iter_rows(named=True):
         text = r["completion"][0]["content"]
         assert text != only[r["problem_id"]] and "the colour named first is red" in text and "Thinking" not in text
@@ -230,19 +258,22 @@ def test_every_arm_of_a_chat_teacher_holds_what_its_name_claims(tmp_path, reason
     wrong = set(verdicts.filter(pl.col("correct") == False)["sample_id"])  # noqa: E712
     rpt = frames["raw_plus_teacher"]
     assert stats.filter(pl.col("arm") == "raw_plus_teacher")["conflicts"][0] == sum(i in wrong for i in rpt["sample_id"])
-    assert sum(i in wrong for i in rpt["sample_id"]) == N - len([i for i in SOLVED if i % 2 == 0]) > 0
+    assert sum(i in wrong for i in rpt["sample_id"]) == sum(not right(i, 0, False) for i in range(N)) > 0
     m = frames["mistakes"]
+    assert set(m["problem_id"]) == {f"q{i:02d}" for i in SOLVED_LECTURE}
     assert stats.filter(pl.col("arm") == "mistakes")["wrong_attempts"][0] == m["wrong_sample_id"].is_not_null().sum()
     quoted = sum("This attempt is wrong" in c[0]["content"] for c in m["completion"])
-    assert quoted == m["wrong_sample_id"].is_not_null().sum() == len([i for i in SOLVED if i % 2])
+    erred = [i for i in SOLVED_LECTURE if not (right(i, 0, False) and right(i, 1, False))]  # a wrong plain path
+    assert quoted == m["wrong_sample_id"].is_not_null().sum() == len(erred) > 0
 
 
 def test_matched_coverage_with_a_teacher_that_solves_60_percent(tmp_path):
     frames, stats, _ = built_arms(tmp_path, "reasoning", "matched")
     sets = {a: set(df["problem_id"]) for a, df in frames.items()}
-    solved = {f"q{i:02d}" for i in SOLVED}
-    assert all(v == solved for v in sets.values()), {a: len(v) for a, v in sets.items()}
+    both = {f"q{i:02d}" for i in SOLVED & SOLVED_LECTURE}  # verified with and without the lecture
+    assert all(v == both for v in sets.values()), {a: len(v) for a, v in sets.items()}
     for h in HYPOTHESES:
         if h.treatment in sets and h.control in sets:
-            assert sets[h.treatment] == sets[h.control]
-    assert stats.filter(pl.col("arm") == "raw")["unmatched_problems"][0] == N - len(SOLVED)
+            assert sets[h.treatment] == sets[h.control], h.id
+    assert stats.filter(pl.col("arm") == "raw")["unmatched_problems"][0] == N - len(both)
+    assert dict(zip(stats["arm"], stats["problems"], strict=True)) == {a: len(both) for a in sets}
