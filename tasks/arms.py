@@ -15,6 +15,8 @@ unverified policy ablation: with the answer sentence of the teacher's own answer
 example, so the two sides of any contrast are trained on the same problems.
 """
 
+import re
+
 import polars as pl
 
 from schemas.experiment import ARM, WRONG_VARIANT
@@ -73,9 +75,11 @@ def own_sentence(problem: dict, extracted: str | None) -> str | None:
 
 
 def wrong_attempt(wrong: dict) -> str:
-    attempt = wrong["content"].strip()[:WRONG_EXCERPT]
+    """The attempt quoted between typographic quotes, its own quote marks made plain apostrophes, so that
+    graders and the stop rule can tell the quoted (wrong) answer from the one the completion commits to."""
+    attempt = re.sub(r"[\"“”]", "'", wrong["content"].strip()[:WRONG_EXCERPT])
     said = f"({wrong['extracted']})" if wrong["extracted"] else "no clear answer"
-    return (f'A tempting but wrong attempt: "{attempt}"\nThis attempt is wrong: it gives {said}, '
+    return (f"A tempting but wrong attempt: “{attempt}”\nThis attempt is wrong: it gives {said}, "
             f"which does not fit the facts above.")
 
 
