@@ -152,7 +152,8 @@ def h36(s: dict) -> list[str]:
     shown = [r for r in s["students"] if r["student"] == best] + refs
     lines = ["", "## H3.6: the best arm against zero-shot reference models", "",
              "Efficiency side by side: accuracy and each cost with its unit (teacher data behind the arm, training the "
-             "student, answering one test problem); n/a: unknown, never 0. ", "", *table(
+             "student, answering one test problem); n/a: unknown, never 0. Correct answers per 1,000 generated tokens "
+             "compares inference efficiency.", "", *table(
                  ["model", "accuracy", "teacher data (tokens)", "teacher data ($)", "training (s)",
                   "training tokens", "device", "tokens per answer", "correct per 1k answer tokens",
                   "seconds per answer", "$ per answer"],

@@ -59,11 +59,15 @@ def paired_interval(b: int, c: int, n: int, confidence: float) -> tuple[float, f
     return float(low * (d_lo if low >= 0 else d_hi)), float(high * (d_hi if high >= 0 else d_lo))
 
 
-def critical(m: np.ndarray, alpha: float) -> np.ndarray:
-    """Per discordant count m, the largest c with 2 P(X <= c) <= alpha, X ~ Bin(m, 1/2): the test
-    rejects b <= c or b >= m - c (c = -1: it never rejects)."""
+@lru_cache(maxsize=256)  # the same n recurs for every power of a table
+def critical(n: int, alpha: float) -> np.ndarray:
+    """Per discordant count m = 0..n, the largest c with 2 P(X <= c) <= alpha, X ~ Bin(m, 1/2): the
+    test rejects b <= c or b >= m - c (c = -1: it never rejects)."""
+    m = np.arange(n + 1)
     c = binom.ppf(alpha / 2, m, 0.5)  # smallest k with P(X <= k) >= alpha / 2
-    return np.where(2 * binom.cdf(c, m, 0.5) <= alpha, c, c - 1).astype(int)
+    out = np.where(2 * binom.cdf(c, m, 0.5) <= alpha, c, c - 1).astype(int)
+    out.flags.writeable = False  # shared by the cache
+    return out
 
 
 def mcnemar_power(n: int, p10: float, p01: float, alpha: float) -> float:
@@ -73,7 +77,7 @@ def mcnemar_power(n: int, p10: float, p01: float, alpha: float) -> float:
     if pd <= 0:
         return 0.0
     m = np.arange(n + 1)
-    c = critical(m, alpha)
+    c = critical(n, alpha)
     q = p10 / pd
     reject = np.where(c >= 0, binom.cdf(c, m, q) + binom.sf(m - c - 1, m, q), 0.0)  # P(b <= c) + P(b >= m - c)
     return float((binom.pmf(m, n, pd) * reject).sum())

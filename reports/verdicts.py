@@ -35,9 +35,11 @@ def short_claim(treatment: str, control: str, direction: str) -> str:
     return f"{treatment} {direction} than {control}"
 
 
-def strata(answers: pl.DataFrame, arm: str, method: str) -> dict[int, pl.DataFrame]:
+def strata(arms: dict, arm: str, method: str) -> dict[int, pl.DataFrame]:
     """Per training seed, (problem_id, correct) of the arm trained with the method."""
-    part = answers.filter((pl.col("arm") == arm) & (pl.col("method") == method))
+    part = arms.get((arm, method))
+    if part is None:
+        return {}
     return {seed if seed is not None else 0: g.select("problem_id", "correct")
             for (seed,), g in part.group_by("seed", maintain_order=True)}
 
@@ -84,9 +86,9 @@ def compare(treat: dict, control: dict, direction: str, cfg: ReportConfig) -> di
                 **power_columns(n, b, c, direction, len(seeds), cfg))
 
 
-def missing(arm: str, method: str, answers: pl.DataFrame, why: dict[str, str]) -> str | None:
+def missing(arm: str, method: str, arms: dict, why: dict[str, str]) -> str | None:
     """Why the arm trained with the method has no test answers (None: it has some)."""
-    if answers.filter((pl.col("arm") == arm) & (pl.col("method") == method)).height:
+    if (arm, method) in arms:
         return None
     return f"{arm} not trained: {why.get(f'{arm}-{method}') or why.get(arm) or 'not in this run'}"
 
@@ -97,14 +99,14 @@ def same_data(h: Hypothesis, method: str) -> bool:
         spec_t.prompt_variant == spec_c.prompt_variant
 
 
-def arm_row(h: Hypothesis, method: str, answers: pl.DataFrame, why: dict[str, str], cfg: ReportConfig) -> dict:
+def arm_row(h: Hypothesis, method: str, arms: dict, why: dict[str, str], cfg: ReportConfig) -> dict:
     row = dict(hypothesis=h.id, claim=h.claim, short=short_claim(h.treatment, h.control, h.direction), method=method,
                treatment=h.treatment, control=h.control, direction=h.direction, **BLANK)
-    reason = missing(h.treatment, method, answers, why) or missing(h.control, method, answers, why)
+    reason = missing(h.treatment, method, arms, why) or missing(h.control, method, arms, why)
     if reason is None and same_data(h, method):
         reason = f"same training data ({method} trains on the arms' prompts, identical for these arms)"
     if reason is None:
-        c = compare(strata(answers, h.treatment, method), strata(answers, h.control, method), h.direction, cfg)
+        c = compare(strata(arms, h.treatment, method), strata(arms, h.control, method), h.direction, cfg)
         reason, row = (c, row) if isinstance(c, str) else (None, row | c)
     return row | dict(verdict=f"not tested: {reason}" if reason else None, tested=reason is None)
 
@@ -145,7 +147,8 @@ def hypothesis_rows(evals: pl.DataFrame, methods: list[str], why: dict[str, str]
     """Every declared hypothesis per method, then H3.6; Holm over the rows tested."""
     report, _ = splits(evals)
     answers = greedy(evals).filter(pl.col("split") == report)
-    rows = [arm_row(h, m, answers, why, cfg) for h in declared(cfg) for m in methods]
+    arms = answers.partition_by("arm", "method", as_dict=True)  # (arm, method) -> its answers
+    rows = [arm_row(h, m, arms, why, cfg) for h in declared(cfg) for m in methods]
     rows += h36_rows(evals, answers, cfg)
     tested = [r for r in rows if r["tested"]]
     for r, p in zip(tested, holm([r["p_value"] for r in tested]), strict=True):
