@@ -89,7 +89,7 @@ def pass_curves(summary: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         ks = sorted(int(c.split("@")[1]) for c in r if c.startswith("pass@"))
-        ax.plot(ks, [r[f"pass@{k}"] * 100 for k in ks], marker="o", label=r["student"])
+        ax.plot(ks, [r[f"pass@{k}"]["accuracy"] * 100 for k in ks], marker="o", label=r["student"])
     ax.set_xticks(ks)
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")

@@ -32,12 +32,6 @@ def table(header: list[str], rows: list[list]) -> list[str]:
             *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
 
 
-def fmt(x) -> str:
-    if isinstance(x, float):
-        return pct(x)
-    return "" if x is None else str(x)
-
-
 def pipeline(s: dict) -> list[str]:
     lines = ["## Pipeline", "", *(f"- {k}: {v}" for k, v in s["counts"].items())]
     if s["costs"]:
@@ -173,23 +167,50 @@ def per_k(r: dict) -> str:
     return "n/a" if not tokens or r["accuracy"] != r["accuracy"] else f"{1000 * r['accuracy'] / tokens:.2f}"
 
 
+def fmt(x) -> str:
+    """A view's cell: accuracy [interval] n=N for a cell dict, a percentage for a float."""
+    if isinstance(x, dict):
+        if x["accuracy"] is None:
+            return "n/a (n=0)"
+        return f"{pct(x['accuracy'])} {interval(x['ci_low'], x['ci_high'])} n={x['n']}"
+    if isinstance(x, float):
+        return pct(x)
+    return "n/a" if x is None else str(x)
+
+
+def view(rows: list[dict], rename: dict[str, str] | None = None) -> list[str]:
+    """A view as a table; the difference's interval columns shown as one."""
+    cols = [c for c in rows[0] if c != "ci_high"]
+    header = [(rename or {}).get(c, "interval" if c == "ci_low" else c) for c in cols]
+    body = [[interval(r["ci_low"], r["ci_high"]) if c == "ci_low" else fmt(r[c]) for c in cols] for r in rows]
+    return table(header, body)
+
+
+VIEWS = (
+    ("cot_vs_direct", "Chain of thought vs direct answering", "Greedy accuracy with each evaluation prompt (Wilson "
+     "interval, n), and the paired difference on the problems both prompts answered with its interval."),
+    ("methods", "Training methods per arm", "Greedy accuracy (interval, n) of each arm trained with each method (lora "
+     "and prompt_tuning: SFT; grpo: reinforcement learning from the base or train.init; lora+grpo: SFT, then GRPO). "
+     "pass@k per student is in the pass@k table."),
+    ("pass_at_k", "pass@k", "Unbiased pass@j from the sampled answers (normal interval over problems, n problems), "
+     "beside greedy accuracy."),
+    ("answer_vs_reasoning", "Answer vs reasoning accuracy",
+     "Greedy chain-of-thought answers with a gold solution: answer and reasoning accuracy (interval, n) and the 2x2 "
+     "counts of answer and reasoning."))
+
+
 def views(s: dict, plots: dict[str, str]) -> list[str]:
     lines = []
-    for key, title, note in (
-            ("cot_vs_direct", "Chain of thought vs direct answering", "Greedy accuracy with each evaluation prompt."),
-            ("methods", "Training methods per arm", "Greedy accuracy of each arm trained with each method (lora and "
-             "prompt_tuning: SFT; grpo: reinforcement learning from the base or train.init; lora+grpo: SFT, then "
-             "GRPO). pass@k per student is in the pass@k table."),
-            ("pass_at_k", "pass@k", "Unbiased pass@j from the sampled answers, beside greedy accuracy."),
-            ("answer_vs_reasoning", "Answer vs reasoning accuracy",
-             "Greedy chain-of-thought answers with a gold solution; the 2x2 counts of answer and reasoning.")):
+    for key, title, note in VIEWS:
         if s[key]:
-            cols = list(s[key][0])
-            lines += ["", f"## {title}", "", note, "", *table(cols, [[fmt(r[c]) for c in cols] for r in s[key]])]
+            lines += ["", f"## {title}", "", note, "", *view(s[key])]
+    trained = set(s["trained_sources"])
     for name, rows in s["breakdowns"].items():
-        cols = list(rows[0])
-        lines += ["", f"## Accuracy by {name.replace('_', ' ')}", "",
-                  *table(cols, [[fmt(r[c]) for c in cols] for r in rows])]
+        marks = {c: f"{c} (trained on)" for c in rows[0] if name == "source" and c in trained}
+        note = (["Sources marked \"trained on\" have training problems in the arms; the others are out of "
+                 "distribution.", ""] if marks else [])
+        lines += ["", f"## Accuracy by {name.replace('_', ' ')}", "", "Wilson interval and n per cell.", "", *note,
+                  *view(rows, marks)]
     if plots:
         lines += ["", "## Plots", "", *(f"![{k}]({v})" for k, v in plots.items())]
     return lines

@@ -14,7 +14,14 @@ from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
 from reports.verdicts import hypothesis_rows
-from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, methods_by_arm, pass_at_k_table
+from reports.views import (
+    answer_vs_reasoning,
+    breakdowns,
+    cot_vs_direct,
+    methods_by_arm,
+    pass_at_k_table,
+    trained_sources,
+)
 from schemas import atomic
 from schemas.config import ReportConfig
 from students.choose import splits
@@ -49,9 +56,10 @@ def methods(inputs: ReportInputs) -> list[str]:
 def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     """Everything the report shows, as plain data (summary.json)."""
     students = student_rows(inputs.evals, inputs.metas, inputs.teacher_tokens, inputs.teacher_usd, cfg)
-    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals), methods=methods_by_arm(inputs.evals),
-                 pass_at_k=pass_at_k_table(inputs.evals),
-                 answer_vs_reasoning=answer_vs_reasoning(inputs.evals))
+    c = cfg.confidence
+    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals, c), methods=methods_by_arm(inputs.evals, c),
+                 pass_at_k=pass_at_k_table(inputs.evals, c), answer_vs_reasoning=answer_vs_reasoning(inputs.evals, c),
+                 breakdowns=breakdowns(inputs.evals, inputs.problems, c), trained_sources=trained_sources(inputs.problems))
     why = inputs.not_built | skipped(inputs)
     rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg)
     return dict(
@@ -59,8 +67,7 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
         skipped=skipped(inputs), hypotheses=rows, family=sum(r["tested"] for r in rows), splits=split_note(inputs.evals),
         confidence=cfg.confidence, alpha=cfg.alpha, power=cfg.power,
         leaderboard=[e.model_dump() for e in cfg.leaderboard],
-        **{k: v.to_dicts() for k, v in views.items()},
-        breakdowns={k: v.to_dicts() for k, v in breakdowns(inputs.evals, inputs.problems).items()},
+        **views,
     )
 
 

@@ -43,7 +43,8 @@ def test_report_files(tmp_path):
                                                       on="problem_id", how="left")
     text, summary = report(tmp_path, ev, problems, metas, teacher_tokens={"teacher_answer": 1234})
     assert "| raw-lora | raw | lora | 0 | 12.5% |" in text
-    assert "| topic | " not in text and "| student | maps | verbs |" in text and "| raw-lora | 50.0% | 0.0% |" in text
+    assert "| topic | " not in text and "| student | maps | verbs |" in text
+    assert "| raw-lora | 50.0% [23.7%, 76.3%] n=10 | 0.0% [0.0%, 11.4%] n=30 |" in text  # Wilson, never [0, 0]
     h = summary["hypotheses"][0]
     assert (h["hypothesis"], h["treatment"], h["control"], h["direction"]) == ("H3.1", "teacher_answer", "raw", "lower")
     assert h["verdict"] == "contradicted" and h["difference"] == pytest.approx(33 / 40)  # the plan predicted lower
@@ -160,7 +161,8 @@ def test_views_cot_vs_direct_pass_at_k_and_answer_vs_reasoning(tmp_path):
     per_problem = np.array(samples).T  # (problems, k)
     for j in (1, 2, 4):
         ref = np.mean([pass_at_k(4, int(row.sum()), j) for row in per_problem])
-        assert summary["pass_at_k"][0][f"pass@{j}"] == pytest.approx(ref)
+        cell = summary["pass_at_k"][0][f"pass@{j}"]
+        assert cell["accuracy"] == pytest.approx(ref) and cell["n"] == 30 and cell["ci_low"] <= ref <= cell["ci_high"]
     two = summary["answer_vs_reasoning"][0]
     assert (two["both_right"], two["answer_right_reasoning_wrong"], two["answer_wrong_reasoning_right"],
             two["both_wrong"]) == (10, 8, 5, 7)
@@ -179,9 +181,13 @@ def test_scienceqa_breakdowns(tmp_path):
         on="problem_id", how="left")
     _, summary = report(tmp_path, evals("raw-lora", "raw", "lora", [True, False, True, False]), problems)
     b = summary["breakdowns"]
-    assert b["scienceqa_subject"] == [{"student": "raw-lora", "LAN": 1.0, "NAT": 0.5, "SOC": 0.0}]
-    assert b["scienceqa_context"] == [{"student": "raw-lora", "IMG": 1.0, "NO": 0.5, "TXT": 0.0}]
-    assert b["scienceqa_grade"] == [{"student": "raw-lora", "G1-6": 0.5, "G7-12": 0.5}]
+    def accuracies(rows):
+        return [{k: v["accuracy"] if isinstance(v, dict) else v for k, v in r.items()} for r in rows]
+
+    assert accuracies(b["scienceqa_subject"]) == [{"student": "raw-lora", "LAN": 1.0, "NAT": 0.5, "SOC": 0.0}]
+    assert accuracies(b["scienceqa_context"]) == [{"student": "raw-lora", "IMG": 1.0, "NO": 0.5, "TXT": 0.0}]
+    assert accuracies(b["scienceqa_grade"]) == [{"student": "raw-lora", "G1-6": 0.5, "G7-12": 0.5}]
+    assert b["scienceqa_grade"][0]["G7-12"]["n"] == 2
 
 
 def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
@@ -317,14 +323,16 @@ def test_grpo_sft_and_sft_then_grpo_side_by_side_per_arm_and_accuracy_by_source(
     runs = {(arm, method): list(rng.random(20) < rng.random()) for arm in ("raw", "teacher_cot")
             for method in ("lora", "grpo", "lora+grpo")}
     ev = pl.concat([evals(f"{arm}-{method}", arm, method, c) for (arm, method), c in runs.items()])
-    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(20)],
-                                 source=["scienceqa"] * 12 + ["mathvista"] * 8)).join(
-        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source"), on="problem_id", how="left")
+    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(20)] + ["t0"],
+                                 source=["scienceqa"] * 12 + ["mathvista"] * 8 + ["scienceqa"],
+                                 split=["test"] * 20 + ["train"])).join(
+        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source", "split"), on="problem_id", how="left")
     text, summary = report(tmp_path, ev, problems)
     table = {r["arm"]: r for r in summary["methods"]}
     for (arm, method), c in runs.items():
-        assert table[arm][method] == pytest.approx(sum(c) / len(c))
+        assert table[arm][method]["accuracy"] == pytest.approx(sum(c) / len(c)) and table[arm][method]["n"] == 20
         by_source = next(r for r in summary["breakdowns"]["source"] if r["student"] == f"{arm}-{method}")
-        assert by_source["mathvista"] == pytest.approx(sum(c[12:]) / 8)
-        assert by_source["scienceqa"] == pytest.approx(sum(c[:12]) / 12)
+        assert by_source["mathvista"]["accuracy"] == pytest.approx(sum(c[12:]) / 8)
+        assert by_source["scienceqa"]["accuracy"] == pytest.approx(sum(c[:12]) / 12)
     assert "## Training methods per arm" in text and "## Accuracy by source" in text
+    assert "| student | mathvista | scienceqa (trained on) |" in text  # only scienceqa has training problems
