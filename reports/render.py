@@ -145,16 +145,20 @@ def h36(s: dict) -> list[str]:
     best = rows[0]["treatment"].split(" ")[0] if rows else None
     shown = [r for r in s["students"] if r["student"] == best] + refs
     lines = ["", "## H3.6: the best arm against zero-shot reference models", "",
-             "Efficiency side by side: accuracy and each cost with its unit (teacher data behind the arm, training the "
-             "student, answering one test problem); n/a: unknown, never 0. Correct answers per 1,000 generated tokens "
-             "compares inference efficiency.", "", *table(
-                 ["model", "accuracy", "teacher data (tokens)", "teacher data ($)", "training (s)",
-                  "training tokens", "device", "tokens per answer", "correct per 1k answer tokens",
-                  "seconds per answer", "$ per answer"],
-                 [[r["student"], pct(r["accuracy"]), num(r["teacher_tokens"]), usd(r["teacher_usd"]),
-                   seconds(r["train_wall_s"]), num(r["train_tokens"]), r["device"] or "n/a",
-                   f"{r['answer_tokens']:.0f}", per_k(r), f"{seconds(r['answer_s'])} ({r['latency_kind']})",
-                   usd(r["answer_usd"])] for r in shown])]
+             "Efficiency as the plan states it: accuracy per cost, each cost with its unit. Teacher data and training "
+             "count for the trained student only (a reference is not tuned on this data); local training and "
+             "answering are in device-seconds, and in dollars only with report.device_hour_usd; API answers at their "
+             "prices. Seconds per answer: a reference's per request, a local student's batch time shared out (the two "
+             "are stated, not equated). n/a: unknown or not applicable, never 0. Correct answers per 1,000 generated "
+             "tokens compares inference efficiency.", "", *table(
+                 ["model", "accuracy", "n", "teacher data (tokens)", "teacher data ($)", "training (device-s)",
+                  "training ($)", "device", "tokens per answer", "correct per 1k answer tokens", "seconds per answer",
+                  "$ per answer", "$ in all (teacher + training + n answers)", "accuracy points per $"],
+                 [[r["student"], pct(r["accuracy"]), r["n"], num(r["teacher_tokens"]), usd(r["teacher_usd"]),
+                   seconds(r["train_wall_s"]), usd(r["train_usd"]), r["device"] or "n/a", f"{r['answer_tokens']:.0f}",
+                   per_k(r), f"{seconds(r['answer_s'])} ({r['latency_kind']})", usd(r["answer_usd"]),
+                   usd(r["total_usd"]), "n/a" if r["points_per_usd"] is None else f"{r['points_per_usd']:.3g}"]
+                  for r in shown])]
     if s["leaderboard"]:
         lines += ["", "Published figures (shown for comparison, never used in a verdict):", "",
                   *table(["model", "accuracy", "source"],

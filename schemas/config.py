@@ -438,6 +438,10 @@ class ReportConfig(Section):
     discordance_floor: float = Field(0.1, gt=0.0, le=1.0, description="The least discordant share assumed when "
                                      "it comes from the observed one (two students that agree everywhere do not "
                                      "make a test sensitive).")
+    device_hour_usd: float | None = Field(
+        None, ge=0.0, description="USD per device-hour of this machine (GPU or CPU), to put local training and "
+        "answering in dollars beside API prices (H3.6's efficiency). Default: none; local costs are shown in "
+        "device-seconds and their dollars as n/a.")
     hypotheses: list[HypothesisConfig] = Field(
         [], description="Your own hypotheses, tested beside the research plan's (schemas/experiment.py).")
     best_arm: str | None = Field(

@@ -129,20 +129,26 @@ def test_h36_best_arm_chosen_on_val_against_a_reference_with_costs_and_leaderboa
 
     test = [evals("raw-lora", "raw", "lora", [True] * 20 + [False] * 20),
             evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 30 + [False] * 10),
-            evals("reference:big", "reference", "zero-shot", [True] * 10 + [False] * 30)]
+            evals("reference:big", "reference", "zero-shot", [True] * 10 + [False] * 30).with_columns(
+                cost_usd=pl.lit(0.001))]
     val = [evals("raw-lora", "raw", "lora", [True] * 5 + [False] * 15, split="val"),
            evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 15 + [False] * 5, split="val")]
     metas = {"teacher_cot-lora": {"train_examples": 9, "wall_s": 12.5, "train_tokens": 4000, "device": "cpu"}}
-    cfg = ReportConfig(leaderboard=[LeaderboardEntry(name="SOTA", accuracy=0.9, source="paper")])
+    cfg = ReportConfig(leaderboard=[LeaderboardEntry(name="SOTA", accuracy=0.9, source="paper")], device_hour_usd=3.6)
     text, summary = report(tmp_path, pl.concat(test + val), metas=metas, cfg=cfg, teacher_tokens={"teacher_cot": 777},
                            teacher_usd={"teacher_cot": 0.5})
     h36 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.6")
     assert h36["treatment"] == "teacher_cot-lora (best on val: 75.0%)" and h36["control"] == "reference:big"
     assert h36["verdict"] == "supported" and h36["difference"] == pytest.approx(0.5)
-    assert ("| teacher_cot-lora | 75.0% | 777 | $0.5000 | 12.50 | 4000 | cpu | 3 | 250.00 | "
-            "0.50 (device-seconds, batch-amortised) | n/a |") in text
+    # $0.001 per device-second: training 12.5 s, 40 answers of 0.5 s, teacher data $0.5 -> $0.5325 in all
+    assert ("| teacher_cot-lora | 75.0% | 40 | 777 | $0.5000 | 12.50 | $0.0125 | cpu | 3 | 250.00 | "
+            "0.50 (device-seconds, batch-amortised) | $0.000500 | $0.5325 | 141 |") in text
+    assert ("| reference:big | 25.0% | 40 | n/a | n/a | n/a | n/a | n/a | 3 | 83.33 | 0.50 (per request) | $0.001000 | "
+            "$0.0400 | 625 |") in text  # a reference is not tuned: its cost is its answers
     assert "| SOTA | 90.0% | paper |" in text and "never used in a verdict" in text
-    _, alone = report(tmp_path / "no-val", pl.concat(test), cfg=cfg)  # no val: chosen on test, no verdict word
+    _, alone = report(tmp_path / "no-val", pl.concat(test), cfg=ReportConfig())  # no val: chosen on test, no verdict
+    local = {s["student"]: s for s in alone["students"]}["teacher_cot-lora"]
+    assert local["answer_usd"] is None and local["total_usd"] is None  # no device price: n/a, not $0
     h36 = next(h for h in alone["hypotheses"] if h["hypothesis"] == "H3.6")
     assert h36["verdict"].startswith("exploratory") and h36["p_holm"] is None and not h36["tested"]
 
