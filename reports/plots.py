@@ -22,8 +22,8 @@ def forest(summary: dict, path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     for i, h in enumerate(reversed(rows)):
-        verdict = h["verdict"].split(" ")[0]
-        color = COLORS[verdict]
+        verdict = h["verdict"].split(":")[0]  # "not tested: too few problems" keeps its numbers
+        color = COLORS.get(verdict, "#adb5bd")
         ax.errorbar(h["difference"] * 100, i, xerr=[[(h["difference"] - h["ci_low"]) * 100],
                                                     [(h["ci_high"] - h["difference"]) * 100]],
                     fmt="o", color=color, capsize=3)

@@ -131,7 +131,7 @@ def answer(s: dict) -> list[str]:
     for hid in order:
         rows = [h for h in s["hypotheses"] if h["hypothesis"] == hid]
         parts = [(f"{h['method']} " if h["method"] else "") + (f"vs {h['control']} " if hid == "H3.6" else "")
-                 + (f"**{h['verdict']}** {signed(h['difference'])} {interval(h['ci_low'], h['ci_high'])}, "
+                 + (f"{verdict_cell(h)} {signed(h['difference'])} {interval(h['ci_low'], h['ci_high'])}, "
                     f"n {h['n']}" if h["difference"] is not None else h["verdict"]) for h in rows]
         lines.append(f"- **{hid}** ({rows[0]['short']}): " + "; ".join(parts))
     return lines + ["", verdict_help(s)]

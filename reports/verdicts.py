@@ -107,7 +107,7 @@ def arm_row(h: Hypothesis, method: str, arms: dict, why: dict[str, str], cfg: Re
         reason = f"same training data ({method} trains on the arms' prompts, identical for these arms)"
     if reason is None:
         c = compare(strata(arms, h.treatment, method), strata(arms, h.control, method), h.direction, cfg)
-        reason, row = (c, row) if isinstance(c, str) else (None, row | c)
+        reason, row = (c, row) if isinstance(c, str) else (too_few(c["n"], cfg.alpha), row | c)
     return row | dict(verdict=f"not tested: {reason}" if reason else None, tested=reason is None)
 
 
@@ -130,10 +130,20 @@ def h36_rows(evals: pl.DataFrame, answers: pl.DataFrame, cfg: ReportConfig) -> l
         row = base | dict(method=chosen["method"][0], treatment=label, control=ref, tested=False)
         if isinstance(c, str):
             rows.append(row | dict(verdict=f"not tested: {c}"))
+        elif few := too_few(c["n"], cfg.alpha):
+            rows.append(row | c | dict(verdict=f"not tested: {few}"))
         else:
             rows.append(row | c | dict(tested=best["on_val"], verdict=None if best["on_val"] else
                                        "exploratory (no val split: the best student was chosen on test)"))
     return rows
+
+
+def too_few(n: int, alpha: float) -> str | None:
+    """Decided by n alone, before any outcome is looked at: pairs that could not reach alpha even if
+    every one of them went one way do not enter the family."""
+    if 2 * 0.5**n > alpha:
+        return f"too few problems ({n} pairs: even all of them one way could not reach p <= {alpha})"
+    return None
 
 
 def word(p_holm: float, difference: float, direction: str, alpha: float) -> str:

@@ -129,6 +129,8 @@ def test_every_declared_hypothesis_has_a_row_with_the_reason_when_not_tested():
     assert row(rows, "H3.3", "lora")["verdict"] == "not tested: teacher_cot not trained: no separate chain of thought"
     assert row(rows, "baseline", "lora")["verdict"] in NAMES
     assert all(r["verdict"] for r in rows)
+    few = row(hypothesis_rows(planted(5, 0, 5, ("raw", "answer_only")), ["lora"], {}, ReportConfig()), "baseline")
+    assert few["verdict"] == "not tested: too few problems (5 pairs: even all of them one way could not reach p <= 0.05)"
 
 
 def null_table(rng, n: int) -> pl.DataFrame:
