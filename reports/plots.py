@@ -15,6 +15,11 @@ def _pyplot():
     return plt
 
 
+def error_bar(x: float, lo: float, hi: float) -> list[list[float]]:
+    """matplotlib's (2, 1) xerr in points; floating-point noise can put a Wilson bound a hair past its estimate."""
+    return [[max(0.0, x - lo) * 100], [max(0.0, hi - x) * 100]]
+
+
 def forest(summary: dict, path: Path) -> bool:
     rows = [h for h in summary["hypotheses"] if h["difference"] is not None]  # "not tested" rows have no numbers
     if not rows:
@@ -24,8 +29,7 @@ def forest(summary: dict, path: Path) -> bool:
     for i, h in enumerate(reversed(rows)):
         verdict = h["verdict"].split(":")[0]  # "not tested: too few problems" keeps its numbers
         color = COLORS.get(verdict, "#adb5bd")
-        ax.errorbar(h["difference"] * 100, i, xerr=[[(h["difference"] - h["ci_low"]) * 100],
-                                                    [(h["ci_high"] - h["difference"]) * 100]],
+        ax.errorbar(h["difference"] * 100, i, xerr=error_bar(h["difference"], h["ci_low"], h["ci_high"]),
                     fmt="o", color=color, capsize=3)
         arrow = "<" if h["direction"] == "lower" else ">"
         ax.text(1.01, i, f"{verdict} (predicted {arrow}0)", transform=ax.get_yaxis_transform(), va="center",
@@ -47,9 +51,8 @@ def accuracy(summary: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
     for i, r in enumerate(rows):
         color = "#264653" if r["arm"] not in ("base", "reference") else "#e9c46a"
-        ax.errorbar(r["accuracy"] * 100, i, xerr=[[(r["accuracy"] - r["ci_low"]) * 100],
-                                                  [(r["ci_high"] - r["accuracy"]) * 100]], fmt="o", color=color,
-                    capsize=3)
+        ax.errorbar(r["accuracy"] * 100, i, xerr=error_bar(r["accuracy"], r["ci_low"], r["ci_high"]), fmt="o",
+                    color=color, capsize=3)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r["student"] for r in rows], fontsize=8)
     ax.set_xlabel("accuracy (%) with interval")

@@ -42,7 +42,8 @@ def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
     lo, hi = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
-    return float(lo), float(hi)
+    # exactly 0 at k = 0 and 1 at k = n (floating point gives 5.6e-17 for 0/3)
+    return 0.0 if k == 0 else float(lo), 1.0 if k == n else float(hi)
 
 
 def paired_interval(b: int, c: int, n: int, confidence: float) -> tuple[float, float]:

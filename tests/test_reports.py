@@ -53,6 +53,15 @@ def test_report_files(tmp_path):
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html and "<table>" in html
 
 
+def test_plots_of_students_all_wrong_or_all_right_at_small_n(tmp_path):
+    """Wilson bounds at 0/3 and 3/3 sit on the estimate: the error bars must not go negative."""
+    ev = pl.concat([evals("raw-lora", "raw", "lora", [False] * 3), evals("answer_only-lora", "answer_only", "lora",
+                                                                        [True] * 3)])
+    _, summary = report(tmp_path, ev)
+    assert {p.name for p in tmp_path.iterdir()} >= {"accuracy.png", "hypotheses.png"}
+    assert {s["student"]: s["ci_low"] for s in summary["students"]}["raw-lora"] == 0.0
+
+
 def test_unjudgeable_answers_leave_accuracy_and_pairing_alone(tmp_path):
     treat = evals("teacher_answer-lora", "teacher_answer", "lora", [True, True, None, False])
     control = evals("raw-lora", "raw", "lora", [False, True, False, False])
