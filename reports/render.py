@@ -153,11 +153,11 @@ def h36(s: dict) -> list[str]:
              "tokens compares inference efficiency.", "", *table(
                  ["model", "accuracy", "n", "teacher data (tokens)", "teacher data ($)", "training (device-s)",
                   "training ($)", "device", "tokens per answer", "correct per 1k answer tokens", "seconds per answer",
-                  "$ per answer", "$ in all (teacher + training + n answers)", "accuracy points per $"],
+                  "$ in all (teacher + training + n answers)", "accuracy points per $", "$ per answer"],
                  [[r["student"], pct(r["accuracy"]), r["n"], num(r["teacher_tokens"]), usd(r["teacher_usd"]),
                    seconds(r["train_wall_s"]), usd(r["train_usd"]), r["device"] or "n/a", f"{r['answer_tokens']:.0f}",
-                   per_k(r), f"{seconds(r['answer_s'])} ({r['latency_kind']})", usd(r["answer_usd"]),
-                   usd(r["total_usd"]), "n/a" if r["points_per_usd"] is None else f"{r['points_per_usd']:.3g}"]
+                   per_k(r), f"{seconds(r['answer_s'])} ({r['latency_kind']})", usd(r["total_usd"]),
+                   "n/a" if r["points_per_usd"] is None else f"{r['points_per_usd']:.3g}", usd(r["answer_usd"])]
                   for r in shown])]
     if s["leaderboard"]:
         lines += ["", "Published figures (shown for comparison, never used in a verdict):", "",

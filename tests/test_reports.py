@@ -151,9 +151,9 @@ def test_h36_best_arm_chosen_on_val_against_a_reference_with_costs_and_leaderboa
     assert h36["verdict"] == "supported" and h36["difference"] == pytest.approx(0.5)
     # $0.001 per device-second: training 12.5 s, 40 answers of 0.5 s, teacher data $0.5 -> $0.5325 in all
     assert ("| teacher_cot-lora | 75.0% | 40 | 777 | $0.5000 | 12.50 | $0.0125 | cpu | 3 | 250.00 | "
-            "0.50 (device-seconds, batch-amortised) | $0.000500 | $0.5325 | 141 |") in text
-    assert ("| reference:big | 25.0% | 40 | n/a | n/a | n/a | n/a | n/a | 3 | 83.33 | 0.50 (per request) | $0.001000 | "
-            "$0.0400 | 625 |") in text  # a reference is not tuned: its cost is its answers
+            "0.50 (device-seconds, batch-amortised) | $0.5325 | 141 | $0.000500 |") in text
+    assert ("| reference:big | 25.0% | 40 | n/a | n/a | n/a | n/a | n/a | 3 | 83.33 | 0.50 (per request) | $0.0400 | "
+            "625 | $0.001000 |") in text  # a reference is not tuned: its cost is its answers
     assert "| SOTA | 90.0% | paper |" in text and "never used in a verdict" in text
     _, alone = report(tmp_path / "no-val", pl.concat(test), cfg=ReportConfig())  # no val: chosen on test, no verdict
     local = {s["student"]: s for s in alone["students"]}["teacher_cot-lora"]
