@@ -2,6 +2,8 @@
 
 import math
 
+from reports.training_sets import render_training_sets
+
 
 def pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
@@ -222,6 +224,6 @@ def views(s: dict, plots: dict[str, str]) -> list[str]:
 
 def render(summary: dict, plots: dict[str, str]) -> str:
     lines = [f"# distillery report: run `{summary['run']}`", "", *answer(summary), "", *pipeline(summary),
-             *students(summary),
+             *render_training_sets(summary, table), *students(summary),
              *hypotheses(summary), *h36(summary), *views(summary, plots)]
     return "\n".join(lines) + "\n"

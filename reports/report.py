@@ -13,6 +13,7 @@ from reports.analysis import REFERENCE, seed_summary, student_rows
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
+from reports.training_sets import training_set_rows
 from reports.verdicts import hypothesis_rows
 from reports.views import (
     answer_vs_reasoning,
@@ -37,6 +38,7 @@ class ReportInputs:
     teacher_usd: dict[str, float | None] = field(default_factory=dict)
     counts: dict = field(default_factory=dict)  # pipeline counts, in order
     costs: list[dict] = field(default_factory=list)  # per stage and model
+    arm_stats: list[dict] = field(default_factory=list)  # the arms stage's arm_stats rows
     not_built: dict[str, str] = field(default_factory=dict)  # arm -> why this run has no such arm
     methods: list[str] = field(default_factory=list)  # train.methods (default: those in the evals)
 
@@ -63,7 +65,8 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     why = inputs.not_built | skipped(inputs)
     rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg)
     return dict(
-        run=inputs.run, counts=inputs.counts, costs=inputs.costs, students=students, seeds=seed_summary(students),
+        run=inputs.run, counts=inputs.counts, training_sets=training_set_rows(inputs.arm_stats, inputs.metas),
+        costs=inputs.costs, students=students, seeds=seed_summary(students),
         skipped=skipped(inputs), hypotheses=rows, family=sum(r["tested"] for r in rows), splits=split_note(inputs.evals),
         confidence=cfg.confidence, alpha=cfg.alpha, power=cfg.power,
         leaderboard=[e.model_dump() for e in cfg.leaderboard],

@@ -15,7 +15,7 @@ from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import teacher_spend
 from tasks.select import pass_rates
-from tasks.stages import arm_unavailable, arms_teacher
+from tasks.stages import arm_not_built, arm_unavailable, arms_teacher
 
 
 def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
@@ -66,6 +66,8 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
         "training problems copying a val/test problem": copies(cfg, flags),
         "teacher samples": samples.height,
         "samples judged correct": f"{verdicts['correct'].sum()} of {verdicts.height}",
+        "samples left out of selection as unfinished (truncated, or no answer committed to)":
+            f"{selected.unique(['problem_id', 'teacher', 'variant'])['n_unfinished'].sum()} of {samples.height}",
         "teacher tokens (in + out)": int((samples["prompt_tokens"] + samples["completion_tokens"]).sum()),
     }
     for r in pass_rates(selected).iter_rows(named=True):
@@ -74,11 +76,11 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
     return counts
 
 
-def not_built(cfg: FactoryConfig) -> dict[str, str]:
+def not_built(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
     """Why an arm the hypotheses name has no students in this run."""
     named = {a for h in declared(cfg.report) for a in (h.treatment, h.control)}
     why = {a: "not in arms.arms" for a in named if a not in cfg.arms.arms}
-    return why | {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a))}
+    return why | {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a) or arm_not_built(data, a))}
 
 
 def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
@@ -92,5 +94,7 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
                           teacher_tokens=teacher_tokens_per_arm(cfg, samples),
                           teacher_usd=teacher_usd_per_arm(cfg, samples),
                           counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples),
-                          not_built=not_built(cfg), methods=list(cfg.train.methods))
+                          arm_stats=read_table(data.table("arm_stats"), "arm_stats")
+                          .filter(pl.col("arm").is_in(cfg.arms.arms)).to_dicts(),
+                          not_built=not_built(cfg, data), methods=list(cfg.train.methods))
     return write_report(data.report(cfg.run), inputs, cfg.report)

@@ -226,6 +226,9 @@ class SampleConfig(Section):
                          "probability.")
     max_new_tokens: int = Field(128, ge=1, description="Longest answer, in tokens (reasoning included); a longer one "
                                 "is kept as truncated.")
+    think_prompt: bool = Field(False, description="Ask the teacher to reason inside think tags before a short "
+                               "solution: a plain chat teacher then gives a chain of thought apart from its solution "
+                               "(the `teacher_cot` arm); reasoning models give one without it.")
     stop_at_answer: bool = Field(True, description="local teacher: end a path once its closing \"The answer is ...\" "
                                  "sentence is complete (remote teachers end their answers themselves).")
     batch_size: int = Field(64, ge=1, description="local teacher: sequences generated together (rows leave the "
@@ -280,6 +283,8 @@ class SelectConfig(Section):
     policy: Literal["shortest_correct", "all_correct", "length_capped", "reflection_truncated"] = Field(
         "shortest_correct", description="Which correct trace(s) to keep (see tasks/select.py).")
     max_tokens: int | None = Field(None, ge=1, description="length_capped: longest trace kept, in completion tokens.")
+    finished_only: bool = Field(True, description="Keep only finished traces: not truncated, and committing to "
+                                "their answer by a marker rather than a fallback (counted as n_unfinished).")
 
 
 class ArmsConfig(Section):
@@ -289,6 +294,11 @@ class ArmsConfig(Section):
         None, description="Teacher whose selected traces the arms use: a cache identity such as `openai/gpt-4o` "
         "or an imported teacher's name. Default: the one `sample` configures.",
     )
+    coverage: Literal["matched", "all"] = Field(
+        "matched", description="matched: every arm keeps only the training problems where every built arm has an "
+        "example, so both sides of each hypothesis train on the same problems (one adapter per arm serves every "
+        "contrast); all: each arm on every problem it can use (more data, but a contrast then also compares which "
+        "problems were trained on, e.g. the ones the teacher solved).")
     image_overlap: bool = Field(
         False, description="Also leave out training problems that show the same picture as a val or test problem, "
         "whatever their question (they are flagged and counted either way).")

@@ -96,6 +96,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "content": pl.String,
         "n_samples": pl.Int32,
         "n_correct": pl.Int32,
+        "n_unfinished": pl.Int32,  # samples that could not be kept: truncated, or no answer committed to
         "pass_at_1": pl.Float64,  # unbiased estimate from n_samples, n_correct
         "pass_at_k": pl.Float64,  # k = n_samples
     },
@@ -108,6 +109,19 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "completion": pl.List(MESSAGE),  # trl conversational completion
         "image_sha": pl.String,
         "sample_id": pl.String,  # teacher sample the completion came from; null for raw arms
+        "wrong_sample_id": pl.String,  # the teacher's wrong attempt quoted in it (mistakes); null for none
+    },
+    "arm_stats": {  # what each arm holds (tasks/arms.py arm_stats); arm_stats/arm_stats.parquet
+        "arm": pl.String,
+        "built": pl.Boolean,  # false: no training example (reason says why); not trained
+        "reason": pl.String,
+        "coverage": pl.String,  # matched: every arm on the problems all built arms cover | all
+        "problems": pl.Int64,  # distinct training problems
+        "examples": pl.Int64,
+        "unmatched_problems": pl.Int64,  # problems the arm could use, left out so that the arms match
+        "answer_only": pl.Int64,  # examples that state the answer and nothing else (a terse teacher's)
+        "conflicts": pl.Int64,  # examples whose teacher answer disagrees with the dataset's (unverified arms)
+        "wrong_attempts": pl.Int64,  # examples that quote a wrong teacher attempt (arms with one)
     },
     "contamination": {  # training problems that copy a val / test problem (tasks/decontam.py)
         "problem_id": pl.String,  # the training problem

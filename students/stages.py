@@ -18,7 +18,7 @@ from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
 from tasks.evals import eval_frame, judge_reasoning, reference_answers, rouge_reasoning
 from tasks.prompts import user_message
-from tasks.stages import arm_unavailable, captions_of, opened
+from tasks.stages import arm_not_built, arm_unavailable, captions_of, opened
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student
@@ -61,7 +61,7 @@ def require_trained(cfg: FactoryConfig, data: DataDir) -> None:
 
 def run_train(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: int = 0) -> dict:
     out = data.student(cfg.run, student_name(arm, method, seed))
-    if reason := arm_unavailable(cfg, arm):
+    if reason := arm_unavailable(cfg, arm) or arm_not_built(data, arm):
         meta = dict(arm=arm, method=method, seed=seed, fingerprint=f"skipped:{reason}", base_model=cfg.train.model,
                     train_examples=0, status="skipped", reason=reason, train_tokens=0, wall_s=0.0, device="none")
         write_meta(out, meta)

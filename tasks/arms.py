@@ -2,23 +2,29 @@
 prompt/completion form (one row per training example). The arms themselves are declared in
 `schemas/experiment.py`; this module builds any declared arm from its parts:
 
-    solution       the dataset's own solution
-    explanation    the teacher's answer and short justification, without its chain of thought
-    cot            the teacher's full selected trace (`<think>` reasoning kept)
-    wrong_attempt  the teacher's shortest wrong attempt, quoted and marked wrong
-"""
+    solution          the dataset's own solution
+    teacher_solution  the teacher's answer and solution as written for a reader: its visible answer
+                      text (a reasoning model's text after its reasoning; a chat model's whole reply)
+    cot               the teacher's separate chain of thought in `<think>` tags, then its solution
+                      (None when the teacher gave no reasoning apart from its answer)
+    wrong_attempt     the teacher's shortest wrong attempt, quoted and marked wrong
 
-import re
+Every completion ends with the gold answer sentence the students are graded on (`teacher_all`, the
+unverified policy ablation: with the answer sentence of the teacher's own answer). Under
+`arms.coverage: matched` every arm keeps only the training problems where every built arm has an
+example, so the two sides of any contrast are trained on the same problems.
+"""
 
 import polars as pl
 
-from schemas.experiment import ARM
+from schemas.experiment import ARM, WRONG_VARIANT
 from schemas.tables import SCHEMAS
-from tasks.grade import grade
-from tasks.prompts import answer_sentence, user_message
-from tasks.select import by_length
+from tasks.prompts import LETTERS, answer_sentence, user_message
+from tasks.select import answer_lines_only, by_length, finished
 
 WRONG_EXCERPT = 600  # characters of a wrong attempt quoted in the `mistakes` arm
+NO_COT = ("the teacher gave no separate chain of thought (no reasoning field, <think> block or thought summary in "
+          "its verified traces); sample.think_prompt asks a plain chat teacher for one")
 
 
 def variant_of(arm: str) -> str:
@@ -27,78 +33,85 @@ def variant_of(arm: str) -> str:
 
 
 def source_variant(arm: str) -> str | None:
-    """The prompt variant of the teacher samples the arm is built from (None: no teacher).
-    `mistakes` shows the lecture to the student but is built from plain-variant attempts."""
+    """The prompt variant of the teacher samples the arm's solutions come from (None: no teacher)."""
     return ARM[arm].teacher_variant
 
 
 def teacher_spend(samples: pl.DataFrame, teacher: str, arm: str) -> tuple[int, float | None]:
-    """(tokens in + out, USD or None when unpriced) the teacher spent on the arm's source variant,
+    """(tokens in + out, USD or None when unpriced) the teacher spent on every variant the arm reads,
     all k paths counted; (0, 0.0) for arms built from the dataset alone."""
-    if source_variant(arm) is None:
+    if not ARM[arm].variants:
         return 0, 0.0
-    own = samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant(arm)))
+    own = samples.filter((pl.col("teacher") == teacher) & pl.col("variant").is_in(ARM[arm].variants))
     tokens = int((own["prompt_tokens"].fill_null(0) + own["completion_tokens"].fill_null(0)).sum())
     return tokens, None if own["cost_usd"].null_count() else float(own["cost_usd"].sum())
 
 
-def cot(reasoning: str | None, content: str) -> str:
-    return f"<think>\n{reasoning}\n</think>\n{content}" if reasoning else content
+def cot(trace: dict) -> str | None:
+    reasoning = (trace["reasoning"] or "").strip()
+    return f"<think>\n{reasoning}\n</think>\n{trace['content'].strip()}" if reasoning else None
 
 
-def explanation(reasoning: str | None, content: str) -> str:
-    """The teacher's answer with its short justification, without the chain of thought:
-    the answer text when the reasoning came separately, else its closing paragraph (or
-    closing two sentences)."""
-    if reasoning:
-        return content.strip()
-    paragraphs = [p.strip() for p in content.split("\n\n") if p.strip()]
-    if len(paragraphs) > 1:
-        return paragraphs[-1]
-    return " ".join(re.split(r"(?<=[.!?])\s+", content.strip())[-2:])
+def commit(text: str, sentence: str) -> str:
+    """`text` ending with `sentence`: a closing line that already says it (up to markdown, case and the
+    final full stop) is replaced by it, else it is appended."""
+    lines = text.strip().splitlines()
+    said = lambda line: line.strip().strip("*_ ").rstrip(".").lower()  # noqa: E731
+    if lines and said(lines[-1]) == said(sentence):
+        lines = lines[:-1]
+    return "\n".join([*lines, sentence]).strip()
 
 
-def ensure_answer(text: str, problem: dict) -> str:
-    """Appends the gold answer sentence if `text` alone does not state it."""
-    return text if grade(text, problem).correct else f"{text}\n{answer_sentence(problem)}".strip()
+def own_sentence(problem: dict, extracted: str | None) -> str | None:
+    """The answer sentence for the answer a teacher sample committed to (None: it committed to none)."""
+    if extracted is None:
+        return None
+    if problem.get("choices"):
+        index = LETTERS.find(extracted)
+        return answer_sentence({**problem, "answer_index": index}) if 0 <= index < len(problem["choices"]) else None
+    return answer_sentence({**problem, "answer": extracted})
 
 
 def wrong_attempt(wrong: dict) -> str:
-    attempt = explanation(wrong["reasoning"], wrong["content"])[:WRONG_EXCERPT]
+    attempt = wrong["content"].strip()[:WRONG_EXCERPT]
     said = f"({wrong['extracted']})" if wrong["extracted"] else "no clear answer"
     return (f'A tempting but wrong attempt: "{attempt}"\nThis attempt is wrong: it gives {said}, '
             f"which does not fit the facts above.")
 
 
-# part name -> (problem, its selected correct trace or None, its shortest wrong attempt or None) -> text or None
+# part name -> (problem, the teacher trace the example is built from or None, the shortest wrong attempt or None)
 PARTS = {
-    "solution": lambda p, pick, wrong: p["solution"] or None,
-    "explanation": lambda p, pick, wrong: explanation(pick["reasoning"], pick["content"]) or None if pick else None,
-    "cot": lambda p, pick, wrong: cot(pick["reasoning"], pick["content"]) or None if pick else None,
-    "wrong_attempt": lambda p, pick, wrong: wrong_attempt(wrong) if wrong else None,
+    "solution": lambda p, trace, wrong: p["solution"] or None,
+    "teacher_solution": lambda p, trace, wrong: (trace["content"] or "").strip() or None if trace else None,
+    "cot": lambda p, trace, wrong: cot(trace) if trace else None,
+    "wrong_attempt": lambda p, trace, wrong: wrong_attempt(wrong) if wrong else None,
 }
 
 
-def completion_for(arm: str, p: dict, pick: dict | None, wrong: dict | None) -> str | None:
-    """The assistant turn of `arm` for problem `p` from `pick` (its selected correct teacher
-    trace of the arm's source variant, if any); None when the arm has no example for it."""
+def completion_for(arm: str, p: dict, trace: dict | None, wrong: dict | None) -> str | None:
+    """The assistant turn of `arm` for problem `p` built from `trace`; None when a needed part is missing."""
     spec = ARM[arm]
-    parts = {name: PARTS[name](p, pick, wrong) for name in spec.parts}
-    if spec.needs and not any(parts[n] for n in spec.needs):
+    parts = {name: PARTS[name](p, trace, wrong) for name in spec.parts}
+    sentence = answer_sentence(p) if spec.ends_with == "gold" else own_sentence(p, trace and trace.get("extracted"))
+    if any(not parts[n] for n in spec.needs) or sentence is None:
         return None
-    text = "\n\n".join(t.strip() for t in parts.values() if t and t.strip())
-    if spec.ending == "answer":
-        return f"{text}\n{answer_sentence(p)}".strip()
-    return ensure_answer(text, p) if spec.ending == "ensure" else text
+    return commit("\n\n".join(t.strip() for t in parts.values() if t and t.strip()), sentence)
 
 
-def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) -> dict[str, dict]:
-    """problem_id -> its shortest incorrect sample of the `mistakes` arm's source variant."""
-    wrong = (
-        samples.filter((pl.col("teacher") == teacher) & (pl.col("variant") == source_variant("mistakes")))
-        .join(verdicts.select("sample_id", "correct", "extracted"), on="sample_id")
-        .filter(pl.col("correct") == False)  # noqa: E712  (null = cannot judge: not a mistake)
-    )
+def finished_samples(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str,
+                     finished_only: bool = True) -> pl.DataFrame:
+    """The teacher's samples with their verdicts: the finished ones (not truncated, answer committed
+    to) unless `finished_only` is off (`select.finished_only`)."""
+    own = samples.filter(pl.col("teacher") == teacher).join(
+        verdicts.select("sample_id", "correct", "extracted", "reason"), on="sample_id", how="inner")
+    keep = [finished(r) or not finished_only for r in own.iter_rows(named=True)]
+    return own.filter(pl.Series(keep, dtype=pl.Boolean))
+
+
+def shortest_wrong(done: pl.DataFrame) -> dict[str, dict]:
+    """problem_id -> its shortest incorrect sample of the wrong-attempt variant, from `finished_samples`."""
+    wrong = done.filter(
+        (pl.col("variant") == WRONG_VARIANT) & (pl.col("correct") == False))  # noqa: E712  (null: cannot judge)
     out: dict[str, dict] = {}
     for r in wrong.iter_rows(named=True):  # shortest as selection measures it (tokens, else characters)
         if r["problem_id"] not in out or by_length(r) < by_length(out[r["problem_id"]]):
@@ -106,23 +119,84 @@ def shortest_wrong(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str) 
     return out
 
 
-def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], selected: pl.DataFrame,
-              wrong: dict[str, dict], teacher: str) -> pl.DataFrame:
+def traces_by_problem(selected: pl.DataFrame, done: pl.DataFrame, teacher: str) -> dict[str, dict]:
+    """kind (correct | first | all) -> problem_id -> variant -> traces, in order."""
     chosen = selected.filter((pl.col("teacher") == teacher) & pl.col("sample_id").is_not_null())
-    picks: dict[str, dict[str, list[dict]]] = {}  # problem -> variant -> selected traces (several: all_correct)
+    out: dict[str, dict] = {"correct": {}, "first": {}, "all": {}}
     for r in chosen.iter_rows(named=True):
-        picks.setdefault(r["problem_id"], {}).setdefault(r["variant"], []).append(r)
+        out["correct"].setdefault(r["problem_id"], {}).setdefault(r["variant"], []).append(r)
+    for r in done.sort("problem_id", "variant", "sample_index").iter_rows(named=True):
+        out["all"].setdefault(r["problem_id"], {}).setdefault(r["variant"], []).append(r)
+        out["first"].setdefault(r["problem_id"], {}).setdefault(r["variant"], [r])
+    return out
+
+
+def build_arm(arm: str, problems: pl.DataFrame, captions: dict[str, str], traces: dict[str, dict],
+              wrong: dict[str, dict]) -> pl.DataFrame:
+    """Every training example of `arm`, over all training problems (see `match` for coverage)."""
+    spec = ARM[arm]
     rows = []
     for p in problems.filter(pl.col("split") == "train").iter_rows(named=True):
-        options = picks.get(p["problem_id"], {}).get(source_variant(arm)) or [None]
-        for pick in options[:1] if source_variant(arm) is None else options:
-            text = completion_for(arm, p, pick, wrong.get(p["problem_id"]))
-            if not text:
-                continue
-            rows.append(dict(
-                arm=arm, problem_id=p["problem_id"], split=p["split"], variant=variant_of(arm),
-                prompt=[{"role": "user", "content": user_message(p, captions.get(p["problem_id"]), variant_of(arm))}],
-                completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
-                sample_id=pick["sample_id"] if pick else None,
-            ))
+        pid = p["problem_id"]
+        options = [None] if spec.traces == "none" else traces[spec.traces].get(pid, {}).get(spec.teacher_variant, [])
+        attempt = wrong.get(pid) if "wrong_attempt" in spec.parts else None
+        for trace in options:
+            text = completion_for(arm, p, trace, attempt)
+            if text:
+                rows.append(dict(
+                    arm=arm, problem_id=pid, split=p["split"], variant=variant_of(arm),
+                    prompt=[{"role": "user", "content": user_message(p, captions.get(pid), variant_of(arm))}],
+                    completion=[{"role": "assistant", "content": text}], image_sha=p["image_sha"],
+                    sample_id=trace["sample_id"] if trace else None,
+                    wrong_sample_id=attempt["sample_id"] if attempt else None))
     return pl.DataFrame(rows, schema=SCHEMAS["arms"])
+
+
+def match(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Every non-empty arm restricted to the training problems all non-empty arms have an example for.
+    Where they share none, the arm with the fewest problems is left out (emptied) until the rest share some,
+    so one sparse arm cannot empty every other."""
+    problems = {a: set(df["problem_id"]) for a, df in frames.items() if df.height}
+    while problems and not set.intersection(*problems.values()):
+        problems.pop(min(problems, key=lambda a: (len(problems[a]), a)))
+    common = sorted(set.intersection(*problems.values())) if problems else []
+    return {a: df.filter(pl.col("problem_id").is_in(common)) for a, df in frames.items()}
+
+
+def arm_stats(frames: dict[str, pl.DataFrame], before: dict[str, pl.DataFrame], verdicts: pl.DataFrame,
+              coverage: str, reasons: dict[str, str]) -> pl.DataFrame:
+    """Per arm: built or why not, problems and examples (and those left out to match coverage), the
+    examples whose teacher answer disagrees with the dataset's (unverified arms), and the examples
+    that quote a wrong attempt (arms with one)."""
+    wrong_ids = set(verdicts.filter(pl.col("correct") == False)["sample_id"])  # noqa: E712
+    rows = []
+    for arm, df in frames.items():
+        spec = ARM[arm]
+        rows.append(dict(
+            arm=arm, built=df.height > 0, reason=None if df.height else reasons.get(arm, "no training example"),
+            coverage=coverage, problems=df["problem_id"].n_unique(), examples=df.height,
+            unmatched_problems=before[arm]["problem_id"].n_unique() - df["problem_id"].n_unique(),
+            answer_only=sum(answer_lines_only(c[0]["content"]) for c in df["completion"]),
+            conflicts=int(df["sample_id"].is_in(sorted(wrong_ids)).sum()) if spec.traces in ("first", "all") else None,
+            wrong_attempts=int(df["wrong_sample_id"].is_not_null().sum()) if "wrong_attempt" in spec.parts else None))
+    return pl.DataFrame(rows, schema=SCHEMAS["arm_stats"])
+
+
+def build_arms(arms: list[str], problems: pl.DataFrame, captions: dict[str, str], samples: pl.DataFrame,
+               verdicts: pl.DataFrame, selected: pl.DataFrame, teacher: str, coverage: str,
+               finished_only: bool) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """({arm: training examples}, arm_stats) for the configured arms."""
+    done = finished_samples(samples, verdicts, teacher, finished_only)
+    traces, wrong = traces_by_problem(selected, done, teacher), shortest_wrong(done)
+    before = {arm: build_arm(arm, problems, captions, traces, wrong) for arm in arms}
+    frames = match(before) if coverage == "matched" else before
+    reasons = {a: "shares no training problem with the other arms (arms.coverage: matched)"
+               for a, df in before.items() if df.height}
+    for arm in arms:
+        spec = ARM[arm]
+        if spec.traces != "none" and not any(spec.teacher_variant in v for v in traces[spec.traces].values()):
+            reasons[arm] = f"no {'verified' if spec.traces == 'correct' else 'finished'} teacher trace " \
+                           f"of the `{spec.teacher_variant}` variant for any training problem"
+        elif arm == "teacher_cot" and not before[arm].height:
+            reasons[arm] = NO_COT
+    return frames, arm_stats(frames, before, verdicts, coverage, reasons)

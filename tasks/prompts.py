@@ -1,7 +1,8 @@
 """How a problem is put to a teacher or a student, and how a final answer is written.
 
 Teacher and student see the same user message, so a student is trained on the exact
-question form the teacher answered. The `lecture` variant adds the lecture as context
+question form the teacher answered; with `sample.think_prompt` the teacher's message adds one
+sentence asking for `<think>` reasoning before a short solution (the student is not asked that). The `lecture` variant adds the lecture as context
 (the research plan's stand-in for a retrieval tool).
 """
 
@@ -30,6 +31,17 @@ def user_message(problem: dict, caption: str | None, variant: str, style: str = 
     else:
         parts.append(f"{lead} \"The answer is N.\" where N is the final answer.")
     return "\n".join(parts)
+
+
+THINK_FIRST = ("First reason step by step inside <think> </think> tags. After </think>, write the solution for a "
+               "reader in a few sentences, and finish with the answer sentence.")
+
+
+def teacher_message(problem: dict, caption: str | None, variant: str, think: bool) -> str:
+    """The user turn a teacher sees: the student's, plus (with `think`) the request for a separate
+    chain of thought, so that a plain chat teacher's reasoning can be told apart from its solution."""
+    message = user_message(problem, caption, variant)
+    return f"{message}\n{THINK_FIRST}" if think else message
 
 
 def answer_sentence(problem: dict) -> str:

@@ -93,7 +93,8 @@ def verify_compute(cfg, data, item, frames, judge):
 
 
 def select_compute(cfg, data, item, frames, backend):
-    df = select_shard(cfg.select.policy, frames["samples"], frames["verdicts"], cfg.select.max_tokens)
+    df = select_shard(cfg.select.policy, frames["samples"], frames["verdicts"], cfg.select.max_tokens,
+                      cfg.select.finished_only)
     return {"selected": df}, Done(df.height)
 
 

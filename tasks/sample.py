@@ -9,7 +9,7 @@ import polars as pl
 
 from schemas.config import SampleConfig
 from schemas.tables import SCHEMAS
-from tasks.prompts import user_message
+from tasks.prompts import teacher_message
 from tasks.teachers import ImageRef, Request, SamplingParams
 from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
@@ -52,7 +52,7 @@ def build_requests(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str
             continue
         images = (ImageRef(p["image_sha"], image_path(p["image_sha"])),) if sends_image else ()
         for variant in cfg.variants:
-            messages = (("user", user_message(p, caption, variant)),)
+            messages = (("user", teacher_message(p, caption, variant, cfg.think_prompt)),)
             size = sum(len(c) for _, c in messages) // CHARS_PER_TOKEN
             if size > cfg.max_prompt_tokens:
                 rejects.append(reject(p, "prompt_too_long", f"variant {variant}: about {size} tokens, over "

@@ -6,6 +6,14 @@ Policies (plain functions from a group's samples to the kept ones, identical tra
     length_capped         the shortest correct trace within `max_tokens` completion tokens
     reflection_truncated  the shortest correct trace, cut after its first committed answer
                           when re-checks ("Wait,", "But wait", "Let me double-check") follow
+
+"Shortest" ranks within the most complete traces first: one that gives a solution beside its answer
+line, then one with a separate chain of thought; a trace that only states its answer ("The answer is
+(B).") is kept only where no correct trace says more, and is counted by the arms stage.
+
+Only finished traces are kept (`finished_only`, default): not truncated (finish reason `length`) and
+with an answer found by a marker rather than a fallback (the last number or option letter that merely
+occurs). `n_unfinished` counts the samples of a group left out for it.
 """
 
 import re
@@ -38,6 +46,26 @@ RECHECK = re.compile(r"\n\s*(?:Wait[,.!]|But wait|Hmm,? wait|Let me (?:double[- 
 COMMITTED = re.compile(r"(?:answer\s*(?:is|:)|\\boxed\{)", re.IGNORECASE)
 
 
+# How an answer was found (the verdict's reason, before any ':') that is a fallback, not a commitment.
+FALLBACKS = frozenset({"last_number", "last_option_letter", "no_option_found", "no_answer_found", "none"})
+# "The answer is (B).", "**Answer:** (B)", "So the final answer is 4"; or an option alone: "(C) grapes"
+ANSWER_LINE = re.compile(r"(?i:^[\W_]*(?:so,?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?answer\b)|"
+                         r"^[\s*]*\(?[A-Z]\)\s*(?:\S+\s*){0,3}$")
+
+
+def finished(s: dict) -> bool:
+    """A sample (joined with its verdict) that ran to its end and committed to its answer."""
+    return (s.get("finish_reason") != "length" and s.get("reason") is not None
+            and s["reason"].split(":")[0] not in FALLBACKS)
+
+
+def answer_lines_only(text: str) -> bool:
+    """Whether a text states its answer and nothing else: every line an answer statement
+    ("The answer is (B).", "(C) grapes"), under 5 other words in all."""
+    rest = [ln for ln in text.splitlines() if ln.strip() and not ANSWER_LINE.search(ln.strip())]
+    return sum(len(ln.split()) for ln in rest) < 5
+
+
 def chars(s: dict) -> int:
     return len(s["content"]) + len(s["reasoning"] or "")
 
@@ -51,10 +79,15 @@ def by_length(s: dict) -> tuple:
     return tokens_of(s), chars(s), s["sample_index"]
 
 
+def preference(s: dict) -> tuple:
+    """Most complete first (a solution beside the answer line, then a separate chain of thought), then shortest."""
+    return answer_lines_only(s["content"]), not (s["reasoning"] or "").strip(), *by_length(s)
+
+
 def distinct_correct(group: list[dict]) -> list[dict]:
-    """Correct samples, shortest first, identical (reasoning, content) pairs kept once."""
+    """Correct samples in order of preference, identical (reasoning, content) pairs kept once."""
     seen, out = set(), []
-    for s in sorted((s for s in group if s["correct"]), key=by_length):
+    for s in sorted((s for s in group if s["correct"]), key=preference):
         key = (" ".join((s["reasoning"] or "").split()), " ".join(s["content"].split()))
         if key not in seen:
             seen.add(key)
@@ -96,16 +129,19 @@ POLICIES = {"shortest_correct": shortest_correct, "all_correct": all_correct, "l
             "reflection_truncated": reflection_truncated}
 
 
-def select_shard(policy: str, samples: pl.DataFrame, verdicts: pl.DataFrame, max_tokens: int | None = None) -> pl.DataFrame:
-    """One row per kept trace; a group with none kept gets one row with a null sample_id."""
-    joined = samples.join(verdicts.select("sample_id", "correct"), on="sample_id", how="left")
+def select_shard(policy: str, samples: pl.DataFrame, verdicts: pl.DataFrame, max_tokens: int | None,
+                 finished_only: bool) -> pl.DataFrame:
+    """One row per kept trace; a group with none kept gets one row with a null sample_id. pass@k
+    counts every sample; only finished ones (with `finished_only`) can be kept."""
+    joined = samples.join(verdicts.select("sample_id", "correct", "reason"), on="sample_id", how="left")
     rows = []
     for (problem_id, teacher, variant), g in joined.group_by("problem_id", "teacher", "variant", maintain_order=True):
         group = g.to_dicts()
+        done = [s for s in group if finished(s)] if finished_only else group
         n, c = len(group), sum(1 for s in group if s["correct"])
         base = dict(problem_id=problem_id, teacher=teacher, variant=variant, policy=policy, n_samples=n, n_correct=c,
-                    pass_at_1=pass_at_k(n, c, 1), pass_at_k=pass_at_k(n, c, n))
-        picks = POLICIES[policy](group, max_tokens) or [None]
+                    n_unfinished=len(group) - len(done), pass_at_1=pass_at_k(n, c, 1), pass_at_k=pass_at_k(n, c, n))
+        picks = POLICIES[policy](done, max_tokens) or [None]
         rows += [dict(base, sample_id=p and p["sample_id"], reasoning=p and p["reasoning"], content=p and p["content"])
                  for p in picks]
     return pl.DataFrame(rows, schema=SCHEMAS["selected"])

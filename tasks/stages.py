@@ -18,12 +18,14 @@ from schemas import atomic
 from schemas import experiment as experiment_mod
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
+from schemas.experiment import ARM
 from schemas.paths import DataDir
 from schemas.tables import empty, read_table, write_table
 from tasks import arms as arms_mod
 from tasks import decontam as decontam_mod
 from tasks import fingerprints
-from tasks.arms import build_arm, shortest_wrong, source_variant
+from tasks import select as select_mod
+from tasks.arms import build_arms
 from tasks.audit import audit
 from tasks.audit import summary as audit_summary
 from tasks.decontam import contamination, left_out
@@ -136,11 +138,11 @@ def arms_teacher(cfg: FactoryConfig) -> str:
 
 def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
     """Why `arm` cannot be built with this config (None: it can): the sampled teacher was not asked
-    in the prompt variant the arm is built from."""
-    variant = source_variant(arm)
-    if cfg.arms.teacher or variant is None or variant in cfg.sample.variants:
+    in a prompt variant the arm is built from."""
+    missing = [v for v in ARM[arm].variants if v not in cfg.sample.variants]
+    if cfg.arms.teacher or not missing:
         return None
-    return f"built from the teacher's `{variant}` samples, and sample.variants has no `{variant}`"
+    return f"built from the teacher's `{missing[0]}` samples, and sample.variants has no `{missing[0]}`"
 
 
 def sample_outcome(cfg: FactoryConfig, results: list[SampleResult], total: CacheStats, teacher: str) -> list[str]:
@@ -209,17 +211,18 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     shards(data)  # problems exist
     inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
     inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))
-    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, identity]
-    fp = fingerprints.fingerprint(settings, inputs + code_of(arms_mod, decontam_mod, experiment_mod))
+    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, identity, cfg.select.finished_only]
+    fp = fingerprints.fingerprint(settings, inputs + code_of(arms_mod, decontam_mod, experiment_mod, select_mod))
     flags_file = data.table("contamination") / "flags.parquet"
     built = [data.arm(a) / "train.parquet" for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
-    if fingerprints.unchanged([flags_file, *built], fp):
+    stats_file = data.table("arm_stats") / "arm_stats.parquet"
+    if fingerprints.unchanged([flags_file, stats_file, *built], fp):
         return arms_result(cfg, identity, read_table(flags_file, "contamination"),
-                           {p.parent.name: rows_in(p) for p in built}) | {"unchanged": True}
+                           read_table(stats_file, "arm_stats")) | {"unchanged": True}
     problems = read_table(data.table("problems"), "problems")
     samples = read_table(data.table("samples"), "samples")
     selected = read_table(data.table("selected"), "selected")
-    if any(source_variant(a) is not None and not arm_unavailable(cfg, a) for a in cfg.arms.arms):  # a teacher's arm
+    if any(ARM[a].variants and not arm_unavailable(cfg, a) for a in cfg.arms.arms):  # a teacher's arm
         require_teacher(samples, identity, cfg)
         if not selected.filter(pl.col("teacher") == identity).height:
             raise InputError(f"no selections for teacher {identity!r} in {data.table('selected')}: run "
@@ -229,24 +232,32 @@ def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
     problems = problems.filter(~pl.col("problem_id").is_in(out.implode()))
     verdicts = read_table(data.table("verdicts"), "verdicts")
     captions = captions_of(data, cfg.caption.captioner)
-    wrong = shortest_wrong(samples, verdicts, identity)
-    counts = {}
     for arm in cfg.arms.arms:
         if arm_unavailable(cfg, arm):
             (data.arm(arm) / "train.parquet").unlink(missing_ok=True)  # an older build would not fit this config
-            continue
-        df = build_arm(arm, problems, captions, selected, wrong, identity)
+    buildable = [a for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
+    frames, stats = build_arms(buildable, problems, captions, samples, verdicts, selected, identity, cfg.arms.coverage,
+                               cfg.select.finished_only)
+    for arm, df in frames.items():
         write_table(df, data.arm(arm) / "train.parquet", "arms")
-        counts[arm] = df.height
-    fingerprints.record([flags_file, *built], fp)
-    return arms_result(cfg, identity, flags, counts) | {"unchanged": False}
+    write_table(stats, stats_file, "arm_stats")
+    fingerprints.record([flags_file, stats_file, *built], fp)
+    return arms_result(cfg, identity, flags, stats) | {"unchanged": False}
 
 
-def arms_result(cfg: FactoryConfig, identity: str, flags: pl.DataFrame, counts: dict[str, int]) -> dict:
-    """Row counts per arm, the arms skipped and why, and the training problems that copy a
-    val / test problem (left out by default)."""
+def arm_not_built(data: DataDir, arm: str) -> str | None:
+    """Why the arms stage built no example of `arm` (None: it did, or it has not run)."""
+    stats = read_table(data.table("arm_stats") / "arm_stats.parquet", "arm_stats").filter(pl.col("arm") == arm)
+    return stats["reason"][0] if stats.height and not stats["built"][0] else None
+
+
+def arms_result(cfg: FactoryConfig, identity: str, flags: pl.DataFrame, stats: pl.DataFrame) -> dict:
+    """Row counts per arm, the arms skipped or not built and why, and the training problems that
+    copy a val / test problem (left out by default)."""
     skipped = {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a))}
-    return {"rows": counts, "skipped": skipped, "teacher": identity,
+    skipped |= {r["arm"]: r["reason"] for r in stats.iter_rows(named=True) if not r["built"]}
+    counts = {r["arm"]: r["examples"] for r in stats.iter_rows(named=True)}
+    return {"rows": counts, "skipped": skipped, "teacher": identity, "coverage": cfg.arms.coverage,
             "contaminated": flags.filter(pl.col("kind") == "text")["problem_id"].n_unique(),
             "image_overlap": flags.filter(pl.col("kind") == "image")["problem_id"].n_unique(),
             "left_out": left_out(cfg, flags).len()}

@@ -72,14 +72,14 @@ def raw_arm_data(root: Path, n_problems: int):
     (the dataset's own solutions: no teacher needed)."""
     from schemas.config import FactoryConfig
     from schemas.paths import DataDir
-    from schemas.tables import empty, read_table, write_table
+    from schemas.tables import read_table, write_table
     from tasks.arms import build_arm
     from tasks.ingest import ingest
 
     data = DataDir(root)
     ingest(FactoryConfig.model_validate({"ingest": {"source": "synthetic", "n_problems": n_problems}}).ingest, data)
     problems = read_table(data.table("problems"), "problems")
-    write_table(build_arm("raw", problems, {}, empty("selected"), {}, "none"), data.arm("raw") / "train.parquet", "arms")
+    write_table(build_arm("raw", problems, {}, {}, {}), data.arm("raw") / "train.parquet", "arms")
     return data
 
 

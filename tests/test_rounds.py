@@ -14,7 +14,7 @@ def two_rounds(tmp_path_factory, tiny_model):
     env = prefect_env(root / "prefect")
     cfg = tiny_config(root / "rounds.yaml", tiny_model, root / "data", run="loop", rounds=2,
                       ingest={"n_problems": 12}, sample={"k": 2, "variants": ["plain"]},
-                      arms={"arms": ["raw", "teacher_cot"]}, train={"methods": ["lora"]},
+                      arms={"arms": ["raw", "teacher_answer"]}, train={"methods": ["lora"]},
                       evaluate={"baseline": False})
     first, _ = run_cli(["distill", "--config", str(cfg)], env)
     again, log = run_cli(["distill", "--config", str(cfg)], env)

@@ -133,10 +133,14 @@ def test_every_declared_hypothesis_has_a_row_with_the_reason_when_not_tested():
     assert few["verdict"] == "not tested: too few problems (5 pairs: even all of them one way could not reach p <= 0.05)"
 
 
+SIX = HYPOTHESES[:6]  # the null simulation's family: six hypotheses
+
+
 def null_table(rng, n: int) -> pl.DataFrame:
-    """Six arms with the same chance on each problem (problems differ in difficulty): no true difference."""
+    """The arms of six hypotheses with the same chance on each problem (problems differ in difficulty):
+    no true difference."""
     difficulty = rng.random(n)
-    arms = sorted({a for h in HYPOTHESES for a in (h.treatment, h.control)})
+    arms = sorted({a for h in SIX for a in (h.treatment, h.control)})
     return pl.concat([evals(f"{a}-lora", a, "lora", list(rng.random(n) < difficulty)) for a in arms])
 
 
