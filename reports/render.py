@@ -24,7 +24,8 @@ def verdict_help(s: dict) -> str:
     chosen = (f"anything chosen (H3.6's best student) is chosen on `{splits['select']}`" if splits["select"] else
               "there is no val split, so H3.6's best student was chosen on the same answers: H3.6 is exploratory")
     return (f"The verdict is the exact McNemar test on the `{splits['report']}` split's paired answers (all "
-            f"training seeds pooled as strata), Holm-adjusted over the {s['family']} tests of this table: "
+            f"training seeds pooled as strata), Holm-adjusted over the {s['family']} tests of this table"
+            f"{' (none could be made)' if not s['family'] else ''}: "
             f"supported or contradicted (by the sign of the difference against the prediction) when the adjusted "
             f"p <= {s['alpha']}, else inconclusive; {chosen}.")
 
@@ -132,6 +133,9 @@ def answer(s: dict) -> list[str]:
     lines, order = ["## Answer", ""], list(dict.fromkeys(h["hypothesis"] for h in s["hypotheses"]))
     for hid in order:
         rows = [h for h in s["hypotheses"] if h["hypothesis"] == hid]
+        if len(rows) > 1 and len({h["verdict"] for h in rows}) == 1 and rows[0]["difference"] is None:
+            lines.append(f"- **{hid}** ({rows[0]['short']}): every method {rows[0]['verdict']}")
+            continue
         parts = [(f"{h['method']} " if h["method"] else "") + (f"vs {h['control']} " if hid == "H3.6" else "")
                  + (f"{verdict_cell(h)} {signed(h['difference'])} {interval(h['ci_low'], h['ci_high'])}, "
                     f"n {h['n']}" if h["difference"] is not None else h["verdict"]) for h in rows]

@@ -117,6 +117,7 @@ def test_holm_family_seeds_pooled_and_users_own_hypothesis(tmp_path):
     tested = [r for r in summary["hypotheses"] if r["tested"]]
     assert {(r["hypothesis"], r["method"]) for r in tested} == {("baseline", "lora"), ("U1", "lora")}
     assert summary["family"] == 2 and "Holm-adjusted over the 2 tests" in text
+    assert "- **H3.4** (teacher_lecture higher than teacher_answer): lora not tested: teacher_lecture not trained" in text
     assert all(r["seeds"] == [0, 1, 2] and r["n"] == 150 and len(r["per_seed"]) == 3 for r in tested)
     from statsmodels.stats.multitest import multipletests
 

@@ -129,6 +129,11 @@ def test_every_declared_hypothesis_has_a_row_with_the_reason_when_not_tested():
     assert row(rows, "H3.3", "lora")["verdict"] == "not tested: teacher_cot not trained: no separate chain of thought"
     assert row(rows, "baseline", "lora")["verdict"] in NAMES
     assert all(r["verdict"] for r in rows)
+    from reports.render import answer
+
+    lines = answer({"hypotheses": rows, "splits": {"report": "test", "select": None}, "family": 1, "alpha": 0.05})
+    assert "- **H3.3** (teacher_cot higher than teacher_answer): every method not tested: teacher_cot not trained: " \
+        "no separate chain of thought" in lines
     few = row(hypothesis_rows(planted(5, 0, 5, ("raw", "answer_only")), ["lora"], {}, ReportConfig()), "baseline")
     assert few["verdict"] == "not tested: too few problems (5 pairs: even all of them one way could not reach p <= 0.05)"
 
