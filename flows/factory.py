@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from flows.stages import DEFAULT, STAGES, configured, data_of, documented
 from flows.ui import factory_progress, publish_report
 from schemas.config import FactoryConfig
-from students.rounds import best_student, round_config, write_rounds
+from students.rounds import round_config, round_teacher, write_rounds
 
 ONCE = ("ingest", "caption")  # stages a distill run does once, before its rounds
 
@@ -55,12 +55,14 @@ def distill(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> 
                     cfg.sample.model if teacher_dir else f"{cfg.sample.teacher}/{cfg.sample.model}")
         with factory_progress([n for n in STAGES if n not in ONCE]):
             done = {name: stage(config=cfg) for name, stage in STAGES.items() if name not in ONCE}
-        best, accuracy = best_student(done["evaluate"], cfg.run)
+        chosen = round_teacher(cfg, data)
+        best, accuracy = chosen["student"], chosen["accuracy"]
         rounds.append(dict(round=r, run=cfg.run, teacher=done["arms"]["teacher"], best=best, best_accuracy=accuracy,
+                           chosen_on=chosen["split"] if chosen["on_val"] else f"{chosen['split']} (no val split)",
                            accuracy={n: e["accuracy"] for n, e in done["evaluate"].items()
                                      if e.get("accuracy") is not None},
                            new_requests=done["sample"]["new"], report=done["report"]))
-        logger.info("round %d: best student %s (accuracy %.3f)", r, best, accuracy)
+        logger.info("round %d: best student %s (accuracy %.3f on %s)", r, best, accuracy, chosen["split"])
         teacher_dir = data.student(cfg.run, best)
     path = write_rounds(config, data, rounds)
     logger.info("rounds: %s", path.resolve())

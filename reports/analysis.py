@@ -1,68 +1,84 @@
-"""The report's numbers, from the evals table (one row per student or reference, problem, prompt
-style, decoding and sample index): accuracy with intervals, the hypothesis verdicts, H3.6 against
-the reference models, and the evaluation views (CoT vs direct, pass@k, answer vs reasoning,
-breakdowns). Plain functions of polars frames; `reports/report.py` writes them out.
+"""The report's numbers, from the evals table (one row per student or reference, problem, split,
+prompt style, decoding and sample index): accuracy with Wilson intervals on the test split, val
+accuracy beside it (where choices are made), seeds side by side. The hypothesis verdicts are in
+`reports/verdicts.py`. Plain functions of polars frames; `reports/report.py` writes them out.
 """
-
-import math
 
 import polars as pl
 
-from reports.stats import (
-    bootstrap_ci,
-    detectable_difference,
-    discordant,
-    holm,
-    mcnemar_exact,
-    paired_bootstrap_diff,
-    problems_needed,
-)
+from reports.stats import wilson
 from schemas.config import ReportConfig
-from schemas.experiment import H36_CLAIM, HYPOTHESES, Hypothesis
+from students.choose import greedy, splits
 
 REFERENCE = "reference"  # the `arm` of a reference model's rows
 
 
 def primary(evals: pl.DataFrame) -> pl.DataFrame:
-    """The answers accuracy is reported on: greedy, chain-of-thought prompt (else the first style)."""
-    greedy = evals.filter(pl.col("decoding") == "greedy")
-    styles = greedy["prompt_style"].unique().to_list()
-    style = "cot" if "cot" in styles or not styles else sorted(styles)[0]
-    return greedy.filter(pl.col("prompt_style") == style)
-
-
-def verdict(lo: float, hi: float, direction: str) -> str:
-    """supported: the interval excludes 0 on the predicted side; contradicted: on the other side."""
-    if math.isnan(lo) or math.isnan(hi):
-        return "inconclusive"
-    above, below = lo > 0, hi < 0
-    if direction == "higher":
-        return "supported" if above else "contradicted" if below else "inconclusive"
-    return "supported" if below else "contradicted" if above else "inconclusive"
+    """The answers accuracy is reported on: greedy, chain-of-thought prompt (else the first style), on
+    the reported split (test when it was evaluated)."""
+    return greedy(evals).filter(pl.col("split") == splits(evals)[0])
 
 
 def accuracy(df: pl.DataFrame, cfg: ReportConfig) -> dict:
-    correct = df["correct"].drop_nulls().cast(pl.Float64).to_numpy()  # null: gold not judgeable, or failed
-    lo, hi = bootstrap_ci(correct, cfg.n_bootstrap, cfg.confidence, cfg.seed)
-    return dict(accuracy=float(correct.mean()) if correct.size else float("nan"), ci_low=lo, ci_high=hi,
-                n=int(correct.size))
+    """Accuracy over the judgeable answers (a null `correct` is a gold that cannot be judged), Wilson interval."""
+    correct = df["correct"].drop_nulls()
+    k, n = int(correct.sum()), correct.len()
+    lo, hi = wilson(k, n, cfg.confidence)
+    return dict(accuracy=k / n if n else float("nan"), ci_low=lo, ci_high=hi, n=n)
+
+
+def val_accuracy(evals: pl.DataFrame) -> dict[str, float]:
+    """Greedy accuracy per student on the split choices are made on (empty without one)."""
+    select = splits(evals)[1]
+    if select is None:
+        return {}
+    answers = greedy(evals).filter((pl.col("split") == select) & pl.col("correct").is_not_null())
+    return dict(answers.group_by("student").agg(pl.col("correct").cast(pl.Float64).mean()).iter_rows())
 
 
 def student_rows(evals: pl.DataFrame, metas: dict[str, dict], teacher_tokens: dict[str, int],
                  teacher_usd: dict[str, float | None], cfg: ReportConfig) -> list[dict]:
-    """Per student or reference: accuracy and interval, training and inference costs."""
-    rows = []
+    """Per student or reference: test accuracy and interval, val accuracy, training and inference
+    costs (None where a cost is unknown or does not apply: shown as n/a, never 0)."""
+    rows, val = [], val_accuracy(evals)
     for (student,), g in primary(evals).group_by("student", maintain_order=True):
         meta, arm = metas.get(student, {}), g["arm"][0]
-        cost = g["cost_usd"]
-        rows.append(dict(student=student, arm=arm, method=g["method"][0], seed=g["seed"][0], **accuracy(g, cfg),
-                         answer_tokens=float(g["generated_tokens"].mean()), answer_s=float(g["latency_s"].mean()),
-                         answer_usd=None if cost.null_count() else float(cost.mean()),
-                         train_examples=meta.get("train_examples", 0), train_wall_s=meta.get("wall_s", 0.0),
-                         train_tokens=meta.get("train_tokens", 0), too_long=meta.get("too_long", 0),
-                         device=meta.get("device", ""), teacher_tokens=teacher_tokens.get(arm, 0),
-                         teacher_usd=teacher_usd.get(arm, 0.0 if arm in ("base", REFERENCE) else None)))
+        trained = arm not in ("base", REFERENCE) and meta.get("status") != "skipped"
+        row = dict(student=student, arm=arm, method=g["method"][0], seed=g["seed"][0], **accuracy(g, cfg),
+                   val_accuracy=val.get(student), answer_tokens=float(g["generated_tokens"].mean()),
+                   **answer_costs(g, arm, cfg.device_hour_usd), train_examples=meta.get("train_examples"),
+                   train_wall_s=meta.get("wall_s") if trained else None, train_tokens=meta.get("train_tokens"),
+                   too_long=meta.get("too_long", 0), device=meta.get("device"),
+                   teacher_tokens=teacher_tokens.get(arm), teacher_usd=teacher_usd.get(arm) if trained else None)
+        rows.append(row | efficiency(row, trained, cfg.device_hour_usd))
     return rows
+
+
+def answer_costs(g: pl.DataFrame, arm: str, device_hour_usd: float | None) -> dict:
+    """Seconds per answer (a reference's per request; a local student's batch time shared out, i.e.
+    device-seconds) and dollars per answer (API prices; a local student's device time at
+    report.device_hour_usd; None when unpriced)."""
+    cost, latency = g["cost_usd"], g["latency_s"].drop_nulls()
+    seconds = float(latency.mean()) if latency.len() else None
+    if arm == REFERENCE:
+        usd = float(cost.mean()) if cost.null_count() == 0 and float(cost.sum()) > 0 else None
+    else:
+        usd = seconds * device_hour_usd / 3600 if seconds is not None and device_hour_usd is not None else None
+    return dict(answer_s=seconds, latency_kind="per request" if arm == REFERENCE else "device-seconds, batch-amortised",
+                answer_usd=usd)
+
+
+def efficiency(row: dict, trained: bool, device_hour_usd: float | None) -> dict:
+    """H3.6's efficiency: the dollars behind the test answers (teacher data and training for a trained
+    student, at report.device_hour_usd for its device time; the answers for everyone) and accuracy
+    points per dollar; None where any part is unknown."""
+    train_usd = None if not trained or row["train_wall_s"] is None or device_hour_usd is None \
+        else row["train_wall_s"] * device_hour_usd / 3600
+    answers = None if row["answer_usd"] is None else row["answer_usd"] * row["n"]
+    parts = [answers, *([row["teacher_usd"], train_usd] if trained else [])]
+    total = None if any(p is None for p in parts) else sum(parts)
+    per_usd = 100 * row["accuracy"] / total if total and row["accuracy"] == row["accuracy"] else None
+    return dict(train_usd=train_usd, total_usd=total, points_per_usd=per_usd)
 
 
 def seed_summary(students: list[dict]) -> list[dict]:
@@ -74,73 +90,3 @@ def seed_summary(students: list[dict]) -> list[dict]:
                                             pl.col("accuracy").std().alias("sd"))
            .filter(pl.col("seeds") > 1).sort("arm", "method"))
     return out.to_dicts()
-
-
-def declared_hypotheses(cfg: ReportConfig) -> list[Hypothesis]:
-    return [*HYPOTHESES, *(Hypothesis(h.id, h.claim, h.treatment, h.control, h.direction) for h in cfg.hypotheses)]
-
-
-def compare(treat: pl.DataFrame, control: pl.DataFrame, cfg: ReportConfig) -> dict | None:
-    """Paired comparison on the problems both answered (judgeable ones only)."""
-    pairs = (treat.select("problem_id", "correct").join(control.select("problem_id", "correct"), on="problem_id",
-                                                          suffix="_control")
-             .drop_nulls(["correct", "correct_control"]))
-    if pairs.is_empty():
-        return None
-    a, b = (pairs[c].cast(pl.Float64).to_numpy() for c in ("correct", "correct_control"))
-    diff, lo, hi = paired_bootstrap_diff(a, b, cfg.n_bootstrap, cfg.confidence, cfg.seed)
-    only_t, only_c = discordant(a, b)
-    share = (only_t + only_c) / a.size
-    return dict(n=int(a.size), difference=diff, ci_low=lo, ci_high=hi, only_treatment=only_t,
-                only_control=only_c, p_value=mcnemar_exact(a, b),
-                detectable=detectable_difference(a.size, share, cfg.alpha, cfg.power),
-                needed=problems_needed(diff, share, cfg.alpha, cfg.power))
-
-
-def hypothesis_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
-    """Every declared hypothesis, per training method and seed, on the same test problems; then
-    H3.6 (the best arm against each reference model). Holm adjusts the McNemar p-values over the
-    whole table."""
-    main = primary(evals)
-    trained = main.filter(~pl.col("arm").is_in(["base", REFERENCE]))
-    rows = []
-    for (method, seed), g in trained.group_by("method", "seed", maintain_order=True):
-        by_arm = {arm: part for (arm,), part in g.group_by("arm")}
-        for h in declared_hypotheses(cfg):
-            if h.treatment in by_arm and h.control in by_arm and (c := compare(by_arm[h.treatment],
-                                                                              by_arm[h.control], cfg)):
-                rows.append(dict(hypothesis=h.id, claim=h.claim, method=method, seed=seed, treatment=h.treatment,
-                                 control=h.control, direction=h.direction, **c))
-    rows += h36_rows(main, cfg)
-    for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
-        r["p_holm"] = p
-        r["verdict"] = verdict(r["ci_low"], r["ci_high"], r["direction"])
-    return sorted(rows, key=lambda r: (r["hypothesis"], r["method"], r["seed"] if r["seed"] is not None else -1))
-
-
-def best_student(main: pl.DataFrame, cfg: ReportConfig) -> tuple[str, bool] | None:
-    """(student, chosen after seeing the evaluation split?) for H3.6."""
-    trained = main.filter(~pl.col("arm").is_in(["base", REFERENCE]))
-    if cfg.best_arm:
-        trained = trained.filter(pl.col("arm") == cfg.best_arm)
-    if trained.is_empty():
-        return None
-    acc = trained.group_by("student").agg(pl.col("correct").cast(pl.Float64).mean()).sort("correct", "student",
-                                                                                           descending=[True, False])
-    return acc["student"][0], cfg.best_arm is None
-
-
-def h36_rows(main: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
-    best = best_student(main, cfg)
-    refs = main.filter(pl.col("arm") == REFERENCE)
-    if best is None or refs.is_empty():
-        return []
-    student, post_hoc = best
-    treat = main.filter(pl.col("student") == student)
-    rows = []
-    for (ref,), g in refs.group_by("student", maintain_order=True):
-        if c := compare(treat, g, cfg):
-            rows.append(dict(hypothesis="H3.6", claim=H36_CLAIM, method=treat["method"][0], seed=treat["seed"][0],
-                             treatment=student + (" (best, chosen on this split)" if post_hoc else ""),
-                             control=ref, direction="higher", **c))
-    return rows

@@ -3,7 +3,7 @@ intervals per student, cost against accuracy, pass@k curves and the answer/reaso
 
 from pathlib import Path
 
-COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "inconclusive": "#8d99ae"}
+COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "inconclusive": "#8d99ae", "exploratory": "#b08968"}
 
 
 def _pyplot():
@@ -15,23 +15,28 @@ def _pyplot():
     return plt
 
 
+def error_bar(x: float, lo: float, hi: float) -> list[list[float]]:
+    """matplotlib's (2, 1) xerr in points; floating-point noise can put a Wilson bound a hair past its estimate."""
+    return [[max(0.0, x - lo) * 100], [max(0.0, hi - x) * 100]]
+
+
 def forest(summary: dict, path: Path) -> bool:
-    rows = summary["hypotheses"]
+    rows = [h for h in summary["hypotheses"] if h["difference"] is not None]  # "not tested" rows have no numbers
     if not rows:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     for i, h in enumerate(reversed(rows)):
-        color = COLORS[h["verdict"]]
-        ax.errorbar(h["difference"] * 100, i, xerr=[[(h["difference"] - h["ci_low"]) * 100],
-                                                    [(h["ci_high"] - h["difference"]) * 100]],
+        verdict = h["verdict"].split(":")[0]  # "not tested: too few problems" keeps its numbers
+        color = COLORS.get(verdict, "#adb5bd")
+        ax.errorbar(h["difference"] * 100, i, xerr=error_bar(h["difference"], h["ci_low"], h["ci_high"]),
                     fmt="o", color=color, capsize=3)
         arrow = "<" if h["direction"] == "lower" else ">"
-        ax.text(1.01, i, f"{h['verdict']} (predicted {arrow}0)", transform=ax.get_yaxis_transform(), va="center",
+        ax.text(1.01, i, f"{verdict} (predicted {arrow}0)", transform=ax.get_yaxis_transform(), va="center",
                 fontsize=8, color=color)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{h['hypothesis']} {h['method']}{'' if h['seed'] is None else ' s' + str(h['seed'])}"
-                        for h in reversed(rows)], fontsize=8)
+    ax.set_yticklabels([f"{h['hypothesis']} {h['method']} vs {h['control']}" if h["hypothesis"] == "H3.6"
+                        else f"{h['hypothesis']} {h['method']}" for h in reversed(rows)], fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("accuracy difference, treatment - control (points)")
     ax.set_title("Hypotheses: difference and interval")
@@ -46,9 +51,8 @@ def accuracy(summary: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
     for i, r in enumerate(rows):
         color = "#264653" if r["arm"] not in ("base", "reference") else "#e9c46a"
-        ax.errorbar(r["accuracy"] * 100, i, xerr=[[(r["accuracy"] - r["ci_low"]) * 100],
-                                                  [(r["ci_high"] - r["accuracy"]) * 100]], fmt="o", color=color,
-                    capsize=3)
+        ax.errorbar(r["accuracy"] * 100, i, xerr=error_bar(r["accuracy"], r["ci_low"], r["ci_high"]), fmt="o",
+                    color=color, capsize=3)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r["student"] for r in rows], fontsize=8)
     ax.set_xlabel("accuracy (%) with interval")
@@ -58,17 +62,21 @@ def accuracy(summary: dict, path: Path) -> bool:
 
 
 def cost(summary: dict, path: Path) -> bool:
+    """Accuracy against the costs that are known: teacher + training tokens of the trained students,
+    and tokens per answer for everyone (a model whose cost is unknown is left out, not put at 0)."""
     rows = [r for r in summary["students"] if r["accuracy"] == r["accuracy"]]
     if not rows:
         return False
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for r in rows:
-        left.scatter(r["teacher_tokens"] + r["train_tokens"], r["accuracy"] * 100, color="#264653")
-        left.annotate(r["student"], (r["teacher_tokens"] + r["train_tokens"], r["accuracy"] * 100), fontsize=7)
+        if r["teacher_tokens"] is not None and r["train_tokens"] is not None:
+            x = r["teacher_tokens"] + r["train_tokens"]
+            left.scatter(x, r["accuracy"] * 100, color="#264653")
+            left.annotate(r["student"], (x, r["accuracy"] * 100), fontsize=7)
         right.scatter(r["answer_tokens"], r["accuracy"] * 100, color="#e76f51" if r["arm"] == "reference" else "#264653")
         right.annotate(r["student"], (r["answer_tokens"], r["accuracy"] * 100), fontsize=7)
-    left.set_xlabel("teacher + training tokens")
+    left.set_xlabel("teacher + training tokens (trained students)")
     right.set_xlabel("tokens per answer (inference)")
     for ax in (left, right):
         ax.set_ylabel("accuracy (%)")
@@ -84,7 +92,7 @@ def pass_curves(summary: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         ks = sorted(int(c.split("@")[1]) for c in r if c.startswith("pass@"))
-        ax.plot(ks, [r[f"pass@{k}"] * 100 for k in ks], marker="o", label=r["student"])
+        ax.plot(ks, [r[f"pass@{k}"]["accuracy"] * 100 for k in ks], marker="o", label=r["student"])
     ax.set_xticks(ks)
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")

@@ -9,14 +9,23 @@ from pathlib import Path
 
 import polars as pl
 
-from reports.analysis import hypothesis_rows, seed_summary, student_rows
+from reports.analysis import REFERENCE, seed_summary, student_rows
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
 from reports.training_sets import training_set_rows
-from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, methods_by_arm, pass_at_k_table
+from reports.verdicts import hypothesis_rows
+from reports.views import (
+    answer_vs_reasoning,
+    breakdowns,
+    cot_vs_direct,
+    methods_by_arm,
+    pass_at_k_table,
+    trained_sources,
+)
 from schemas import atomic
 from schemas.config import ReportConfig
+from students.choose import splits
 
 
 @dataclass
@@ -30,22 +39,44 @@ class ReportInputs:
     counts: dict = field(default_factory=dict)  # pipeline counts, in order
     costs: list[dict] = field(default_factory=list)  # per stage and model
     arm_stats: list[dict] = field(default_factory=list)  # the arms stage's arm_stats rows
+    not_built: dict[str, str] = field(default_factory=dict)  # arm -> why this run has no such arm
+    methods: list[str] = field(default_factory=list)  # train.methods (default: those in the evals)
+
+
+def skipped(inputs: ReportInputs) -> dict[str, str]:
+    return {s: m.get("reason", "") for s, m in inputs.metas.items() if m.get("status") == "skipped"}
+
+
+def methods(inputs: ReportInputs) -> list[str]:
+    """The training methods every hypothesis is tested under."""
+    if inputs.methods:
+        return inputs.methods
+    found = inputs.evals.filter(~pl.col("arm").is_in(["base", REFERENCE]))["method"].unique().to_list()
+    return sorted(set(found) | {m["method"] for m in inputs.metas.values() if "method" in m})
 
 
 def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     """Everything the report shows, as plain data (summary.json)."""
     students = student_rows(inputs.evals, inputs.metas, inputs.teacher_tokens, inputs.teacher_usd, cfg)
-    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals), methods=methods_by_arm(inputs.evals),
-                 pass_at_k=pass_at_k_table(inputs.evals),
-                 answer_vs_reasoning=answer_vs_reasoning(inputs.evals))
+    c = cfg.confidence
+    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals, c), methods=methods_by_arm(inputs.evals, c),
+                 pass_at_k=pass_at_k_table(inputs.evals, c), answer_vs_reasoning=answer_vs_reasoning(inputs.evals, c),
+                 breakdowns=breakdowns(inputs.evals, inputs.problems, c), trained_sources=trained_sources(inputs.problems))
+    why = inputs.not_built | skipped(inputs)
+    rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg)
     return dict(
-        run=inputs.run, counts=inputs.counts, training_sets=training_set_rows(inputs.arm_stats, inputs.metas), costs=inputs.costs, students=students, seeds=seed_summary(students),
-        skipped={s: m.get("reason", "") for s, m in inputs.metas.items() if m.get("status") == "skipped"},
-        hypotheses=hypothesis_rows(inputs.evals, cfg), confidence=cfg.confidence, alpha=cfg.alpha,
-        power=cfg.power, leaderboard=[e.model_dump() for e in cfg.leaderboard],
-        **{k: v.to_dicts() for k, v in views.items()},
-        breakdowns={k: v.to_dicts() for k, v in breakdowns(inputs.evals, inputs.problems).items()},
+        run=inputs.run, counts=inputs.counts, training_sets=training_set_rows(inputs.arm_stats, inputs.metas),
+        costs=inputs.costs, students=students, seeds=seed_summary(students),
+        skipped=skipped(inputs), hypotheses=rows, family=sum(r["tested"] for r in rows), splits=split_note(inputs.evals),
+        confidence=cfg.confidence, alpha=cfg.alpha, power=cfg.power,
+        leaderboard=[e.model_dump() for e in cfg.leaderboard],
+        **views,
     )
+
+
+def split_note(evals: pl.DataFrame) -> dict:
+    report, select = splits(evals)
+    return dict(report=report, select=select)
 
 
 def write_report(out_dir: Path, inputs: ReportInputs, cfg: ReportConfig) -> Path:

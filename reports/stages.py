@@ -5,15 +5,17 @@ from pathlib import Path
 import polars as pl
 
 from reports.report import ReportInputs, write_report
+from reports.verdicts import declared
 from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
-from schemas.tables import empty, read_table
+from schemas.tables import read_table
+from students.choose import run_evals
 from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import teacher_spend
 from tasks.select import pass_rates
-from tasks.stages import arms_teacher
+from tasks.stages import arm_not_built, arm_unavailable, arms_teacher
 
 
 def teacher_tokens_per_arm(cfg: FactoryConfig, samples: pl.DataFrame) -> dict[str, int]:
@@ -74,10 +76,15 @@ def pipeline_counts(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame, s
     return counts
 
 
+def not_built(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
+    """Why an arm the hypotheses name has no students in this run."""
+    named = {a for h in declared(cfg.report) for a in (h.treatment, h.control)}
+    why = {a: "not in arms.arms" for a in named if a not in cfg.arms.arms}
+    return why | {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a) or arm_not_built(data, a))}
+
+
 def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
-    names = students(cfg) + [f"reference-{r.name}" for r in cfg.reference]  # only what this config evaluates
-    files = [data.evals(cfg.run) / f"{name}.parquet" for name in names]
-    evals = pl.concat([read_table(f, "evals") for f in files] or [empty("evals")])
+    evals = run_evals(cfg, data)  # only what this config evaluates
     if evals.is_empty():
         raise InputError(f"no evaluations of run {cfg.run!r} in {data.evals(cfg.run)}: run `distillery evaluate` first")
     metas = {s: read_meta(data.student(cfg.run, s)) or {} for s in students(cfg) if s != BASE}
@@ -88,5 +95,6 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
                           teacher_usd=teacher_usd_per_arm(cfg, samples),
                           counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples),
                           arm_stats=read_table(data.table("arm_stats"), "arm_stats")
-                          .filter(pl.col("arm").is_in(cfg.arms.arms)).to_dicts())
+                          .filter(pl.col("arm").is_in(cfg.arms.arms)).to_dicts(),
+                          not_built=not_built(cfg, data), methods=list(cfg.train.methods))
     return write_report(data.report(cfg.run), inputs, cfg.report)

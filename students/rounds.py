@@ -12,7 +12,7 @@ from schemas import atomic
 from schemas.config import FactoryConfig
 from schemas.errors import StageFailed
 from schemas.paths import DataDir
-from students.stages import BASE, REFERENCE
+from students.choose import best_student, run_evals
 
 
 def round_run(cfg: FactoryConfig, r: int) -> str:
@@ -31,14 +31,14 @@ def round_config(cfg: FactoryConfig, r: int, teacher_dir: Path | None) -> Factor
     return FactoryConfig.model_validate(data)
 
 
-def best_student(evaluated: dict, run: str) -> tuple[str, float]:
-    """The trained student with the highest greedy accuracy in a round's evaluate results (first on ties)."""
-    scored = [(name, r["accuracy"]) for name, r in evaluated.items()
-              if name != BASE and not name.startswith(REFERENCE) and r.get("accuracy") is not None]
-    if not scored:
-        raise StageFailed(f"round {run}: no student was trained and evaluated, so none can teach the next round "
+def round_teacher(cfg: FactoryConfig, data: DataDir) -> dict:
+    """The round's trained student with the highest greedy accuracy on val (on the evaluated split when
+    there is no val; `on_val` says which), read from the round's evals: {student, accuracy, n, split, on_val}."""
+    best = best_student(run_evals(cfg, data), None)
+    if best is None:
+        raise StageFailed(f"round {cfg.run}: no student was trained and evaluated, so none can teach the next round "
                           "(see the train stage's reasons)")
-    return max(scored, key=lambda x: x[1])
+    return best
 
 
 def write_rounds(cfg: FactoryConfig, data: DataDir, rounds: list[dict]) -> Path:
@@ -47,12 +47,14 @@ def write_rounds(cfg: FactoryConfig, data: DataDir, rounds: list[dict]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "rounds.json", json.dumps(rounds, indent=2))
     lines = [f"# {cfg.run}: {len(rounds)} rounds", "",
-             f"Each round's best student is its most accurate on the `{cfg.evaluate.split}` split (chosen after "
-             "seeing that split, as H3.6's default best arm is) and teaches the next round.", "",
-             "| round | run | teacher | best student | accuracy | students (accuracy) |", "|---|---|---|---|---|---|"]
+             "Each round's best student is its most accurate on the `val` split (test is used once, for each "
+             "round's report) and teaches the next round; a round without val answers chose on the evaluated split "
+             "and says so.", "",
+             "| round | run | teacher | best student | chosen on | its accuracy there | students (accuracy) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rounds:
         others = ", ".join(f"{n} {a:.3f}" for n, a in sorted(r["accuracy"].items()))
-        lines.append(f"| {r['round']} | {r['run']} | {r['teacher']} | {r['best']} | {r['best_accuracy']:.3f} | "
-                     f"{others} |")
+        lines.append(f"| {r['round']} | {r['run']} | {r['teacher']} | {r['best']} | {r['chosen_on']} | "
+                     f"{r['best_accuracy']:.3f} | {others} |")
     atomic.write_text(out / "rounds.md", "\n".join(lines) + "\n")
     return out / "rounds.md"

@@ -20,7 +20,6 @@ def tiny_config(path: Path, model: str, data_dir: Path, **overrides) -> Path:
         "sample": {"model": model, "k": 2, "max_new_tokens": 24, "batch_size": 8},
         "train": {"model": model, "methods": ["lora", "prompt_tuning"], "batch_size": 4},
         "evaluate": {"max_new_tokens": 16},
-        "report": {"n_bootstrap": 200},
     }
     for section, values in overrides.items():
         cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values

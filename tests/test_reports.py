@@ -1,4 +1,4 @@
-"""Bootstrap intervals against a direct reference, and the report files."""
+"""The report files and tables: students, hypotheses, H3.6 and the views, from planted evals."""
 
 import json
 
@@ -7,40 +7,18 @@ import polars as pl
 import pytest
 
 from reports.report import ReportInputs, write_report
-from reports.stats import bootstrap_ci, paired_bootstrap_diff
 from schemas.config import ReportConfig
 from schemas.experiment import HYPOTHESES
 from schemas.tables import SCHEMAS
 
 
-def reference_ci(x, n_boot, confidence, seed):
-    """The textbook percentile bootstrap, one resample at a time."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    means = sorted(float(np.mean([x[i] for i in row])) for row in idx)
-    a = (1 - confidence) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-
-
-def test_bootstrap_matches_reference_and_covers_the_mean():
-    x = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1], dtype=float)
-    lo, hi = bootstrap_ci(x, 500, 0.9, seed=3)
-    assert (lo, hi) == pytest.approx(reference_ci(x, 500, 0.9, 3))
-    assert lo < x.mean() < hi
-    assert bootstrap_ci(np.ones(20)) == (1.0, 1.0)
-
-
-def test_paired_difference_sign():
-    a, b = np.ones(30), np.r_[np.zeros(20), np.ones(10)]
-    diff, lo, hi = paired_bootstrap_diff(a, b)
-    assert diff == pytest.approx(20 / 30) and 0 < lo <= diff <= hi
-
-
-def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy", index=0, reasoning=None):
+def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy", index=0, reasoning=None,
+          split="test"):
     n = len(correct)
     return pl.DataFrame(dict(run=["r"] * n, student=[student] * n, arm=[arm] * n, method=[method] * n,
                              seed=[None if arm in ("base", "reference") else seed] * n,
-                             problem_id=[f"p{i}" for i in range(n)], split=["test"] * n, prompt_style=[style] * n,
+                             problem_id=[f"{split[0]}{i}" if split != "test" else f"p{i}" for i in range(n)],
+                             split=[split] * n, prompt_style=[style] * n,
                              decoding=[decoding] * n, sample_index=[index] * n, response=["x"] * n, reasoning=[None] * n,
                              extracted=["A"] * n, correct=correct, grader=["choice_index"] * n, prompt_tokens=[9] * n,
                              generated_tokens=[3] * n, latency_s=[0.5] * n, cost_usd=[0.0] * n,
@@ -51,7 +29,7 @@ def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy",
 def report(tmp_path, ev, problems=None, metas=None, cfg=None, **inputs):
     problems = problems if problems is not None else pl.DataFrame(schema=SCHEMAS["problems"])
     path = write_report(tmp_path, ReportInputs(run="r", evals=ev, problems=problems, metas=metas or {}, **inputs),
-                        cfg or ReportConfig(n_bootstrap=300))
+                        cfg or ReportConfig())
     return path.read_text(), json.loads((tmp_path / "summary.json").read_text())
 
 
@@ -65,13 +43,23 @@ def test_report_files(tmp_path):
                                                       on="problem_id", how="left")
     text, summary = report(tmp_path, ev, problems, metas, teacher_tokens={"teacher_answer": 1234})
     assert "| raw-lora | raw | lora | 0 | 12.5% |" in text
-    assert "| topic | " not in text and "| student | maps | verbs |" in text and "| raw-lora | 50.0% | 0.0% |" in text
+    assert "| topic | " not in text and "| student | maps | verbs |" in text
+    assert "| raw-lora | 50.0% [23.7%, 76.3%] n=10 | 0.0% [0.0%, 11.4%] n=30 |" in text  # Wilson, never [0, 0]
     h = summary["hypotheses"][0]
     assert (h["hypothesis"], h["treatment"], h["control"], h["direction"]) == ("H3.1", "teacher_answer", "raw", "lower")
     assert h["verdict"] == "contradicted" and h["difference"] == pytest.approx(33 / 40)  # the plan predicted lower
     assert {s["student"]: s["teacher_tokens"] for s in summary["students"]}["teacher_answer-lora"] == 1234
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html and "<table>" in html
+
+
+def test_plots_of_students_all_wrong_or_all_right_at_small_n(tmp_path):
+    """Wilson bounds at 0/3 and 3/3 sit on the estimate: the error bars must not go negative."""
+    ev = pl.concat([evals("raw-lora", "raw", "lora", [False] * 3), evals("answer_only-lora", "answer_only", "lora",
+                                                                        [True] * 3)])
+    _, summary = report(tmp_path, ev)
+    assert {p.name for p in tmp_path.iterdir()} >= {"accuracy.png", "hypotheses.png"}
+    assert {s["student"]: s["ci_low"] for s in summary["students"]}["raw-lora"] == 0.0
 
 
 def test_unjudgeable_answers_leave_accuracy_and_pairing_alone(tmp_path):
@@ -114,7 +102,7 @@ def test_the_plans_controls():
     assert controls["H3.5"] == ("mistakes", "teacher_lecture", "higher")
 
 
-def test_holm_family_seeds_and_users_own_hypothesis(tmp_path):
+def test_holm_family_seeds_pooled_and_users_own_hypothesis(tmp_path):
     from schemas.config import HypothesisConfig
 
     rng = np.random.default_rng(5)
@@ -125,13 +113,20 @@ def test_holm_family_seeds_and_users_own_hypothesis(tmp_path):
                          list(rng.random(50) < 0.3), seed)]
     mine = HypothesisConfig(id="U1", claim="answers alone are worse", treatment="answer_only", control="raw",
                             direction="lower")
-    text, summary = report(tmp_path, pl.concat(frames), cfg=ReportConfig(n_bootstrap=300, hypotheses=[mine]))
-    rows = summary["hypotheses"]
-    assert {(r["hypothesis"], r["seed"]) for r in rows} == {(h, s) for h in ("baseline", "U1") for s in (0, 1, 2)}
-    from reports.stats import holm
+    text, summary = report(tmp_path, pl.concat(frames), cfg=ReportConfig(hypotheses=[mine]))
+    tested = [r for r in summary["hypotheses"] if r["tested"]]
+    assert {(r["hypothesis"], r["method"]) for r in tested} == {("baseline", "lora"), ("U1", "lora")}
+    assert summary["family"] == 2 and "Holm-adjusted over the 2 tests" in text
+    assert "- **H3.4** (teacher_lecture higher than teacher_answer): lora not tested: teacher_lecture not trained" in text
+    assert all(r["seeds"] == [0, 1, 2] and r["n"] == 150 and len(r["per_seed"]) == 3 for r in tested)
+    from statsmodels.stats.multitest import multipletests
 
-    assert [r["p_holm"] for r in rows] == pytest.approx(holm([r["p_value"] for r in rows]))
-    assert all(r["verdict"] == "supported" for r in rows)
+    assert [r["p_holm"] for r in tested] == pytest.approx(multipletests([r["p_value"] for r in tested],
+                                                                        method="holm")[1])
+    assert all(r["verdict"] == "supported" for r in tested)
+    not_tested = {r["hypothesis"]: r["verdict"] for r in summary["hypotheses"] if not r["tested"]}
+    assert set(not_tested) == {h.id for h in HYPOTHESES if h.id != "baseline"} | {"H3.6"}
+    assert not_tested["H3.3"] == "not tested: teacher_cot not trained: not in this run"
     seeds = summary["seeds"]
     assert {(s["arm"], s["seeds"]) for s in seeds} == {("raw", 3), ("answer_only", 3)}
     raw = [s["accuracy"] for s in summary["students"] if s["arm"] == "raw"]
@@ -139,21 +134,33 @@ def test_holm_family_seeds_and_users_own_hypothesis(tmp_path):
     assert "### Across training seeds" in text
 
 
-def test_h36_best_arm_against_a_reference_with_costs_and_leaderboard(tmp_path):
+def test_h36_best_arm_chosen_on_val_against_a_reference_with_costs_and_leaderboard(tmp_path):
     from schemas.config import LeaderboardEntry
 
-    ev = pl.concat([evals("raw-lora", "raw", "lora", [True] * 20 + [False] * 20),
-                    evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 30 + [False] * 10),
-                    evals("reference:big", "reference", "zero-shot", [True] * 10 + [False] * 30)])
+    test = [evals("raw-lora", "raw", "lora", [True] * 20 + [False] * 20),
+            evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 30 + [False] * 10),
+            evals("reference:big", "reference", "zero-shot", [True] * 10 + [False] * 30).with_columns(
+                cost_usd=pl.lit(0.001))]
+    val = [evals("raw-lora", "raw", "lora", [True] * 5 + [False] * 15, split="val"),
+           evals("teacher_cot-lora", "teacher_cot", "lora", [True] * 15 + [False] * 5, split="val")]
     metas = {"teacher_cot-lora": {"train_examples": 9, "wall_s": 12.5, "train_tokens": 4000, "device": "cpu"}}
-    cfg = ReportConfig(n_bootstrap=300, leaderboard=[LeaderboardEntry(name="SOTA", accuracy=0.9, source="paper")])
-    text, summary = report(tmp_path, ev, metas=metas, cfg=cfg, teacher_tokens={"teacher_cot": 777},
+    cfg = ReportConfig(leaderboard=[LeaderboardEntry(name="SOTA", accuracy=0.9, source="paper")], device_hour_usd=3.6)
+    text, summary = report(tmp_path, pl.concat(test + val), metas=metas, cfg=cfg, teacher_tokens={"teacher_cot": 777},
                            teacher_usd={"teacher_cot": 0.5})
     h36 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.6")
-    assert h36["treatment"].startswith("teacher_cot-lora") and h36["control"] == "reference:big"
+    assert h36["treatment"] == "teacher_cot-lora (best on val: 75.0%)" and h36["control"] == "reference:big"
     assert h36["verdict"] == "supported" and h36["difference"] == pytest.approx(0.5)
-    assert "| teacher_cot-lora | 75.0% | 777 | $0.5000 | 12.5 | 4000 | cpu | 3 | 0.50 | $0.0000 |" in text
+    # $0.001 per device-second: training 12.5 s, 40 answers of 0.5 s, teacher data $0.5 -> $0.5325 in all
+    assert ("| teacher_cot-lora | 75.0% | 40 | 777 | $0.5000 | 12.50 | $0.0125 | cpu | 3 | 250.00 | "
+            "0.50 (device-seconds, batch-amortised) | $0.5325 | 141 | $0.000500 |") in text
+    assert ("| reference:big | 25.0% | 40 | n/a | n/a | n/a | n/a | n/a | 3 | 83.33 | 0.50 (per request) | $0.0400 | "
+            "625 | $0.001000 |") in text  # a reference is not tuned: its cost is its answers
     assert "| SOTA | 90.0% | paper |" in text and "never used in a verdict" in text
+    _, alone = report(tmp_path / "no-val", pl.concat(test), cfg=ReportConfig())  # no val: chosen on test, no verdict
+    local = {s["student"]: s for s in alone["students"]}["teacher_cot-lora"]
+    assert local["answer_usd"] is None and local["total_usd"] is None  # no device price: n/a, not $0
+    h36 = next(h for h in alone["hypotheses"] if h["hypothesis"] == "H3.6")
+    assert h36["verdict"].startswith("exploratory") and h36["p_holm"] is None and not h36["tested"]
 
 
 def test_views_cot_vs_direct_pass_at_k_and_answer_vs_reasoning(tmp_path):
@@ -170,7 +177,8 @@ def test_views_cot_vs_direct_pass_at_k_and_answer_vs_reasoning(tmp_path):
     per_problem = np.array(samples).T  # (problems, k)
     for j in (1, 2, 4):
         ref = np.mean([pass_at_k(4, int(row.sum()), j) for row in per_problem])
-        assert summary["pass_at_k"][0][f"pass@{j}"] == pytest.approx(ref)
+        cell = summary["pass_at_k"][0][f"pass@{j}"]
+        assert cell["accuracy"] == pytest.approx(ref) and cell["n"] == 30 and cell["ci_low"] <= ref <= cell["ci_high"]
     two = summary["answer_vs_reasoning"][0]
     assert (two["both_right"], two["answer_right_reasoning_wrong"], two["answer_wrong_reasoning_right"],
             two["both_wrong"]) == (10, 8, 5, 7)
@@ -189,9 +197,13 @@ def test_scienceqa_breakdowns(tmp_path):
         on="problem_id", how="left")
     _, summary = report(tmp_path, evals("raw-lora", "raw", "lora", [True, False, True, False]), problems)
     b = summary["breakdowns"]
-    assert b["scienceqa_subject"] == [{"student": "raw-lora", "LAN": 1.0, "NAT": 0.5, "SOC": 0.0}]
-    assert b["scienceqa_context"] == [{"student": "raw-lora", "IMG": 1.0, "NO": 0.5, "TXT": 0.0}]
-    assert b["scienceqa_grade"] == [{"student": "raw-lora", "G1-6": 0.5, "G7-12": 0.5}]
+    def accuracies(rows):
+        return [{k: v["accuracy"] if isinstance(v, dict) else v for k, v in r.items()} for r in rows]
+
+    assert accuracies(b["scienceqa_subject"]) == [{"student": "raw-lora", "LAN": 1.0, "NAT": 0.5, "SOC": 0.0}]
+    assert accuracies(b["scienceqa_context"]) == [{"student": "raw-lora", "IMG": 1.0, "NO": 0.5, "TXT": 0.0}]
+    assert accuracies(b["scienceqa_grade"]) == [{"student": "raw-lora", "G1-6": 0.5, "G7-12": 0.5}]
+    assert b["scienceqa_grade"][0]["G7-12"]["n"] == 2
 
 
 def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
@@ -217,7 +229,7 @@ def test_costs_per_stage_and_arm_from_the_tables(tmp_path):
     per_arm = teacher_usd_per_arm(cfg, samples)
     assert per_arm["teacher_cot"] == pytest.approx(0.003) and per_arm["teacher_lecture"] == pytest.approx(0.0015)
     text, _ = report(tmp_path / "r", pl.DataFrame(schema=SCHEMAS["evals"]), costs=costs, teacher_usd=per_arm)
-    assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.004500 |" in text and "| caption | gemini | 1 | 300 | 40 | unpriced |" in text
+    assert "| sample | openai/gpt-4o-mini | 3 | 3000 | 1500 | $0.004500 |" in text and "| caption | gemini | 1 | 300 | 40 | n/a |" in text
 
 
 def test_pipeline_counts_pass_at_k_per_teacher_and_copies(tmp_path):
@@ -253,7 +265,7 @@ def test_pipeline_counts_pass_at_k_per_teacher_and_copies(tmp_path):
 def test_exact_mcnemar_equals_scipy_binomtest_on_the_discordant_pairs():
     from scipy.stats import binomtest
 
-    from reports.stats import discordant, mcnemar_exact
+    from reports.stats import discordant, mcnemar_p
 
     rng = np.random.default_rng(0)
     for n in (1, 5, 18, 60, 200):
@@ -261,7 +273,7 @@ def test_exact_mcnemar_equals_scipy_binomtest_on_the_discordant_pairs():
             a, b = rng.random(n) < rng.random(), rng.random(n) < rng.random()
             k, c = discordant(a, b)
             ref = binomtest(k, k + c, 0.5).pvalue if k + c else 1.0
-            assert mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+            assert mcnemar_p(k, c) == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
 def test_holm_against_its_definition():
@@ -275,7 +287,7 @@ def test_holm_against_its_definition():
 
 
 def test_mcnemar_power_against_simulation_and_detectable_difference_is_the_threshold():
-    from reports.stats import detectable_difference, discordant, mcnemar_exact, mcnemar_power
+    from reports.stats import detectable_difference, discordant, mcnemar_p, mcnemar_power
 
     rng = np.random.default_rng(2)
     n, p10, p01 = 40, 0.25, 0.05
@@ -284,14 +296,14 @@ def test_mcnemar_power_against_simulation_and_detectable_difference_is_the_thres
     hits = 0
     for row in cats:
         a, b = (row == 0) | (row == 2), (row == 1) | (row == 2)
-        hits += mcnemar_exact(a, b) <= 0.05
-    assert mcnemar_power(n, p10, p01) == pytest.approx(hits / sims, abs=0.025)
-    delta = detectable_difference(100, 0.3)
+        hits += mcnemar_p(*discordant(a, b)) <= 0.05
+    assert mcnemar_power(n, p10, p01, 0.05) == pytest.approx(hits / sims, abs=0.025)
+    delta = detectable_difference(100, 0.3, 0.05, 0.8)
     pd = 0.3
-    assert mcnemar_power(100, (pd + delta) / 2, (pd - delta) / 2) >= 0.8
+    assert mcnemar_power(100, (pd + delta) / 2, (pd - delta) / 2, 0.05) >= 0.8
     smaller = delta - 0.01
-    assert mcnemar_power(100, (pd + smaller) / 2, (pd - smaller) / 2) < 0.8
-    assert detectable_difference(400, 0.3) < delta  # more problems, finer decisions
+    assert mcnemar_power(100, (pd + smaller) / 2, (pd - smaller) / 2, 0.05) < 0.8
+    assert detectable_difference(400, 0.3, 0.05, 0.8) < delta  # more problems, finer decisions
     assert discordant([1, 1, 0, 0], [1, 0, 1, 0]) == (1, 1)
 
 
@@ -327,14 +339,16 @@ def test_grpo_sft_and_sft_then_grpo_side_by_side_per_arm_and_accuracy_by_source(
     runs = {(arm, method): list(rng.random(20) < rng.random()) for arm in ("raw", "teacher_cot")
             for method in ("lora", "grpo", "lora+grpo")}
     ev = pl.concat([evals(f"{arm}-{method}", arm, method, c) for (arm, method), c in runs.items()])
-    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(20)],
-                                 source=["scienceqa"] * 12 + ["mathvista"] * 8)).join(
-        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source"), on="problem_id", how="left")
+    problems = pl.DataFrame(dict(problem_id=[f"p{i}" for i in range(20)] + ["t0"],
+                                 source=["scienceqa"] * 12 + ["mathvista"] * 8 + ["scienceqa"],
+                                 split=["test"] * 20 + ["train"])).join(
+        pl.DataFrame(schema=SCHEMAS["problems"]).drop("source", "split"), on="problem_id", how="left")
     text, summary = report(tmp_path, ev, problems)
     table = {r["arm"]: r for r in summary["methods"]}
     for (arm, method), c in runs.items():
-        assert table[arm][method] == pytest.approx(sum(c) / len(c))
+        assert table[arm][method]["accuracy"] == pytest.approx(sum(c) / len(c)) and table[arm][method]["n"] == 20
         by_source = next(r for r in summary["breakdowns"]["source"] if r["student"] == f"{arm}-{method}")
-        assert by_source["mathvista"] == pytest.approx(sum(c[12:]) / 8)
-        assert by_source["scienceqa"] == pytest.approx(sum(c[:12]) / 12)
+        assert by_source["mathvista"]["accuracy"] == pytest.approx(sum(c[12:]) / 8)
+        assert by_source["scienceqa"]["accuracy"] == pytest.approx(sum(c[:12]) / 12)
     assert "## Training methods per arm" in text and "## Accuracy by source" in text
+    assert "| student | mathvista | scienceqa (trained on) |" in text  # only scienceqa has training problems
