@@ -12,7 +12,7 @@ from schemas import atomic
 from schemas.config import FactoryConfig
 from schemas.errors import StageFailed
 from schemas.paths import DataDir
-from students.stages import BASE, REFERENCE
+from students.stages import BASE, REFERENCE, selection_split
 
 
 def round_run(cfg: FactoryConfig, r: int) -> str:
@@ -47,8 +47,8 @@ def write_rounds(cfg: FactoryConfig, data: DataDir, rounds: list[dict]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "rounds.json", json.dumps(rounds, indent=2))
     lines = [f"# {cfg.run}: {len(rounds)} rounds", "",
-             f"Each round's best student is its most accurate on the `{cfg.evaluate.split}` split (chosen after "
-             "seeing that split, as H3.6's default best arm is) and teaches the next round.", "",
+             f"Each round's best student is its most accurate on the `{selection_split(cfg)}` split (never chosen "
+             "on test when val is evaluated) and teaches the next round.", "",
              "| round | run | teacher | best student | accuracy | students (accuracy) |", "|---|---|---|---|---|---|"]
     for r in rounds:
         others = ", ".join(f"{n} {a:.3f}" for n, a in sorted(r["accuracy"].items()))

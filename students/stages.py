@@ -4,6 +4,7 @@ answers (H3.6) go beside the students' in evals/RUN/."""
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -111,15 +112,16 @@ def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, metho
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
-    """The evaluation split's problems, of `evaluate.sources` when it names some."""
-    problems = read_table(data.table("problems"), "problems").filter(pl.col("split") == cfg.evaluate.split)
+    """The evaluation splits' problems (`evaluate.splits`), of `evaluate.sources` when it names some."""
+    splits = cfg.evaluate.splits
+    problems = read_table(data.table("problems"), "problems").filter(pl.col("split").is_in(splits))
     if cfg.evaluate.sources:
         have = set(problems["source"].unique())
         if missing := [s for s in cfg.evaluate.sources if s not in have]:
-            raise InputError(f"evaluate.sources {missing} have no {cfg.evaluate.split} problems in "
+            raise InputError(f"evaluate.sources {missing} have no {'/'.join(splits)} problems in "
                              f"{data.table('problems')} (sources there: {sorted(have)}): ingest them first")
         problems = problems.filter(pl.col("source").is_in(cfg.evaluate.sources))
-    return problems.sort("problem_id")
+    return problems.sort("split", "problem_id")
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
@@ -159,9 +161,10 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     solver = solver_for(cfg, data, str(adapter_dir) if adapter_dir else None, problems)
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint=key)
-    df = evaluate_student(solver, problems, eval_captions(cfg, data),
-                          variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
-                          seed=meta.get("seed") or 0, verify=cfg.verify)
+    with grading_judge(cfg, data) as judge:
+        df = evaluate_student(solver, problems, eval_captions(cfg, data),
+                              variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
+                              meta.get("seed") or 0, cfg.verify, judge)
     del solver
     release_memory()
     df = score_reasoning(cfg, data, df, problems)
@@ -170,9 +173,27 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
 
 
 def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig) -> dict:
-    """n and accuracy of the greedy answers to the first evaluation prompt."""
+    """n and accuracy of the greedy answers to the first evaluation prompt on the split a model is chosen
+    on (`val` where evaluated, else the first split); the test accuracy beside it."""
     greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
-    return {"n": greedy.height, "accuracy": greedy["correct"].mean()}
+    on = selection_split(cfg)
+    chosen, test = greedy.filter(pl.col("split") == on), greedy.filter(pl.col("split") == "test")
+    return {"split": on, "n": chosen.height, "accuracy": chosen["correct"].mean(),
+            "test_accuracy": test["correct"].mean() if test.height else None}
+
+
+def selection_split(cfg: FactoryConfig) -> str:
+    return "val" if "val" in cfg.evaluate.splits else cfg.evaluate.splits[0]
+
+
+@contextmanager
+def grading_judge(cfg: FactoryConfig, data: DataDir):
+    """The answer extractor `verify.judge` (a CachedTeacher) for one stage, or None without one."""
+    if cfg.verify.judge is None:
+        yield None
+        return
+    with opened(cfg.verify.judge, cfg, data) as judge:
+        yield judge
 
 
 def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame):
@@ -211,22 +232,21 @@ def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> di
     info = dict(run=cfg.run, student=name, arm="reference", method="zero-shot", seed=None, eval_fingerprint=key)
     frames, asked = [], 0
     stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
-    with opened(ref, cfg, data) as model:
+    with opened(ref, cfg, data) as model, grading_judge(cfg, data) as judge:
         for style in cfg.evaluate.prompts:
             prompts = [user_message(p, captions.get(p["problem_id"]), "plain", style) for p in rows]
             answers, stats = reference_answers(prompts, model, ref.max_new_tokens, stop_at_answer=stop)
-            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), k=1,
-                                     verify=cfg.verify))
+            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), 1, cfg.verify,
+                                     judge))
             asked += stats.new
         if cfg.evaluate.k > 1:
             prompts = [user_message(p, captions.get(p["problem_id"]), "plain", "cot") for p in rows]
             answers, stats = reference_answers(prompts, model, ref.max_new_tokens, cfg.evaluate.k,
                                                cfg.evaluate.temperature, stop)
             frames.append(eval_frame(rows, answers, info | dict(prompt_style="cot", decoding="sampled"),
-                                     k=cfg.evaluate.k, verify=cfg.verify))
+                                     cfg.evaluate.k, cfg.verify, judge))
             asked += stats.new
     df = score_reasoning(cfg, data, pl.concat(frames), problems)
     write_table(df, data.evals(cfg.run) / f"reference-{ref.name}.parquet", "evals")
-    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
-    return {"student": name, "status": "evaluated", "new_requests": asked, "n": greedy.height,
-            "accuracy": greedy["correct"].mean(), "failed": int(df["grader"].eq("failed").sum())}
+    return {"student": name, "status": "evaluated", "new_requests": asked, **greedy_accuracy(df, cfg),
+            "failed": int(df["grader"].eq("failed").sum())}
