@@ -12,12 +12,16 @@
 import re
 from dataclasses import dataclass
 
-from tasks.extract import NUMBER, extract_choice, extract_free
+from tasks.extract import NUMBER, SEPARATORS, TEXT_CMD, extract_choice, extract_free
 from tasks.prompts import LETTERS
 
 LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([^{}]+?)\s*\}|(\d))\s*(?:\{\s*([^{}]+?)\s*\}|(\d))")  # \frac{1}{3}, \frac13
 LEAD = re.compile(r"(?:about|approximately|around|roughly|[≈~$(*\s])*", re.IGNORECASE)  # may precede a number
 GLUED = re.compile(r"\^(?!\\circ|\{\\circ\})|_|\{|\\(?!text|mathrm|%|,|;|!| |circ|degree)")  # may not follow it
+NON_TEXT = re.compile(r"[^a-z0-9.\-/ ]+")
+SPACES = re.compile(r"\s+")
+LETTER = re.compile(r"[A-Za-z]")
+NOT_WORD = re.compile(r"[\d\\^_{}=]")
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 # A number alone, perhaps with a percent sign or a unit: "12", "-7/2", "25 %", "5 cm" (not "x^2+1").
 NUMBER_ONLY = re.compile(r"^[-−]?(\d{1,3}([  ]\d{3})+|\d[\d,]*(\.\d+)?|\.\d+)([eE][-+]?\d+)?(\s*/\s*\d+)?\s*(\\?%|[A-Za-z][A-Za-z .]*)?$")
@@ -43,7 +47,7 @@ def to_number(s: str) -> tuple[float, bool] | None:
     m = NUMBER.search(s)
     if not m or not LEAD.fullmatch(s[:m.start()]) or GLUED.match(s, m.end()):  # never a digit run cut out of
         return None  # LaTeX ("x^2", "2\\sqrt{2}") or out of a word ("AZYUK2A")
-    token = re.sub(r"[,  ]", "", m.group(0)).replace("−", "-")
+    token = SEPARATORS.sub("", m.group(0)).replace("−", "-")
     try:  # floats, not Fraction: Fraction("1e999999999/3") would build a billion-digit integer
         num, _, den = token.partition("/")
         value = float(num) / float(den) if den else float(num)
@@ -88,8 +92,7 @@ def grade_numeric(response: str, problem: dict, rel_tol: float, abs_tol: float) 
 
 
 def normal(s: str) -> str:
-    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s.lower())
-    s = re.sub(r"[^a-z0-9.\-/ ]+", " ", s)
+    s = NON_TEXT.sub(" ", TEXT_CMD.sub(r"\1", s.lower()))
     return " ".join(ARTICLES.sub(" ", s).split()).strip(" .")
 
 
@@ -97,7 +100,7 @@ def same_text(text: str, gold: str) -> bool:
     """Words: equal after case, articles and punctuation; anything else: equal but for spacing."""
     if is_word(gold):
         return normal(text) == normal(gold)
-    compact = lambda s: re.sub(r"\s+", "", s.lower()).strip("$").rstrip(".")  # noqa: E731
+    compact = lambda s: SPACES.sub("", s.lower()).strip("$").rstrip(".")  # noqa: E731
     return compact(text) == compact(gold)
 
 
@@ -107,7 +110,7 @@ def number_only(s: str) -> bool:
 
 def is_word(s: str) -> bool:
     """An answer made of words only (no digits, no LaTeX): judged by exact match alone."""
-    return bool(re.search(r"[A-Za-z]", s)) and not re.search(r"[\d\\^_{}=]", s)
+    return bool(LETTER.search(s)) and not NOT_WORD.search(s)
 
 
 def grade_free(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict:
