@@ -94,17 +94,24 @@ def boxed(text: str) -> str | None:
     return None
 
 
-def answer_phrase(text: str) -> str | None:
-    """What follows the last committing "the answer is" / "Answer:" (to the end of its line, or its
-    display math); None where there is none or it is negated ("the answer is not (A)")."""
+def answer_phrases(text: str) -> list[str]:
+    """What follows each committing "the answer is" / "Answer:" (to the end of its line, or its display
+    math), the last first, back to the last negated one ("the answer is not (A)"), which ends the list."""
     if "*" in text or "_" in text or "`" in text:
         text = MARKDOWN.sub("", text)
+    out = []
     for k in reversed(keyword_starts(text)):
         m = MARKER_AT.match(text, k) or (line_start(text, k) and LINE_MARKER_AT.match(text, k))
         if m and m.group(1).strip():
-            phrase = m.group(1).strip()
-            return None if NEGATED.match(phrase) else phrase
-    return None
+            if NEGATED.match(m.group(1).strip()):
+                break
+            out.append(m.group(1).strip())
+    return out
+
+
+def answer_phrase(text: str) -> str | None:
+    """The last committing marker's phrase; None where there is none or it is negated."""
+    return next(iter(answer_phrases(text)), None)
 
 
 def keyword_starts(text: str) -> list[int]:
@@ -142,15 +149,23 @@ def choice_index(phrase: str, choices: list[str]) -> int | None:
     """In a committed phrase: an option letter standing alone, else an option's text (the longest
     one mentioned), else a bare leading letter ("B because ..."); an echoed option list is none."""
     phrase = phrase.strip()
+    if echoed(phrase, choices):
+        return None
     if (idx := letter(STRONG_LETTER.match(phrase), choices)) is not None:
         return idx
-    if len(set(PAREN_LETTER.findall(phrase))) > 1:  # "(A) cat (B) shark (C) eagle": the options echoed
+    if len(set(PAREN_LETTER.findall(phrase))) > 1:  # "(A) or (C)": no one option
         return None
     if hits := option_hits(phrase, choices):
         return max(hits, key=lambda i: len(norm(choices[i])))  # the longest match is the specific one
     if (idx := letter(BARE_LETTER.match(phrase), choices)) is not None:
         return idx
     return numeric_choice(phrase, choices)
+
+
+def echoed(text: str, choices: list[str]) -> bool:
+    """The option list copied out ("(A) cat (B) shark"): two options or more written with their letters."""
+    low = text.lower()
+    return sum(f"({LETTERS[i]}) {c}".lower() in low for i, c in enumerate(choices)) >= 2
 
 
 def leading_number(s: str) -> float | None:
@@ -200,6 +215,8 @@ def closing_choice(text: str, choices: list[str], question: str) -> tuple[int | 
     if not lines:
         return None, "none"
     last = MARKDOWN.sub("", lines[-1]).strip()
+    if echoed(last, choices):
+        return None, "none"
     if (idx := letter(STRONG_LETTER.match(last) or CLOSING_LETTER.search(last), choices)) is not None:
         return idx, "closing_sentence"
     if (idx := yes_no(text, question, choices)) is not None:
@@ -214,11 +231,15 @@ def closing_choice(text: str, choices: list[str], question: str) -> tuple[int | 
 
 
 def extract_choice(text: str, choices: list[str], question: str) -> tuple[int | None, str]:
-    """(option index, found_by); (None, "none") when the response commits to none."""
+    """(option index, found_by); (None, "none") when the response commits to none. Markers are read
+    from the last back to the first that names an option ("The answer is A. BECAUSE: ... the correct
+    choice is the first one" is A)."""
     text = visible(text)
-    for how, phrase in (("boxed", boxed(text)), ("marker", answer_phrase(text))):
-        if phrase and (idx := choice_index(phrase, choices)) is not None:
-            return idx, how
+    if (b := boxed(text)) and (idx := choice_index(b, choices)) is not None:
+        return idx, "boxed"
+    for phrase in answer_phrases(text):
+        if (idx := choice_index(phrase, choices)) is not None:
+            return idx, "marker"
     return closing_choice(text, choices, question)
 
 

@@ -2,7 +2,8 @@
 
 `grade_all(items, cfg, judge)` is the one grading entry point: verify, evaluation, the audit, the
 judge's extraction and the GRPO reward all grade through it, with the same tolerances, time limit
-and fallbacks (an answer text without an answer: its reasoning; still none: the judge, if given).
+and fallback (an answer the rules cannot read goes to the judge, if one is given). The reasoning
+(a separate field or an inline `<think>`) is never graded: an answer there is tentative.
 Multiple choice, numbers and the rule-based free-form paths (extraction, exact match, word
 answers, numbers) run inline, thousands per second. What only a parser can decide (mathruler's
 sympy, math-verify) goes to worker processes kept for the whole process (`HEAVY`), each item
@@ -24,10 +25,6 @@ from tasks.teachers import Request, SamplingParams, split_think
 
 Item = tuple[str, str | None, dict]  # (answer text, its separate reasoning or None, problem)
 UNGRADED = ("timeout", "error")  # graders of a verdict on an answer that could not be graded
-
-
-def full_response(reasoning: str | None, content: str) -> str:
-    return content if not reasoning else f"{reasoning}\n{content}"
 
 
 def safe(fn, *args) -> Verdict:
@@ -116,16 +113,10 @@ def unread(v: Verdict) -> bool:
 
 
 def grade_all(items: list[Item], cfg: VerifyConfig, judge=None) -> list[Verdict]:
-    """The one grading entry point: a verdict per item, in order. An answer text that commits to no
-    answer is looked at with its reasoning; with a judge (a CachedTeacher for `cfg.judge`), answers
-    still unread go to it."""
-    split = [parts(c, r) for c, r, _ in items]
-    out = graded([(c, p) for (c, _), (_, _, p) in zip(split, items, strict=True)], cfg)
-    retry = [i for i, v in enumerate(out) if unread(v) and split[i][1]]
-    if retry:
-        again = graded([(full_response(split[i][1], split[i][0]), items[i][2]) for i in retry], cfg)
-        for i, v in zip(retry, again, strict=True):
-            out[i] = v
+    """The one grading entry point: a verdict per item, in order, on what the answer text commits to
+    (never on its reasoning: a tentative answer there is no commitment); with a judge (a CachedTeacher
+    for `cfg.judge`), answers the rules cannot read go to it."""
+    out = graded([(parts(c, r)[0], p) for c, r, p in items], cfg)
     if judge is not None and (todo := [i for i, v in enumerate(out) if unread(v)]):
         for i, v in zip(todo, judge_extract(cfg, judge, [items[i] for i in todo]), strict=True):
             out[i] = v or out[i]
@@ -142,7 +133,7 @@ def extraction_request(cfg, response: str, problem: dict) -> Request:
 def judge_extract(cfg: VerifyConfig, judge, items: list[Item]) -> list[Verdict | None]:
     """The judge's (`cfg.judge`) extraction of each response's final answer, graded by `grade_all`
     (None: it found none either, or its request failed)."""
-    requests = [extraction_request(cfg.judge, full_response(parts(c, r)[1], parts(c, r)[0]), p) for c, r, p in items]
+    requests = [extraction_request(cfg.judge, parts(c, r)[0], p) for c, r, p in items]
     replies, _ = judge.complete(requests, desc="judge extraction")
     said = [(reply.content if reply else "").strip().strip("*").strip() for reply in replies]
     read = [i for i, s in enumerate(said) if s and not s.upper().startswith("NONE")]

@@ -233,7 +233,7 @@ def test_verify_shard_gives_every_sample_a_verdict():
                             "content": ["The answer is 12.", "", "The answer is (A).", "x"]})
     v = verify_shard(VerifyConfig(), samples, problems)
     assert v["sample_id"].to_list() == ["s1", "s2", "s3", "s4"]
-    assert v["correct"].to_list() == [True, True, False, None]
+    assert v["correct"].to_list() == [True, False, False, None]  # s2: an answer only in the reasoning is tentative
     assert v["reason"][3] == "problem not in problems table"
 
 
