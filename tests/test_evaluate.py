@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from schemas.config import EvaluateConfig, TrainConfig
+from schemas.config import EvaluateConfig, TrainConfig, VerifyConfig
 from schemas.tables import SCHEMAS
 from students.evaluate import Solver, answer, evaluate_student, load_student
 from students.model import load_tokenizer
@@ -29,7 +29,7 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
     model = load_student(tiny_model, str(tmp_path / method))
     info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, seed=0, eval_fingerprint="f")
     df = evaluate_student(Solver(model, load_tokenizer(tiny_model)), PROBLEMS, {}, "plain", info,
-                          EvaluateConfig(max_new_tokens=8, batch_size=4))
+                          EvaluateConfig(max_new_tokens=8, batch_size=4), 0, VerifyConfig())
     assert df.schema == pl.Schema(SCHEMAS["evals"]) and df.height == 4
     assert df["correct"].dtype == pl.Boolean and df["correct"].null_count() == 0
     assert set(df["prompt_style"]) == {"cot"} and set(df["decoding"]) == {"greedy"}
@@ -39,14 +39,14 @@ def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
     solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
     cfg = EvaluateConfig(prompts=["cot", "direct"], k=3, max_new_tokens=6, batch_size=4)
-    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
+    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
     counts = {k: g.height for k, g in df.group_by("prompt_style", "decoding")}
     assert counts == {("cot", "greedy"): 4, ("direct", "greedy"): 4, ("cot", "sampled"): 12}
     sampled = df.filter(pl.col("decoding") == "sampled")
     assert sorted(sampled.group_by("problem_id").agg(pl.col("sample_index").sort())["sample_index"].to_list()) == [
         [0, 1, 2]] * 4
     assert (df["latency_s"] > 0).all() and (df["prompt_tokens"] > 0).all()
-    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
+    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
     assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
 
 
@@ -82,5 +82,5 @@ def test_evaluate_sources_pick_the_scored_problems_and_an_unknown_one_is_named(t
     everyone = eval_problems(FactoryConfig(), data)
     cfg = FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic"]}})
     assert eval_problems(cfg, data)["problem_id"].to_list() == everyone["problem_id"].to_list() != []
-    with pytest.raises(InputError, match=r"\['mathvista'\] have no test problems.*sources there: \['synthetic'\]"):
+    with pytest.raises(InputError, match=r"\['mathvista'\] have no val/test problems.*sources there: \['synthetic'\]"):
         eval_problems(FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic", "mathvista"]}}), data)
