@@ -2,6 +2,8 @@
 
 import math
 
+from reports.views import OVERLAP
+
 
 def pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
@@ -48,7 +50,8 @@ def students(s: dict) -> list[str]:
                                                           r["student"]))]
     rows += [[name, "", "", "", f"not trained: {why}", "", 0, 0, "", "", "", "", "", "", ""]
              for name, why in s["skipped"].items()]
-    lines = ["", "## Students", "", "Greedy answers to the chain-of-thought prompt on the evaluation split.", "",
+    lines = ["", "## Students", "", "Greedy answers to the chain-of-thought prompt on the test split; failed, "
+             "truncated, ungradable and unanswered answers count as wrong (their rates: see below).", "",
              *table(["student", "arm", "method", "seed", "accuracy", f"{c}% CI", "n", "train examples",
                      "train time (s)", "train tokens", "teacher tokens", "teacher cost", "tokens per answer",
                      "seconds per answer", "cost per answer"], rows)]
@@ -112,10 +115,19 @@ def views(s: dict, plots: dict[str, str]) -> list[str]:
              "prompt_tuning: SFT; grpo: reinforcement learning from the base or train.init; lora+grpo: SFT, then "
              "GRPO). pass@k per student is in the pass@k table."),
             ("pass_at_k", "pass@k", "Unbiased pass@j from the sampled answers, beside greedy accuracy."),
+            ("answer_outcomes", "Answers counted wrong: failed, truncated, ungradable, unanswered",
+             "Share of each student's reported answers (greedy, test) counted wrong before their content is judged, "
+             "each in the first that applies: the request failed; cut by the token limit; the grader timed out or "
+             "failed; no answer committed to."),
             ("answer_vs_reasoning", "Answer vs reasoning accuracy",
              "Greedy chain-of-thought answers with a gold solution; the 2x2 counts of answer and reasoning.")):
         if s[key]:
             cols = list(s[key][0])
+            if OVERLAP in cols:  # no judge: ROUGE-L overlap, never called reasoning accuracy
+                title, note = f"Answer accuracy vs {OVERLAP}", (
+                    "Greedy chain-of-thought answers with a gold solution; the 2x2 counts answer right/wrong against "
+                    "overlap at or above evaluate.rouge_threshold (\"reasoning right\") or below it. Set "
+                    "evaluate.judge for reasoning accuracy.")
             lines += ["", f"## {title}", "", note, "", *table(cols, [[fmt(r[c]) for c in cols] for r in s[key]])]
     for name, rows in s["breakdowns"].items():
         cols = list(rows[0])

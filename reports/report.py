@@ -13,7 +13,14 @@ from reports.analysis import hypothesis_rows, seed_summary, student_rows
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
-from reports.views import answer_vs_reasoning, breakdowns, cot_vs_direct, methods_by_arm, pass_at_k_table
+from reports.views import (
+    answer_outcomes,
+    answer_vs_reasoning,
+    breakdowns,
+    cot_vs_direct,
+    methods_by_arm,
+    pass_at_k_table,
+)
 from schemas import atomic
 from schemas.config import ReportConfig
 
@@ -31,18 +38,19 @@ class ReportInputs:
 
 
 def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
-    """Everything the report shows, as plain data (summary.json)."""
-    students = student_rows(inputs.evals, inputs.metas, inputs.teacher_tokens, inputs.teacher_usd, cfg)
-    views = dict(cot_vs_direct=cot_vs_direct(inputs.evals), methods=methods_by_arm(inputs.evals),
-                 pass_at_k=pass_at_k_table(inputs.evals),
-                 answer_vs_reasoning=answer_vs_reasoning(inputs.evals))
+    """Everything the report shows, as plain data (summary.json), on the test split only (val is for
+    choosing)."""
+    evals = inputs.evals.filter(pl.col("split") == "test")
+    students = student_rows(evals, inputs.metas, inputs.teacher_tokens, inputs.teacher_usd, cfg)
+    views = dict(cot_vs_direct=cot_vs_direct(evals), methods=methods_by_arm(evals), pass_at_k=pass_at_k_table(evals),
+                 answer_vs_reasoning=answer_vs_reasoning(evals), answer_outcomes=answer_outcomes(evals))
     return dict(
         run=inputs.run, counts=inputs.counts, costs=inputs.costs, students=students, seeds=seed_summary(students),
         skipped={s: m.get("reason", "") for s, m in inputs.metas.items() if m.get("status") == "skipped"},
-        hypotheses=hypothesis_rows(inputs.evals, cfg), confidence=cfg.confidence, alpha=cfg.alpha,
+        hypotheses=hypothesis_rows(evals, cfg), confidence=cfg.confidence, alpha=cfg.alpha,
         power=cfg.power, leaderboard=[e.model_dump() for e in cfg.leaderboard],
         **{k: v.to_dicts() for k, v in views.items()},
-        breakdowns={k: v.to_dicts() for k, v in breakdowns(inputs.evals, inputs.problems).items()},
+        breakdowns={k: v.to_dicts() for k, v in breakdowns(evals, inputs.problems).items()},
     )
 
 

@@ -9,6 +9,7 @@ import polars as pl
 from reports.analysis import primary
 from tasks.select import pass_at_k
 
+OVERLAP = "overlap with the reference solution (ROUGE-L)"
 SCIENCEQA_SUBJECTS = {"natural science": "NAT", "social science": "SOC", "language science": "LAN"}
 
 
@@ -23,8 +24,9 @@ def cot_vs_direct(evals: pl.DataFrame) -> pl.DataFrame:
 
 
 def pass_at_k_table(evals: pl.DataFrame) -> pl.DataFrame:
-    """Mean unbiased pass@j over problems for j = 1..k, per student, from its sampled answers;
-    with its greedy accuracy beside."""
+    """Mean unbiased pass@j over problems for j = 1..k, per student, from its sampled answers (failed,
+    truncated and unanswered samples are incorrect ones: `correct` is false for them); n problems and the
+    greedy accuracy beside."""
     sampled = evals.filter((pl.col("decoding") == "sampled") & pl.col("correct").is_not_null())
     if sampled.is_empty():
         return pl.DataFrame()
@@ -32,7 +34,7 @@ def pass_at_k_table(evals: pl.DataFrame) -> pl.DataFrame:
     k = int(per["n"].max())
     rows = []
     for (student,), g in per.group_by("student", maintain_order=True):
-        row = {"student": student}
+        row = {"student": student, "n": g.height}  # problems; a failed sample counts as incorrect
         for j in range(1, k + 1):
             row[f"pass@{j}"] = sum(pass_at_k(n, c, j) for n, c in g.select("n", "c").iter_rows()) / g.height
         rows.append(row)
@@ -52,16 +54,35 @@ def methods_by_arm(evals: pl.DataFrame) -> pl.DataFrame:
 
 def answer_vs_reasoning(evals: pl.DataFrame) -> pl.DataFrame:
     """Per student, on greedy chain-of-thought answers whose reasoning was scored: answer accuracy,
-    reasoning accuracy and the 2x2 counts."""
+    reasoning accuracy (a judge's verdicts; without a judge the column is the overlap with the reference
+    solution, ROUGE-L, never called reasoning accuracy) and the 2x2 counts."""
     df = primary(evals).filter(pl.col("reasoning_correct").is_not_null() & pl.col("correct").is_not_null())
     if df.is_empty():
         return pl.DataFrame()
     a, r = pl.col("correct"), pl.col("reasoning_correct")
+    rouge = df["reasoning_judge"].fill_null("").str.starts_with("rouge-l").all()
     return (df.group_by("student").agg(
         pl.len().alias("n"), a.cast(pl.Float64).mean().alias("answer_accuracy"),
-        r.cast(pl.Float64).mean().alias("reasoning_accuracy"), (a & r).sum().alias("both_right"),
+        r.cast(pl.Float64).mean().alias(OVERLAP if rouge else "reasoning_accuracy"), (a & r).sum().alias("both_right"),
         (a & ~r).sum().alias("answer_right_reasoning_wrong"), (~a & r).sum().alias("answer_wrong_reasoning_right"),
         (~a & ~r).sum().alias("both_wrong"), pl.col("reasoning_judge").first().alias("judged_by"))
+        .sort("student"))
+
+
+def answer_outcomes(evals: pl.DataFrame) -> pl.DataFrame:
+    """Per student, the share of its reported answers counted wrong before their content is judged, each
+    answer in the first that applies: the request failed, cut by the token limit (truncated), no answer
+    could be graded (ungradable: timeout / grader error), no answer committed to (unanswered)."""
+    df = primary(evals).filter(pl.col("correct").is_not_null() | (pl.col("grader") == "failed"))
+    if df.is_empty():
+        return pl.DataFrame()
+    failed = pl.col("grader") == "failed"
+    truncated = ~failed & (pl.col("finished") == False)  # noqa: E712  (null: an old evals file, not known)
+    ungradable = ~failed & ~truncated.fill_null(False) & pl.col("grader").is_in(["timeout", "error"])
+    unanswered = ~failed & ~truncated.fill_null(False) & ~ungradable & (pl.col("found_by") == "none")
+    return (df.group_by("student").agg(
+        pl.len().alias("n"), *(x.fill_null(False).cast(pl.Float64).mean().alias(name) for name, x in (
+            ("failed", failed), ("truncated", truncated), ("ungradable", ungradable), ("unanswered", unanswered))))
         .sort("student"))
 
 
