@@ -18,17 +18,21 @@ from reports.stats import (
     problems_needed,
 )
 from schemas.config import ReportConfig
-from schemas.experiment import H36_CLAIM, HYPOTHESES, Hypothesis
+from schemas.experiment import ARM, H36_CLAIM, HYPOTHESES, Hypothesis
 
 REFERENCE = "reference"  # the `arm` of a reference model's rows
 
 
-def primary(evals: pl.DataFrame) -> pl.DataFrame:
-    """The answers accuracy is reported on: greedy, chain-of-thought prompt (else the first style)."""
+def primary(evals: pl.DataFrame, variant: str | None = None) -> pl.DataFrame:
+    """The answers accuracy is reported on: greedy, chain-of-thought prompt (else the first style), under
+    each model's own prompt variant (its arm's; plain for the base student and references), or under
+    `variant` for every model (a hypothesis compared with the same test-time context on both sides)."""
     greedy = evals.filter(pl.col("decoding") == "greedy")
     styles = greedy["prompt_style"].unique().to_list()
     style = "cot" if "cot" in styles or not styles else sorted(styles)[0]
-    return greedy.filter(pl.col("prompt_style") == style)
+    own = pl.col("arm").replace_strict({a: spec.prompt_variant for a, spec in ARM.items()}, default="plain")
+    asked = pl.col("variant").is_null() | (pl.col("variant") == (own if variant is None else pl.lit(variant)))
+    return greedy.filter((pl.col("prompt_style") == style) & asked)
 
 
 def verdict(lo: float, hi: float, direction: str) -> str:
@@ -101,17 +105,17 @@ def hypothesis_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
     """Every declared hypothesis, per training method and seed, on the same test problems; then
     H3.6 (the best arm against each reference model). Holm adjusts the McNemar p-values over the
     whole table."""
-    main = primary(evals)
-    trained = main.filter(~pl.col("arm").is_in(["base", REFERENCE]))
     rows = []
-    for (method, seed), g in trained.group_by("method", "seed", maintain_order=True):
-        by_arm = {arm: part for (arm,), part in g.group_by("arm")}
-        for h in declared_hypotheses(cfg):
+    for h in declared_hypotheses(cfg):
+        context = ARM[h.treatment].prompt_variant  # both sides asked alike: the treatment's test-time context
+        trained = primary(evals, context).filter(~pl.col("arm").is_in(["base", REFERENCE]))
+        for (method, seed), g in trained.group_by("method", "seed", maintain_order=True):
+            by_arm = {arm: part for (arm,), part in g.group_by("arm")}
             if h.treatment in by_arm and h.control in by_arm and (c := compare(by_arm[h.treatment],
                                                                               by_arm[h.control], cfg)):
                 rows.append(dict(hypothesis=h.id, claim=h.claim, method=method, seed=seed, treatment=h.treatment,
-                                 control=h.control, direction=h.direction, **c))
-    rows += h36_rows(main, cfg)
+                                 control=h.control, direction=h.direction, context=context, **c))
+    rows += h36_rows(evals, cfg)
     for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         r["p_holm"] = p
         r["verdict"] = verdict(r["ci_low"], r["ci_high"], r["direction"])
@@ -130,17 +134,19 @@ def best_student(main: pl.DataFrame, cfg: ReportConfig) -> tuple[str, bool] | No
     return acc["student"][0], cfg.best_arm is None
 
 
-def h36_rows(main: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
+def h36_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
+    main = primary(evals)
     best = best_student(main, cfg)
-    refs = main.filter(pl.col("arm") == REFERENCE)
-    if best is None or refs.is_empty():
+    if best is None:
         return []
     student, post_hoc = best
     treat = main.filter(pl.col("student") == student)
+    context = ARM[treat["arm"][0]].prompt_variant  # the reference asked as the best arm is
+    refs = primary(evals, context).filter(pl.col("arm") == REFERENCE)
     rows = []
     for (ref,), g in refs.group_by("student", maintain_order=True):
         if c := compare(treat, g, cfg):
             rows.append(dict(hypothesis="H3.6", claim=H36_CLAIM, method=treat["method"][0], seed=treat["seed"][0],
                              treatment=student + (" (best, chosen on this split)" if post_hoc else ""),
-                             control=ref, direction="higher", **c))
+                             control=ref, direction="higher", context=context, **c))
     return rows

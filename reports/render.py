@@ -70,16 +70,19 @@ def hypotheses(s: dict) -> list[str]:
              f"(treatment - control). Paired bootstrap {c}% interval of the accuracy difference; exact McNemar test "
              f"on the discordant pairs, Holm-adjusted over the table; the smallest difference these problems detect "
              f"with power {s['power']:.0%} at level {s['alpha']}, and the problems the observed difference would "
-             f"need. {VERDICT_HELP}", ""]
+             f"need. Both sides of a row are asked with the same test-time context (the treatment's prompt variant: "
+             f"with the lecture, or none). {VERDICT_HELP}", ""]
     rows = [[h["hypothesis"], h["method"], "" if h["seed"] is None else h["seed"], h["treatment"], h["control"],
-             h["direction"], pct(h["difference"]), f"[{pct(h['ci_low'])}, {pct(h['ci_high'])}]",
+             "the lecture" if h.get("context") == "lecture" else "none", h["direction"], pct(h["difference"]),
+             f"[{pct(h['ci_low'])}, {pct(h['ci_high'])}]",
              f"{h['only_treatment']}/{h['only_control']}", f"{h['p_value']:.3g}", f"{h['p_holm']:.3g}",
              pct(h["detectable"]) if h["detectable"] is not None else "> 100%",
              h["needed"] if h["needed"] is not None else "-", f"**{h['verdict']}**"] for h in s["hypotheses"]]
-    lines += table(["hypothesis", "method", "seed", "treatment", "control", "predicted", "difference", "interval",
+    lines += table(["hypothesis", "method", "seed", "treatment", "control", "test-time context", "predicted",
+                    "difference", "interval",
                     "discordant (t/c)", "McNemar p", "Holm p", "detectable", "problems needed", "verdict"], rows)
     if not rows:
-        lines.append("| (no pair of trained arms to compare) |" + " |" * 13)
+        lines.append("| (no pair of trained arms to compare) |" + " |" * 14)
     claims = {h["hypothesis"]: h["claim"] for h in s["hypotheses"]}
     lines += ["", "Claims:", "", *(f"- **{k}**: {v}" for k, v in claims.items())]
     return lines

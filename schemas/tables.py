@@ -140,6 +140,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "problem_id": pl.String,
         "split": pl.String,
         "prompt_style": pl.String,  # cot (reason, then answer) | direct (the answer alone)
+        "variant": pl.String,  # the prompt variant asked under: plain | lecture (the lecture as test-time context)
         "decoding": pl.String,  # greedy | sampled (pass@k)
         "sample_index": pl.Int32,  # 0 for greedy; 0..k-1 for sampled answers
         "response": pl.String,  # the answer text that is graded

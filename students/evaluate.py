@@ -75,7 +75,7 @@ def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str,
     `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint."""
     import torch
 
-    rows = problems.to_dicts()
+    rows, info = problems.to_dicts(), info | dict(variant=variant)
     frames = []
     for style in cfg.prompts:
         prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
