@@ -12,13 +12,14 @@ import argparse
 import random
 import time
 
+from schemas.config import VerifyConfig
 from tasks.verify import HEAVY, grade_all
 
 
 def items_mc(n: int, rng: random.Random) -> list:
     p = {"answer_type": "multiple_choice", "choices": ["red", "blue", "green", "gold"], "answer_index": 2,
          "answer": "green", "question": "Which colour?"}
-    return [(f"Looking closely... The answer is ({rng.choice('ABCD')}).", p, 1e-4, 1e-6) for _ in range(n)]
+    return [(f"Looking closely... The answer is ({rng.choice('ABCD')}).", None, p) for _ in range(n)]
 
 
 def items_numeric(n: int, rng: random.Random) -> list:
@@ -28,19 +29,19 @@ def items_numeric(n: int, rng: random.Random) -> list:
         said = gold if i % 3 else f"{i % 13}.5"
         problem = {"answer_type": "free_form", "choices": [], "answer_index": None, "answer": gold,
                    "precision": 2 if "." in gold else None}
-        out.append((f"We compute step by step. The answer is {said}.", problem, 1e-4, 1e-6))
+        out.append((f"We compute step by step. The answer is {said}.", None, problem))
     return out
 
 
 def items_latex(n: int) -> list:
     p = {"answer_type": "free_form", "choices": [], "answer_index": None, "answer": "\\frac{1}{2}"}
     # sqrt(4 k^2) / (4 k) = 1/2: no number to read off, so only a parser (mathruler's sympy) decides
-    return [(f"\\boxed{{\\frac{{\\sqrt{{{4 * k * k}}}}}{{{4 * k}}}}}", p, 1e-4, 1e-6) for k in range(1, n + 1)]
+    return [(f"\\boxed{{\\frac{{\\sqrt{{{4 * k * k}}}}}{{{4 * k}}}}}", None, p) for k in range(1, n + 1)]
 
 
 def rate(items: list) -> float:
     start = time.perf_counter()
-    verdicts = grade_all(items, limit_s=10.0, workers=2)
+    verdicts = grade_all(items, VerifyConfig(time_limit_s=10.0, workers=2))
     assert len(verdicts) == len(items)
     return len(items) / (time.perf_counter() - start)
 

@@ -3,6 +3,7 @@
 import math
 
 from reports.training_sets import render_training_sets
+from reports.views import OVERLAP
 
 
 def pct(x: float | None) -> str:
@@ -66,7 +67,8 @@ def students(s: dict) -> list[str]:
              for name, why in s["skipped"].items()]
     lines = ["", "## Students", "", f"Greedy answers to the chain-of-thought prompt on the `{s['splits']['report']}` "
              f"split, Wilson {c}% intervals" + (f"; `{val}` accuracy beside (where choices are made)" if val else "")
-             + ". Seconds per answer: a reference's per request; a local student's batch time shared out "
+             + ". Failed, truncated, ungradable and unanswered answers count as wrong (their rates: \"Answers counted "
+             "wrong\" below). Seconds per answer: a reference's per request; a local student's batch time shared out "
              "(device-seconds). n/a: unknown or not applicable (never 0).", "",
              *table(["student", "arm", "method", "seed", "accuracy", f"{c}% CI", "n", *([f"{val} accuracy"] if val
                      else []), "train examples", "train time (s)", "train tokens", "teacher tokens", "teacher cost",
@@ -96,13 +98,17 @@ def verdict_cell(h: dict) -> str:
     return f"**{h['verdict']}**" if h["tested"] else h["verdict"]
 
 
+def context(h: dict) -> str:
+    return "the lecture" if h.get("context") == "lecture" else "none"
+
+
 def hypothesis_row(h: dict) -> list:
     if h["difference"] is None:
-        return [h["hypothesis"], verdict_cell(h), h["method"], h["treatment"], h["control"], h["direction"],
-                *[""] * 9]
+        return [h["hypothesis"], verdict_cell(h), h["method"], h["treatment"], h["control"], context(h),
+                h["direction"], *[""] * 9]
     needed = h["needed"] if h["needed"] is not None else "- (not the predicted direction)" \
         if (h["difference"] > 0) != (h["direction"] == "higher") or h["difference"] == 0 else "> 10^6"
-    return [h["hypothesis"], verdict_cell(h), h["method"], h["treatment"], h["control"], h["direction"],
+    return [h["hypothesis"], verdict_cell(h), h["method"], h["treatment"], h["control"], context(h), h["direction"],
             signed(h["difference"]), interval(h["ci_low"], h["ci_high"]), h["n"], per_seed(h),
             f"{h['only_treatment']}/{h['only_control']}", f"{h['p_value']:.3g}",
             "" if h["p_holm"] is None else f"{h['p_holm']:.3g}",
@@ -118,9 +124,11 @@ def hypotheses(s: dict) -> list[str]:
              f"discordant share, so it excludes 0 exactly when the McNemar p <= {1 - s['confidence']:.2g}. "
              f"Detectable: the smallest difference these pairs detect with power {s['power']:.0%} at level "
              f"{s['alpha']} under the stated discordance; problems needed: for the observed difference, only when "
-             "it points the predicted way.", ""]
+             "it points the predicted way. Both sides of a row are asked with the same test-time context: the "
+             "treatment's prompt variant (with the lecture, or none).", ""]
     rows = [hypothesis_row(h) for h in s["hypotheses"]]
-    lines += table(["hypothesis", "verdict", "method", "treatment", "control", "predicted", "difference",
+    lines += table(["hypothesis", "verdict", "method", "treatment", "control", "test-time context", "predicted",
+                    "difference",
                     f"{c}% interval", "n (pairs)", "seeds", "discordant (t/c)", "McNemar p", "Holm p", "detectable",
                     "problems needed"], rows)
     claims = {h["hypothesis"]: h["claim"] for h in s["hypotheses"]}
@@ -204,6 +212,10 @@ VIEWS = (
      "pass@k per student is in the pass@k table."),
     ("pass_at_k", "pass@k", "Unbiased pass@j from the sampled answers (normal interval over problems, n problems), "
      "beside greedy accuracy."),
+    ("answer_outcomes", "Answers counted wrong: failed, truncated, ungradable, unanswered",
+     "Share of each student's reported answers (greedy) counted wrong before their content is judged, each in the "
+     "first that applies: the request failed; cut by the token limit; the grader timed out or failed; no answer "
+     "committed to."),
     ("answer_vs_reasoning", "Answer vs reasoning accuracy",
      "Greedy chain-of-thought answers with a gold solution: answer and reasoning accuracy (interval, n) and the 2x2 "
      "counts of answer and reasoning."))
@@ -213,6 +225,11 @@ def views(s: dict, plots: dict[str, str]) -> list[str]:
     lines = []
     for key, title, note in VIEWS:
         if s[key]:
+            if OVERLAP in s[key][0]:  # no judge: ROUGE-L overlap, never called reasoning accuracy
+                title, note = f"Answer accuracy vs {OVERLAP}", (
+                    "Greedy chain-of-thought answers with a gold solution (interval, n); the 2x2 counts answer "
+                    "right/wrong against overlap at or above evaluate.rouge_threshold (\"reasoning right\") or below "
+                    "it. Set evaluate.judge for reasoning accuracy.")
             lines += ["", f"## {title}", "", note, "", *view(s[key])]
     trained = set(s["trained_sources"])
     for name, rows in s["breakdowns"].items():

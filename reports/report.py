@@ -16,6 +16,7 @@ from reports.render import render
 from reports.training_sets import training_set_rows
 from reports.verdicts import hypothesis_rows
 from reports.views import (
+    answer_outcomes,
     answer_vs_reasoning,
     breakdowns,
     cot_vs_direct,
@@ -61,6 +62,7 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     c = cfg.confidence
     views = dict(cot_vs_direct=cot_vs_direct(inputs.evals, c), methods=methods_by_arm(inputs.evals, c),
                  pass_at_k=pass_at_k_table(inputs.evals, c), answer_vs_reasoning=answer_vs_reasoning(inputs.evals, c),
+                 answer_outcomes=answer_outcomes(inputs.evals),
                  breakdowns=breakdowns(inputs.evals, inputs.problems, c), trained_sources=trained_sources(inputs.problems))
     why = inputs.not_built | skipped(inputs)
     rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg)

@@ -16,7 +16,7 @@ import polars as pl
 from reports.stats import detectable_difference, holm, mcnemar_p, paired_interval, problems_needed
 from schemas.config import ReportConfig
 from schemas.experiment import ARM, H36_CLAIM, HYPOTHESES, Hypothesis
-from students.choose import best_student, greedy, splits
+from students.choose import best_student, context_of, greedy, splits
 
 # Methods whose training data is the arm's prompts alone (GRPO from train.init samples its own
 # completions), so two arms with the same prompts give them the same data.
@@ -100,8 +100,10 @@ def same_data(h: Hypothesis, method: str) -> bool:
 
 
 def arm_row(h: Hypothesis, method: str, arms: dict, why: dict[str, str], cfg: ReportConfig) -> dict:
+    """`arms`: (arm, method) -> test answers, both sides asked with the treatment's test-time context."""
     row = dict(hypothesis=h.id, claim=h.claim, short=short_claim(h.treatment, h.control, h.direction), method=method,
-               treatment=h.treatment, control=h.control, direction=h.direction, **BLANK)
+               treatment=h.treatment, control=h.control, direction=h.direction, context=context_of(h.treatment),
+               **BLANK)
     reason = missing(h.treatment, method, arms, why) or missing(h.control, method, arms, why)
     if reason is None and same_data(h, method):
         reason = f"same training data ({method} trains on the arms' prompts, identical for these arms)"
@@ -111,11 +113,14 @@ def arm_row(h: Hypothesis, method: str, arms: dict, why: dict[str, str], cfg: Re
     return row | dict(verdict=f"not tested: {reason}" if reason else None, tested=reason is None)
 
 
-def h36_rows(evals: pl.DataFrame, answers: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
-    """The best trained student (chosen on val) against each reference model on test."""
-    base = dict(hypothesis="H3.6", claim=H36_CLAIM, short="best arm more accurate than a zero-shot reference",
-                direction="higher", **BLANK)
+def h36_rows(evals: pl.DataFrame, report: str, cfg: ReportConfig) -> list[dict]:
+    """The best trained student (chosen on val) against each reference model on test, the references asked
+    with the best arm's test-time context."""
     best = best_student(evals, cfg.best_arm)
+    context = context_of(evals.filter(pl.col("student") == best["student"])["arm"][0]) if best else "plain"
+    base = dict(hypothesis="H3.6", claim=H36_CLAIM, short="best arm more accurate than a zero-shot reference",
+                direction="higher", context=context, **BLANK)
+    answers = greedy(evals, context).filter(pl.col("split") == report)
     refs = answers.filter(pl.col("arm") == "reference")["student"].unique(maintain_order=True).to_list()
     if best is None or not refs:
         why = "no trained student was evaluated" if best is None else "no reference model (`reference:` in the config)"
@@ -154,12 +159,14 @@ def word(p_holm: float, difference: float, direction: str, alpha: float) -> str:
 
 
 def hypothesis_rows(evals: pl.DataFrame, methods: list[str], why: dict[str, str], cfg: ReportConfig) -> list[dict]:
-    """Every declared hypothesis per method, then H3.6; Holm over the rows tested."""
+    """Every declared hypothesis per method, then H3.6; Holm over the rows tested. Both sides of a row are
+    asked with the treatment's test-time context (with the lecture, or plain)."""
     report, _ = splits(evals)
-    answers = greedy(evals).filter(pl.col("split") == report)
-    arms = answers.partition_by("arm", "method", as_dict=True)  # (arm, method) -> its answers
-    rows = [arm_row(h, m, arms, why, cfg) for h in declared(cfg) for m in methods]
-    rows += h36_rows(evals, answers, cfg)
+    contexts = {context_of(h.treatment) for h in declared(cfg)}
+    arms = {c: greedy(evals, c).filter(pl.col("split") == report).partition_by("arm", "method", as_dict=True)
+            for c in contexts}  # context -> (arm, method) -> its answers
+    rows = [arm_row(h, m, arms[context_of(h.treatment)], why, cfg) for h in declared(cfg) for m in methods]
+    rows += h36_rows(evals, report, cfg)
     tested = [r for r in rows if r["tested"]]
     for r, p in zip(tested, holm([r["p_value"] for r in tested]), strict=True):
         r["p_holm"], r["verdict"] = p, word(p, r["difference"], r["direction"], cfg.alpha)

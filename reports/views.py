@@ -14,6 +14,7 @@ from reports.stats import paired_interval, wilson
 from students.choose import splits
 from tasks.select import pass_at_k
 
+OVERLAP = "overlap with the reference solution (ROUGE-L)"
 SCIENCEQA_SUBJECTS = {"natural science": "NAT", "social science": "SOC", "language science": "LAN"}
 
 
@@ -102,20 +103,39 @@ def methods_by_arm(evals: pl.DataFrame, confidence: float) -> list[dict]:
 
 def answer_vs_reasoning(evals: pl.DataFrame, confidence: float) -> list[dict]:
     """Per student, on greedy chain-of-thought answers whose reasoning was scored: answer accuracy,
-    reasoning accuracy (each with its interval) and the 2x2 counts."""
+    reasoning accuracy (a judge's verdicts; without a judge the column is the overlap with the reference
+    solution, ROUGE-L, never called reasoning accuracy), each with its interval, and the 2x2 counts."""
     df = primary(evals).filter(pl.col("reasoning_correct").is_not_null() & pl.col("correct").is_not_null())
     if df.is_empty():
         return []
     a, r = pl.col("correct"), pl.col("reasoning_correct")
+    rouge = df["reasoning_judge"].fill_null("").str.starts_with("rouge-l").all()
     table = (df.group_by("student").agg(
         pl.len().alias("n"), (a & r).sum().alias("both_right"), (a & ~r).sum().alias("answer_right_reasoning_wrong"),
         (~a & r).sum().alias("answer_wrong_reasoning_right"), (~a & ~r).sum().alias("both_wrong"),
         pl.col("reasoning_judge").first().alias("judged_by"), a.alias("answers"), r.alias("reasonings"))
         .sort("student"))
     return [{k: v for k, v in row.items() if k not in ("answers", "reasonings")}
-            | dict(answer_accuracy=cell(pl.Series(row["answers"]), confidence),
-                   reasoning_accuracy=cell(pl.Series(row["reasonings"]), confidence))
+            | {"answer_accuracy": cell(pl.Series(row["answers"]), confidence),
+               OVERLAP if rouge else "reasoning_accuracy": cell(pl.Series(row["reasonings"]), confidence)}
             for row in table.iter_rows(named=True)]
+
+
+def answer_outcomes(evals: pl.DataFrame) -> list[dict]:
+    """Per student, the share of its reported answers counted wrong before their content is judged, each
+    answer in the first that applies: the request failed, cut by the token limit (truncated), no answer
+    could be graded (ungradable: timeout / grader error), no answer committed to (unanswered)."""
+    df = primary(evals).filter(pl.col("correct").is_not_null() | (pl.col("grader") == "failed"))
+    if df.is_empty():
+        return []
+    failed = pl.col("grader") == "failed"
+    truncated = ~failed & (pl.col("finished") == False)  # noqa: E712  (null: an old evals file, not known)
+    ungradable = ~failed & ~truncated.fill_null(False) & pl.col("grader").is_in(["timeout", "error"])
+    unanswered = ~failed & ~truncated.fill_null(False) & ~ungradable & (pl.col("found_by") == "none")
+    return (df.group_by("student").agg(
+        pl.len().alias("n"), *(x.fill_null(False).cast(pl.Float64).mean().alias(name) for name, x in (
+            ("failed", failed), ("truncated", truncated), ("ungradable", ungradable), ("unanswered", unanswered))))
+        .sort("student").to_dicts())
 
 
 def categories(problems: pl.DataFrame) -> pl.DataFrame:

@@ -397,8 +397,10 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    split: Split = Field("test", description="Split the students are scored on.")
-    sources: list[str] = Field([], description="Sources whose problems on that split are scored (default: every "
+    splits: list[Literal["val", "test"]] = Field(
+        ["val", "test"], min_length=1, description="Splits every student and reference is evaluated on (recorded "
+        "in evals' `split`): `val` to choose a model on, `test` for the report's numbers.")
+    sources: list[str] = Field([], description="Sources whose problems on those splits are scored (default: every "
                                "ingested source). Ingest a source the arms do not train on to score students out of "
                                "distribution; the report breaks accuracy down by source.")
     prompts: list[Literal["cot", "direct"]] = Field(

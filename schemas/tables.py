@@ -85,6 +85,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "correct": pl.Boolean,  # null when the gold answer cannot be judged
         "grader": pl.String,
         "reason": pl.String,
+        "found_by": pl.String,  # how the answer was found: marker | boxed | option_text | closing_sentence | judge | none
     },
     "selected": {
         "problem_id": pl.String,
@@ -138,6 +139,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "answer_type": pl.String,
         "response": pl.String,  # the end of the response (300 characters)
         "gold": pl.String,
+        "found_by": pl.String,  # how the rules found the answer (as in verdicts)
         "rules": pl.Boolean,  # null: the grader cannot judge this sample
         "mathruler": pl.Boolean,
         "math_verify": pl.Boolean,
@@ -152,15 +154,20 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "problem_id": pl.String,
         "split": pl.String,
         "prompt_style": pl.String,  # cot (reason, then answer) | direct (the answer alone)
+        "variant": pl.String,  # the prompt variant asked under: plain | lecture (the lecture as test-time context)
         "decoding": pl.String,  # greedy | sampled (pass@k)
         "sample_index": pl.Int32,  # 0 for greedy; 0..k-1 for sampled answers
         "response": pl.String,  # the answer text that is graded
         "reasoning": pl.String,  # a separate chain of thought (reasoning models behind an API); else null
         "extracted": pl.String,
-        "correct": pl.Boolean,  # null when the gold answer cannot be judged, or the request failed
-        "grader": pl.String,
+        "correct": pl.Boolean,  # null only when the gold answer cannot be judged; failed, truncated, unanswered
+        # and ungradable answers are false
+        "grader": pl.String,  # the verdict's grader; `failed`: the request failed; `timeout` / `error`: ungradable
+        "found_by": pl.String,  # how the answer was found (as in verdicts); `none`: no answer committed to
+        "finished": pl.Boolean,  # the answer ended (eos, its final answer sentence, a provider's stop); false: cut
+        # by the token limit; null: the request failed
         "prompt_tokens": pl.Int64,
-        "generated_tokens": pl.Int64,
+        "generated_tokens": pl.Int64,  # completion tokens
         "latency_s": pl.Float64,  # seconds per answer (a batch's time shared out)
         "cost_usd": pl.Float64,  # 0 for local models; null when the model has no known price
         "reasoning_score": pl.Float64,  # judge: 1 / 0; else ROUGE-L F1 with the gold solution; null: no solution

@@ -6,6 +6,7 @@ chain-of-thought prompt (else the first prompt style), over the problems whose g
 import polars as pl
 
 from schemas.config import FactoryConfig
+from schemas.experiment import ARM
 from schemas.paths import DataDir
 from schemas.tables import empty, read_table
 from students.stages import students
@@ -14,12 +15,22 @@ SELECT_ON, REPORT_ON = "val", "test"
 UNTRAINED = ("base", "reference")  # arms of the untuned student and of the reference models
 
 
-def greedy(evals: pl.DataFrame) -> pl.DataFrame:
-    """The answers accuracy is reported and chosen on: greedy, chain-of-thought prompt (else the first style)."""
+def context_of(arm: str) -> str:
+    """The prompt variant (test-time context) a model is asked with by default: its arm's; plain for the
+    untuned student and the references."""
+    return ARM[arm].prompt_variant if arm in ARM else "plain"
+
+
+def greedy(evals: pl.DataFrame, variant: str | None = None) -> pl.DataFrame:
+    """The answers accuracy is reported and chosen on: greedy, chain-of-thought prompt (else the first
+    style), under each model's own prompt variant, or under `variant` for every model (a hypothesis asks
+    both sides with the same test-time context)."""
     answers = evals.filter(pl.col("decoding") == "greedy")
     styles = answers["prompt_style"].unique().to_list()
     style = "cot" if "cot" in styles or not styles else sorted(styles)[0]
-    return answers.filter(pl.col("prompt_style") == style)
+    own = pl.col("arm").replace_strict({a: spec.prompt_variant for a, spec in ARM.items()}, default="plain")
+    asked = pl.col("variant").is_null() | (pl.col("variant") == (own if variant is None else pl.lit(variant)))
+    return answers.filter((pl.col("prompt_style") == style) & asked)
 
 
 def splits(evals: pl.DataFrame) -> tuple[str | None, str | None]:

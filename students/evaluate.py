@@ -70,23 +70,22 @@ def answer(solver: Solver, prompts: list[str], max_new_tokens: int, batch_size: 
 
 
 def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variant: str, info: dict,
-                     cfg: EvaluateConfig, seed: int = 0, verify: VerifyConfig | None = None) -> pl.DataFrame:
-    """Evals rows for one student, graded as `verify` grades samples; `info` carries run, student,
-    arm, method, seed, eval_fingerprint."""
+                     cfg: EvaluateConfig, seed: int, verify: VerifyConfig, judge=None) -> pl.DataFrame:
+    """Evals rows for one student, graded as `verify` grades samples (`judge`: a CachedTeacher for
+    `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint."""
     import torch
 
-    rows = problems.to_dicts()
+    rows, info = problems.to_dicts(), info | dict(variant=variant)
     frames = []
     for style in cfg.prompts:
         prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
         got = answer(solver, prompts, cfg.max_new_tokens, cfg.batch_size, cfg.stop_at_answer,
                      f"evaluate {info['student']} ({style})")
-        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), k=1, verify=verify))
+        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), 1, verify, judge))
     if cfg.k > 1:
         torch.manual_seed(seed)
         prompts = [user_message(p, captions.get(p["problem_id"]), variant, "cot") for p in rows]
         got = answer(solver, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // cfg.k), cfg.stop_at_answer,
                      f"evaluate {info['student']} (pass@{cfg.k})", k=cfg.k, temperature=cfg.temperature)
-        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), k=cfg.k,
-                                 verify=verify))
+        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), cfg.k, verify, judge))
     return pl.concat(frames)

@@ -6,14 +6,28 @@ repeated for their k samples (`num_return_sequences`). transformers' `generate` 
 chunks of `CHUNK` tokens, and rows that have finished leave the batch (and the cache) between
 chunks, so a batch costs what its rows generate rather than its longest row times its size.
 With `stop_at_answer`, a row finishes once the sentence that commits to its final answer ("The
-answer is (B).") is complete, which the prompts ask every answer to end with.
+answer is (B).") is complete, which the prompts ask every answer to end with; never inside an open
+`<think>` block or an open quote (the `mistakes` arm quotes a wrong attempt's "The answer is (B)."
+before the answer it commits to), never at "the answer is not ...".
 """
 
 import re
 from dataclasses import dataclass
 
 CHUNK = 16  # tokens generated between two looks for finished rows
-ANSWER_DONE = re.compile(r"answer is\b[^\n]*?(?:\)\.|\.\s|\n)", re.I)  # "(B)." now; "3.5 kg." at the next space
+ANSWER_DONE = re.compile(r"answer is\b(?!\s+not\b)[^\n]*?(?:\)\.|\.\s|\n)", re.I)  # "(B)." now; "3.5 kg." at the next space
+QUOTE = re.compile(r"[\"“][^\"“”]*[\"”]")  # a closed quote
+
+
+def answer_done(text: str) -> bool:
+    """Whether `text` holds a complete final answer sentence outside `<think>` and outside quotes."""
+    if not ANSWER_DONE.search(text):  # the common case: no answer sentence at all
+        return False
+    if "<think>" in text and "</think>" not in text.rpartition("<think>")[2]:
+        return False  # still thinking
+    text = text.rpartition("</think>")[2]
+    text = QUOTE.sub(" ", text)
+    return bool(ANSWER_DONE.search(re.split(r"[\"“]", text, maxsplit=1)[0]))  # not inside an open quote
 
 
 @dataclass
@@ -32,26 +46,32 @@ def answer_stop(tok, prompt_len: int):
     class AnswerStop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # input_ids: (B, T)
             texts = tok.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
-            return torch.tensor([bool(ANSWER_DONE.search(t)) for t in texts], device=input_ids.device)
+            return torch.tensor([answer_done(t) for t in texts], device=input_ids.device)
 
     return AnswerStop()
 
 
 def cut(tok, ids: list[int], stop_at_answer: bool) -> tuple[list[int], bool]:
-    """The row's tokens up to eos (included) or the end of its answer sentence; finished?
+    """The row's tokens up to eos (included) or the end of its final answer sentence; finished?
     (A row stopped at its answer is padded after it, and pad may be eos: the answer is looked for first.)"""
     eos = tok.eos_token_id
     end = ids.index(eos) + 1 if eos in ids else len(ids)
-    if stop_at_answer and ANSWER_DONE.search(tok.decode(ids[:end], skip_special_tokens=True)):
-        lo, hi = 1, end  # the shortest prefix holding the answer sentence (longer prefixes hold it too)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ANSWER_DONE.search(tok.decode(ids[:mid], skip_special_tokens=True)):
-                hi = mid
-            else:
-                lo = mid + 1
-        return ids[:lo], True
+    if stop_at_answer and answer_done(tok.decode(ids[:end], skip_special_tokens=True)):
+        return ids[:first_done(tok, ids[:end])], True
     return ids[:end], eos in ids
+
+
+def first_done(tok, ids: list[int]) -> int:
+    """The length of the shortest prefix holding a final answer sentence: from the shortest holding any
+    answer sentence (found by bisection: longer prefixes hold it too), one token at a time."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ANSWER_DONE.search(tok.decode(ids[:mid], skip_special_tokens=True)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return next(n for n in range(lo, len(ids) + 1) if answer_done(tok.decode(ids[:n], skip_special_tokens=True)))
 
 
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temperature: float = 0.0,
@@ -129,4 +149,4 @@ def finished(tok, tail: list[int], stop_at_answer: bool) -> bool:
     """Whether a row's new tokens end it: eos, or (with stop_at_answer) a complete answer sentence."""
     if tok.eos_token_id in tail:
         return True
-    return stop_at_answer and bool(ANSWER_DONE.search(tok.decode(tail, skip_special_tokens=True)))
+    return stop_at_answer and answer_done(tok.decode(tail, skip_special_tokens=True))

@@ -4,8 +4,8 @@ The prompts are the arm's problems as the student is asked them (the arm's promp
 problem row (gold answer, choices, answer type) and verify's tolerances as dataset columns, so the
 rewards are plain functions of the completions and those columns, as trl's own rewards are:
 
-    correctness   1 when `verify` calls the completion correct, 0 when wrong, None when the gold cannot
-                  be judged: `verify_shard` itself, with verify's tolerances and time limit
+    correctness   1 when the one grader (`tasks.verify.grade_all`, verify's tolerances and time limit)
+                  calls the completion correct, 0 when wrong, None when it cannot judge
     format        1 when the completion ends its answer with "The answer is ..." as the prompt asks
 
 `grpo` starts from `train.init` (the base model with a new LoRA adapter, or a trained student's
@@ -17,13 +17,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import polars as pl
-
 from schemas.config import TrainConfig, VerifyConfig
-from schemas.tables import SCHEMAS
-from students.generate import ANSWER_DONE
-from tasks.teachers import split_think
-from tasks.verify import verify_shard
+from students.generate import answer_done
+from tasks.verify import grade_all
 
 
 def grpo_rows(prompts: list[list[dict]], problems: list[dict], verify: VerifyConfig) -> list[dict]:
@@ -38,28 +34,19 @@ def text_of(completion) -> str:
     return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
 
 
-def as_samples(completions: list, problems: list[dict]) -> pl.DataFrame:
-    """Completions as `samples` rows, reasoning split off as a teacher's would be."""
-    rows = []
-    for i, (c, p) in enumerate(zip(completions, problems, strict=True)):
-        reasoning, content = split_think(text_of(c))
-        rows.append(dict(sample_id=str(i), problem_id=p["problem_id"], teacher="student", variant="plain",
-                         reasoning=reasoning, content=content))
-    return pl.DataFrame(rows, schema=SCHEMAS["samples"])  # the columns verify does not read stay null
-
-
 def correctness_reward(completions, problem, verify, **kwargs) -> list[float | None]:
-    """verify's verdict on each completion (`verify_shard`, its tolerances and time limit): 1.0 correct,
-    0.0 wrong, None when the gold cannot be judged."""
+    """The one grader's verdict on each completion (an inline `<think>` is its reasoning, as a teacher's):
+    1.0 correct, 0.0 wrong, None when it cannot judge."""
     problems = [json.loads(p) for p in problem]
-    verdicts = verify_shard(VerifyConfig.model_validate_json(verify[0]), as_samples(completions, problems),
-                            pl.DataFrame(problems, infer_schema_length=None))
-    return [None if c is None else float(c) for c in verdicts["correct"]]
+    verdicts = grade_all([(text_of(c), None, p) for c, p in zip(completions, problems, strict=True)],
+                         VerifyConfig.model_validate_json(verify[0]))
+    return [None if v.correct is None else float(v.correct) for v in verdicts]
 
 
 def format_reward(completions, **kwargs) -> list[float]:
-    """1.0 when the completion commits to an answer the way the prompt asks ("The answer is ...")."""
-    return [float(bool(ANSWER_DONE.search(text_of(c) + "\n"))) for c in completions]
+    """1.0 when the completion commits to an answer the way the prompt asks ("The answer is ..."), outside
+    its `<think>` and outside quotes."""
+    return [float(answer_done(text_of(c) + "\n")) for c in completions]
 
 
 def vllm_usable(cfg: TrainConfig) -> bool:

@@ -4,12 +4,14 @@ answers (H3.6) go beside the students' in evals/RUN/."""
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
 
 from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.errors import InputError
+from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import Solver, evaluate_student, load_student
@@ -111,15 +113,16 @@ def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, metho
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
-    """The evaluation split's problems, of `evaluate.sources` when it names some."""
-    problems = read_table(data.table("problems"), "problems").filter(pl.col("split") == cfg.evaluate.split)
+    """The evaluation splits' problems (`evaluate.splits`), of `evaluate.sources` when it names some."""
+    splits = cfg.evaluate.splits
+    problems = read_table(data.table("problems"), "problems").filter(pl.col("split").is_in(splits))
     if cfg.evaluate.sources:
         have = set(problems["source"].unique())
         if missing := [s for s in cfg.evaluate.sources if s not in have]:
-            raise InputError(f"evaluate.sources {missing} have no {cfg.evaluate.split} problems in "
+            raise InputError(f"evaluate.sources {missing} have no {'/'.join(splits)} problems in "
                              f"{data.table('problems')} (sources there: {sorted(have)}): ingest them first")
         problems = problems.filter(pl.col("source").is_in(cfg.evaluate.sources))
-    return problems.sort("problem_id")
+    return problems.sort("split", "problem_id")
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
@@ -152,27 +155,61 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     if meta.get("status") == "skipped":
         out.unlink(missing_ok=True)  # answers of an earlier adapter would not describe this one
         return {"student": student, "status": "skipped", "reason": meta.get("reason")}
-    problems = eval_problems(cfg, data)
-    key = eval_fingerprint(meta["fingerprint"], cfg, problems["problem_id"].to_list())
+    problems, variants = eval_problems(cfg, data), eval_variants(cfg, meta["arm"])
+    key = eval_fingerprint(f"{meta['fingerprint']}:{variants}", cfg, problems["problem_id"].to_list())
     if (old := reused(out, key)) is not None:
-        return {"student": student, "status": "reused"} | greedy_accuracy(old, cfg)
+        return {"student": student, "status": "reused"} | greedy_accuracy(old, cfg, variants[0])
     solver = solver_for(cfg, data, str(adapter_dir) if adapter_dir else None, problems)
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint=key)
-    df = evaluate_student(solver, problems, eval_captions(cfg, data),
-                          variant_of(meta["arm"]) if meta["arm"] != BASE else "plain", info, cfg.evaluate,
-                          seed=meta.get("seed") or 0, verify=cfg.verify)
+    with grading_judge(cfg, data) as judge:
+        df = pl.concat([evaluate_student(solver, problems, eval_captions(cfg, data), v, info, cfg.evaluate,
+                                         meta.get("seed") or 0, cfg.verify, judge) for v in variants])
     del solver
     release_memory()
     df = score_reasoning(cfg, data, df, problems)
     write_table(df, out, "evals")
-    return {"student": student, "status": "evaluated"} | greedy_accuracy(df, cfg)
+    return {"student": student, "status": "evaluated"} | greedy_accuracy(df, cfg, variants[0])
 
 
-def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig) -> dict:
-    """n and accuracy of the greedy answers to the first evaluation prompt."""
-    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
-    return {"n": greedy.height, "accuracy": greedy["correct"].mean()}
+def eval_variants(cfg: FactoryConfig, arm: str) -> list[str]:
+    """The prompt variants (test-time context: `lecture` shows the lecture) an arm's students are evaluated
+    under, their own first, then the treatment's of each declared hypothesis they are a side of, so both
+    sides of H3.4 / H3.5 are also asked alike; the base student: plain; a reference: every variant the
+    evaluated arms are asked under (H3.6 compares it under the best arm's)."""
+    own = {a: variant_of(a) for a in cfg.arms.arms}
+    if arm == BASE:
+        return ["plain"]
+    if arm not in own:
+        return list(dict.fromkeys(["plain", *sorted(own.values())]))
+    pairs = [(h.treatment, h.control) for h in [*HYPOTHESES, *cfg.report.hypotheses]]
+    return list(dict.fromkeys([own[arm], *(own[t] for t, c in pairs if arm in (t, c) and {t, c} <= own.keys())]))
+
+
+def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig, variant: str) -> dict:
+    """n and accuracy of the greedy answers to the first evaluation prompt, under the model's own prompt
+    variant, on the split a model is chosen on (`val` where evaluated, else the first split); the test
+    accuracy beside it."""
+    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0])
+                       & (pl.col("variant") == variant))
+    on = selection_split(cfg)
+    chosen, test = greedy.filter(pl.col("split") == on), greedy.filter(pl.col("split") == "test")
+    return {"split": on, "n": chosen.height, "accuracy": chosen["correct"].mean(),
+            "test_accuracy": test["correct"].mean() if test.height else None}
+
+
+def selection_split(cfg: FactoryConfig) -> str:
+    return "val" if "val" in cfg.evaluate.splits else cfg.evaluate.splits[0]
+
+
+@contextmanager
+def grading_judge(cfg: FactoryConfig, data: DataDir):
+    """The answer extractor `verify.judge` (a CachedTeacher) for one stage, or None without one."""
+    if cfg.verify.judge is None:
+        yield None
+        return
+    with opened(cfg.verify.judge, cfg, data) as judge:
+        yield judge
 
 
 def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, problems: pl.DataFrame):
@@ -202,31 +239,36 @@ def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
 
 
 def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:
-    """A reference model's zero-shot answers on the evaluation split, through the request engine and
-    the cache (a re-run asks nothing), as evals rows of `reference:NAME`."""
-    problems = eval_problems(cfg, data)
-    rows, captions = problems.to_dicts(), captions_of(data, cfg.caption.captioner)
+    """A reference model's zero-shot answers on the evaluation splits, under each variant it is compared
+    in, through the request engine and the cache (a re-run asks nothing), as evals rows of `reference:NAME`."""
+    problems, variants = eval_problems(cfg, data), eval_variants(cfg, "reference")
     name = f"{REFERENCE}{ref.name}"
-    key = eval_fingerprint(f"reference:{ref.model_dump_json()}", cfg, problems["problem_id"].to_list())
+    key = eval_fingerprint(f"reference:{ref.model_dump_json()}:{variants}", cfg, problems["problem_id"].to_list())
     info = dict(run=cfg.run, student=name, arm="reference", method="zero-shot", seed=None, eval_fingerprint=key)
     frames, asked = [], 0
-    stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
-    with opened(ref, cfg, data) as model:
-        for style in cfg.evaluate.prompts:
-            prompts = [user_message(p, captions.get(p["problem_id"]), "plain", style) for p in rows]
-            answers, stats = reference_answers(prompts, model, ref.max_new_tokens, stop_at_answer=stop)
-            frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding="greedy"), k=1,
-                                     verify=cfg.verify))
-            asked += stats.new
-        if cfg.evaluate.k > 1:
-            prompts = [user_message(p, captions.get(p["problem_id"]), "plain", "cot") for p in rows]
-            answers, stats = reference_answers(prompts, model, ref.max_new_tokens, cfg.evaluate.k,
-                                               cfg.evaluate.temperature, stop)
-            frames.append(eval_frame(rows, answers, info | dict(prompt_style="cot", decoding="sampled"),
-                                     k=cfg.evaluate.k, verify=cfg.verify))
-            asked += stats.new
+    with opened(ref, cfg, data) as model, grading_judge(cfg, data) as judge:
+        for v in variants:
+            got, n = reference_frames(cfg, data, ref, model, judge, problems.to_dicts(), v, info | dict(variant=v))
+            frames, asked = frames + got, asked + n
     df = score_reasoning(cfg, data, pl.concat(frames), problems)
     write_table(df, data.evals(cfg.run) / f"reference-{ref.name}.parquet", "evals")
-    greedy = df.filter((pl.col("decoding") == "greedy") & (pl.col("prompt_style") == cfg.evaluate.prompts[0]))
-    return {"student": name, "status": "evaluated", "new_requests": asked, "n": greedy.height,
-            "accuracy": greedy["correct"].mean(), "failed": int(df["grader"].eq("failed").sum())}
+    return {"student": name, "status": "evaluated", "new_requests": asked, **greedy_accuracy(df, cfg, "plain"),
+            "failed": int(df["grader"].eq("failed").sum())}
+
+
+def reference_frames(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig, model, judge, rows: list[dict],
+                     variant: str, info: dict) -> tuple[list[pl.DataFrame], int]:
+    """The reference's evals frames under one prompt variant (greedy per prompt style; k sampled for
+    pass@k), and how many requests were new."""
+    captions = captions_of(data, cfg.caption.captioner)
+    stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
+    runs = [(style, "greedy", 1, 0.0) for style in cfg.evaluate.prompts]
+    runs += [("cot", "sampled", cfg.evaluate.k, cfg.evaluate.temperature)] if cfg.evaluate.k > 1 else []
+    frames, asked = [], 0
+    for style, decoding, k, temperature in runs:
+        prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
+        answers, stats = reference_answers(prompts, model, ref.max_new_tokens, k, temperature, stop)
+        frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding=decoding), k, cfg.verify,
+                                 judge))
+        asked += stats.new
+    return frames, asked

@@ -45,17 +45,19 @@ def audit(samples: pl.DataFrame, problems: pl.DataFrame, cfg, judge=None) -> pl.
     """One row per sample: each grader's verdict (True / False / None)."""
     by_id = {p["problem_id"]: p for p in problems.iter_rows(named=True)}
     rows = [s for s in samples.iter_rows(named=True) if s["problem_id"] in by_id]
-    items = [(s["content"], by_id[s["problem_id"]], cfg.rel_tol, cfg.abs_tol) for s in rows]
+    items = [(s["content"], s["reasoning"], by_id[s["problem_id"]]) for s in rows]
     jobs = [(s["content"], golds_of(by_id[s["problem_id"]])) for s in rows]
+    rules = grade_all(items, cfg)
     verdicts = {
-        "rules": grade_all(items, cfg.time_limit_s, cfg.workers),
+        "rules": rules,
         "mathruler": HEAVY.run(jobs, cfg.time_limit_s, cfg.workers, mathruler_alone),
         "math_verify": HEAVY.run(jobs, cfg.time_limit_s, cfg.workers, math_verify_alone),
     }
     if judge is not None:
-        verdicts["judge"] = [v or Verdict(None, False, "judge", "no answer") for v in judge_extract(cfg.judge, judge, items)]
+        verdicts["judge"] = [v or Verdict(None, False, "judge", "no answer") for v in judge_extract(cfg, judge, items)]
     mc = [by_id[s["problem_id"]]["answer_type"] == "multiple_choice" for s in rows]
     out = {"sample_id": [s["sample_id"] for s in rows], "problem_id": [s["problem_id"] for s in rows],
+           "found_by": [v.found_by for v in rules],
            "answer_type": [by_id[s["problem_id"]]["answer_type"] for s in rows],
            "response": [s["content"][-300:] for s in rows], "gold": [by_id[s["problem_id"]]["answer"] for s in rows]}
     for name, vs in verdicts.items():
@@ -76,6 +78,9 @@ def summary(df: pl.DataFrame) -> str:
         differ = both.filter(pl.col(g) != pl.col("rules")).height
         acc = f"{100 * judged[g].mean():.1f}%" if judged.height else "n/a"
         lines.append(f"| {g} | {judged.height} | {acc} | {differ} |")
+    counts = df.group_by("found_by").len().sort("len", descending=True)
+    lines += ["", "## How the rules found the answers", "", "| found by | samples |", "|---|---|"]
+    lines += [f"| {r['found_by']} | {r['len']} |" for r in counts.iter_rows(named=True)]
     others = [g for g in graders if g != "rules"]
     disagree = df.filter(pl.any_horizontal([(pl.col(g) != pl.col("rules")).fill_null(False) for g in others]))
     lines += ["", f"## Disagreements ({disagree.height})", "", "| problem | gold | " + " | ".join(graders)

@@ -11,9 +11,10 @@ import polars as pl
 from reports.stats import rouge_l
 from schemas.config import JudgeConfig, VerifyConfig
 from schemas.tables import SCHEMAS
+from tasks.grade import Verdict
 from tasks.teachers import Request, SamplingParams
 from tasks.teachers.prices import cost_usd
-from tasks.verify import grade_all
+from tasks.verify import UNGRADED, grade_all
 from teacher_cache import CachedTeacher, CacheStats
 
 
@@ -23,27 +24,41 @@ class Answer:
     prompt_tokens: int
     generated_tokens: int
     latency_s: float
-    cost_usd: float | None = 0.0  # 0: a local model; None: a model with no known price
-    reasoning: str | None = None  # a separate chain of thought (reasoning models behind an API)
-    failed: bool = False  # the request failed (its error is in the cache): not graded
+    cost_usd: float | None  # 0: a local model; None: a model with no known price
+    reasoning: str | None  # a separate chain of thought (reasoning models behind an API)
+    finished: bool | None  # False: cut by the token limit; None: the request failed
+    failed: bool = False  # the request failed (its error is in the cache): counted wrong
 
 
-def eval_frame(problems: list[dict], answers: list, info: dict, k: int,
-               verify: VerifyConfig | None = None) -> pl.DataFrame:
-    """Rows for `answers` (k per problem, problem-major): each an `Answer`, or a (students.generate.
-    Generated, seconds per answer) pair, graded as `verify` grades samples (tolerances, time limit).
-    `info` holds the columns shared by every row."""
-    cfg = verify or VerifyConfig()
-    answers = [a if isinstance(a, Answer) else Answer(a[0].text, a[0].prompt_tokens, a[0].new_tokens, a[1])
-               for a in answers]
-    verdicts = grade_all([(a.text, problems[i // k], cfg.rel_tol, cfg.abs_tol) for i, a in enumerate(answers)],
-                         cfg.time_limit_s, cfg.workers)
+def as_answer(a) -> Answer:
+    """An `Answer`, or a (students.generate.Generated, seconds per answer) pair as one."""
+    if isinstance(a, Answer):
+        return a
+    return Answer(a[0].text, a[0].prompt_tokens, a[0].new_tokens, a[1], 0.0, None, a[0].finished)
+
+
+def counted(v: Verdict, a: Answer) -> bool | None:
+    """The answer's correctness as evaluation counts it: null only where the gold cannot be judged;
+    a failed request, a truncated answer, no answer and an ungradable one are wrong."""
+    if v.correct is None and v.grader not in UNGRADED:
+        return None
+    return bool(v.correct) and not a.failed and bool(a.finished)
+
+
+def eval_frame(problems: list[dict], answers: list, info: dict, k: int, verify: VerifyConfig,
+               judge=None) -> pl.DataFrame:
+    """Rows for `answers` (k per problem, problem-major; each an `Answer` or a (Generated, seconds)
+    pair), graded by `grade_all` as verify grades samples; `judge`: a CachedTeacher for
+    `verify.judge`. `info` holds the columns shared by every row."""
+    answers = [as_answer(a) for a in answers]
+    verdicts = grade_all([(a.text, a.reasoning, problems[i // k]) for i, a in enumerate(answers)], verify, judge)
     rows = []
     for i, (a, v) in enumerate(zip(answers, verdicts, strict=True)):
         p = problems[i // k]
         rows.append(info | dict(problem_id=p["problem_id"], split=p["split"], sample_index=i % k, response=a.text,
-                                reasoning=a.reasoning, extracted=v.extracted, correct=None if a.failed else v.correct,
-                                grader="failed" if a.failed else v.grader,
+                                reasoning=a.reasoning, extracted=v.extracted, correct=counted(v, a),
+                                grader="failed" if a.failed else v.grader, found_by=v.found_by,
+                                finished=None if a.failed else a.finished,
                                 prompt_tokens=a.prompt_tokens, generated_tokens=a.generated_tokens,
                                 latency_s=a.latency_s, cost_usd=a.cost_usd, reasoning_score=None,
                                 reasoning_correct=None, reasoning_judge=None))
@@ -66,13 +81,15 @@ def rouge_reasoning(evals: pl.DataFrame, problems: pl.DataFrame, threshold: floa
                               .otherwise(None).alias("reasoning_judge"))
 
 
-VERDICT = re.compile(r"\b(INCORRECT|CORRECT|YES|NO)\b", re.I)
+JUDGE_WORD = re.compile(r"[\s*_`#>\"'(\[]*(INCORRECT|CORRECT)\b", re.I)
+UNPARSED = "unparsed"  # beside the judge's identity where its reply opens with neither word
 
 
 def judge_verdict(text: str) -> bool | None:
-    """The judge's reply as a verdict: its first CORRECT / INCORRECT / yes / no; None if none."""
-    m = VERDICT.search(text or "")
-    return None if m is None else m.group(1).upper() in ("CORRECT", "YES")
+    """The judge's reply read strictly: it opens with the word CORRECT or INCORRECT, as the prompt asks;
+    anything else ("Not correct.", "The reasoning is correct.", garbage) is unparsed: None."""
+    m = JUDGE_WORD.match(text or "")
+    return None if m is None else m.group(1).upper() == "CORRECT"
 
 
 def judge_reasoning(evals: pl.DataFrame, problems: pl.DataFrame, cfg: JudgeConfig,
@@ -90,7 +107,8 @@ def judge_reasoning(evals: pl.DataFrame, problems: pl.DataFrame, cfg: JudgeConfi
     for i, reply in zip(todo, replies, strict=True):
         verdict = None if reply is None else judge_verdict(reply.content)
         rows[i] |= dict(reasoning_correct=verdict, reasoning_score=None if verdict is None else float(verdict),
-                        reasoning_judge=judge.identity)
+                        reasoning_judge=judge.identity if verdict is not None or reply is None
+                        else f"{judge.identity} ({UNPARSED})")
     return pl.DataFrame(rows, schema=SCHEMAS["evals"]), stats
 
 
@@ -102,7 +120,8 @@ def reference_answers(prompts: list[str], model: CachedTeacher, max_new_tokens: 
                             stop_at_answer=stop_at_answer)
     requests = [Request((("user", q),), params, i) for q in prompts for i in range(k)]
     got, stats = model.complete(requests, desc=f"reference {model.identity}")
-    answers = [Answer("", 0, 0, 0.0, None, failed=True) if c is None else  # its error: in the cache
+    answers = [Answer("", 0, 0, 0.0, None, None, None, failed=True) if c is None else  # its error: in the cache
                Answer(c.content, c.prompt_tokens, c.completion_tokens, c.latency_s,
-                      cost_usd(model.price, c.prompt_tokens, c.completion_tokens), c.reasoning) for c in got]
+                      cost_usd(model.price, c.prompt_tokens, c.completion_tokens), c.reasoning,
+                      c.finish_reason != "length") for c in got]
     return answers, stats

@@ -12,30 +12,42 @@
 import re
 from dataclasses import dataclass
 
-from tasks.extract import NUMBER, extract_choice, extract_free
+from tasks.extract import NUMBER, SEPARATORS, TEXT_CMD, extract_choice, extract_free
 from tasks.prompts import LETTERS
 
-LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
+LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([^{}]+?)\s*\}|(\d))\s*(?:\{\s*([^{}]+?)\s*\}|(\d))")  # \frac{1}{3}, \frac13
+LEAD = re.compile(r"(?:about|approximately|around|roughly|[≈~$(*\s])*", re.IGNORECASE)  # may precede a number
+GLUED = re.compile(r"\^(?!\\circ|\{\\circ\})|_|\{|\\(?!text|mathrm|%|,|;|!| |circ|degree)")  # may not follow it
+NON_TEXT = re.compile(r"[^a-z0-9.\-/ ]+")
+SPACES = re.compile(r"\s+")
+LETTER = re.compile(r"[A-Za-z]")
+NOT_WORD = re.compile(r"[\d\\^_{}=]")
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 # A number alone, perhaps with a percent sign or a unit: "12", "-7/2", "25 %", "5 cm" (not "x^2+1").
-NUMBER_ONLY = re.compile(r"^[-−]?(\d[\d,]*(\.\d+)?|\.\d+)([eE][-+]?\d+)?(\s*/\s*\d+)?\s*(\\?%|[A-Za-z][A-Za-z .]*)?$")
+NUMBER_ONLY = re.compile(r"^[-−]?(\d{1,3}([  ]\d{3})+|\d[\d,]*(\.\d+)?|\.\d+)([eE][-+]?\d+)?(\s*/\s*\d+)?\s*(\\?%|[A-Za-z][A-Za-z .]*)?$")
 
 
 @dataclass
 class Verdict:
     extracted: str | None
-    correct: bool | None  # None: the gold answer cannot be judged
+    correct: bool | None  # None: the gold answer cannot be judged (or grading timed out / failed)
     grader: str
     reason: str
+    found_by: str = "none"  # how the answer was found: marker | boxed | option_text | closing_sentence | judge | none
+
+
+def fractions(s: str) -> str:
+    """LaTeX fractions as a/b: "\\frac{1}{3}", "\\dfrac13"."""
+    return LATEX_FRAC.sub(lambda m: f"{m.group(1) or m.group(2)}/{m.group(3) or m.group(4)}", s)
 
 
 def to_number(s: str) -> tuple[float, bool] | None:
     """(the first number in `s`, whether a percent sign follows it), or None."""
-    s = LATEX_FRAC.sub(r"\1/\2", s.replace("−", "-").replace("\\!", "").replace("{,}", ","))
+    s = fractions(s.replace("−", "-").replace("\\!", "").replace("{,}", ",")).strip()
     m = NUMBER.search(s)
-    if not m:
-        return None
-    token = m.group(0).replace(",", "").replace(" ", "").replace("−", "-")
+    if not m or not LEAD.fullmatch(s[:m.start()]) or GLUED.match(s, m.end()):  # never a digit run cut out of
+        return None  # LaTeX ("x^2", "2\\sqrt{2}") or out of a word ("AZYUK2A")
+    token = SEPARATORS.sub("", m.group(0)).replace("−", "-")
     try:  # floats, not Fraction: Fraction("1e999999999/3") would build a billion-digit integer
         num, _, den = token.partition("/")
         value = float(num) / float(den) if den else float(num)
@@ -63,8 +75,8 @@ def numbers_match(pred: tuple[float, bool], gold: tuple[float, bool], rel_tol, a
 def grade_choice(response: str, problem: dict) -> Verdict:
     idx, how = extract_choice(response, problem["choices"], problem.get("question") or "")
     if idx is None:
-        return Verdict(None, False, "choice_index", how)
-    return Verdict(LETTERS[idx], idx == problem["answer_index"], "choice_index", how)
+        return Verdict(None, False, "choice_index", "no option committed to", how)
+    return Verdict(LETTERS[idx], idx == problem["answer_index"], "choice_index", how, how)
 
 
 def grade_numeric(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict:
@@ -74,14 +86,13 @@ def grade_numeric(response: str, problem: dict, rel_tol: float, abs_tol: float) 
     text, how = extract_free(response)
     value = to_number(text) if text else None
     if value is None:
-        return Verdict(text, False, "numeric", how if text is None else f"{how}: not a number")
+        return Verdict(text, False, "numeric", "no answer committed to" if text is None else f"{how}: not a number", how)
     ok = any(numbers_match(value, g, rel_tol, abs_tol, problem.get("precision")) for g in golds)
-    return Verdict(text, ok, "numeric", how)
+    return Verdict(text, ok, "numeric", how, how)
 
 
 def normal(s: str) -> str:
-    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s.lower())
-    s = re.sub(r"[^a-z0-9.\-/ ]+", " ", s)
+    s = NON_TEXT.sub(" ", TEXT_CMD.sub(r"\1", s.lower()))
     return " ".join(ARTICLES.sub(" ", s).split()).strip(" .")
 
 
@@ -89,46 +100,53 @@ def same_text(text: str, gold: str) -> bool:
     """Words: equal after case, articles and punctuation; anything else: equal but for spacing."""
     if is_word(gold):
         return normal(text) == normal(gold)
-    compact = lambda s: re.sub(r"\s+", "", s.lower()).strip("$").rstrip(".")  # noqa: E731
+    compact = lambda s: SPACES.sub("", s.lower()).strip("$").rstrip(".")  # noqa: E731
     return compact(text) == compact(gold)
 
 
 def number_only(s: str) -> bool:
-    return bool(NUMBER_ONLY.match(LATEX_FRAC.sub(r"\1/\2", s.strip().strip("$")).strip()))
+    return bool(NUMBER_ONLY.match(fractions(s.strip().strip("$")).strip()))
 
 
 def is_word(s: str) -> bool:
     """An answer made of words only (no digits, no LaTeX): judged by exact match alone."""
-    return bool(re.search(r"[A-Za-z]", s)) and not re.search(r"[\d\\^_{}=]", s)
+    return bool(LETTER.search(s)) and not NOT_WORD.search(s)
 
 
-def grade_free(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
+def grade_free(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict:
     verdict = grade_free_rules(response, problem, rel_tol, abs_tol)
     return verdict if isinstance(verdict, Verdict) else grade_free_heavy(*verdict)
 
 
-def grade_free_rules(response: str, problem: dict, rel_tol: float = 1e-4,
-                     abs_tol: float = 1e-6) -> Verdict | tuple[str, str, list[str]]:
-    """The verdict where extraction, exact match, word answers and numbers decide it (fast, no
-    parser); else (extracted text, how, gold answers) for `grade_free_heavy`."""
+def grade_free_rules(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict | tuple:
+    """The verdict where extraction, exact match, numbers, word answers and interval brackets decide it
+    (fast, no parser); else (extracted text, found_by, gold answers) for `grade_free_heavy`."""
     golds = [problem["answer"], *(problem.get("aliases") or [])]
     text, how = extract_free(response)
     if text is None:
-        return Verdict(None, False, "exact_match", how)
+        return Verdict(None, False, "exact_match", "no answer committed to", how)
     if any(same_text(text, g) for g in golds):
-        return Verdict(text, True, "exact_match", how)
-    if all(is_word(g) for g in golds):
-        return Verdict(text, False, "exact_match", f"{how}: word answer differs")
+        return Verdict(text, True, "exact_match", how, how)
     pred = to_number(text) if number_only(text) else None
     for g in golds:
         gold = to_number(g) if number_only(g) else None
         if pred and gold and numbers_match(pred, gold, rel_tol, abs_tol, problem.get("precision")):
-            return Verdict(text, True, "numeric", how)
+            return Verdict(text, True, "numeric", how, how)
+    if all(is_word(g) for g in golds):
+        return Verdict(text, False, "exact_match", f"{how}: word answer differs", how)
     if text.strip().lower() in ("none", "null", ""):  # mathruler's stand-in for a missing \\boxed{}
-        return Verdict(text, False, "mathruler", f"{how}: no answer")
+        return Verdict(text, False, "mathruler", f"{how}: no answer", how)
     if pred and all(number_only(g) for g in golds):  # numbers on both sides, and they differ
-        return Verdict(text, False, "numeric", how)
+        return Verdict(text, False, "numeric", how, how)
+    if all(brackets(g) and brackets(g) != brackets(text) for g in golds):  # (0,9) is not [0,9)
+        return Verdict(text, False, "exact_match", f"{how}: interval brackets differ", how)
     return text, how, golds
+
+
+def brackets(s: str) -> str | None:
+    """An interval's bracket pair ("[)" for "[0, 9)"), or None where `s` is no interval."""
+    s = re.sub(r"\\(?:left|right)", "", s.strip().strip("$"))
+    return s[0] + s[-1] if re.fullmatch(r"[\[(][^\[\]()]*,[^\[\]()]*[\])]", s) else None
 
 
 def grade_free_heavy(text: str, how: str, golds: list[str]) -> Verdict:
@@ -136,10 +154,10 @@ def grade_free_heavy(text: str, how: str, golds: list[str]) -> Verdict:
     from mathruler.grader import grade_answer
 
     if any(grade_answer(text, g) for g in golds):
-        return Verdict(text, True, "mathruler", how)
+        return Verdict(text, True, "mathruler", how, how)
     if math_verify_agrees(text, golds):
-        return Verdict(text, True, "math_verify", how)
-    return Verdict(text, False, "mathruler", how)
+        return Verdict(text, True, "math_verify", how, how)
+    return Verdict(text, False, "mathruler", how, how)
 
 
 def math_verify_agrees(text: str, golds: list[str]) -> bool:
@@ -156,7 +174,9 @@ def math_verify_agrees(text: str, golds: list[str]) -> bool:
 
 
 def grade(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
-    """Multiple choice by option index; numbers with a tolerance; anything else as free form."""
+    """One item, inline and without a time limit: what `tasks.verify.grade_all` (the one grading entry
+    point) runs per item. Multiple choice by option index; numbers with a tolerance; else free form.
+    (The defaults serve `arms.ensure_answer` until it stops grading.)"""
     if problem["answer_type"] == "multiple_choice":
         return grade_choice(response, problem)
     if problem["answer_type"] == "numeric":

@@ -1,5 +1,9 @@
 """verify: a verdict for every sample (recomputable; asks a model only with `verify.judge`).
 
+`grade_all(items, cfg, judge)` is the one grading entry point: verify, evaluation, the audit, the
+judge's extraction and the GRPO reward all grade through it, with the same tolerances, time limit
+and fallback (an answer the rules cannot read goes to the judge, if one is given). The reasoning
+(a separate field or an inline `<think>`) is never graded: an answer there is tentative.
 Multiple choice, numbers and the rule-based free-form paths (extraction, exact match, word
 answers, numbers) run inline, thousands per second. What only a parser can decide (mathruler's
 sympy, math-verify) goes to worker processes kept for the whole process (`HEAVY`), each item
@@ -17,13 +21,10 @@ from schemas.config import VerifyConfig
 from schemas.tables import SCHEMAS
 from tasks.grade import Verdict, grade, grade_free_heavy, grade_free_rules
 from tasks.prompts import LETTERS
-from tasks.teachers import Request, SamplingParams
+from tasks.teachers import Request, SamplingParams, split_think
 
-Item = tuple[str, dict, float, float]  # (response, problem, rel_tol, abs_tol)
-
-
-def full_response(reasoning: str | None, content: str) -> str:
-    return content if not reasoning else f"{reasoning}\n{content}"
+Item = tuple[str, str | None, dict]  # (answer text, its separate reasoning or None, problem)
+UNGRADED = ("timeout", "error")  # graders of a verdict on an answer that could not be graded
 
 
 def safe(fn, *args) -> Verdict:
@@ -34,15 +35,10 @@ def safe(fn, *args) -> Verdict:
         return Verdict(None, None, "error", f"{type(e).__name__}: {e}"[:300])
 
 
-def safe_grade(item: Item) -> Verdict:
-    return safe(grade, *item)
-
-
-def fast(item: Item) -> Verdict | tuple:
+def fast(response: str, problem: dict, rel_tol: float, abs_tol: float) -> Verdict | tuple:
     """The inline verdict, or the arguments of `grade_free_heavy` when only a parser can decide."""
-    response, problem, rel_tol, abs_tol = item
     if problem["answer_type"] != "free_form":
-        return safe(grade, *item)
+        return safe(grade, response, problem, rel_tol, abs_tol)
     try:
         return grade_free_rules(response, problem, rel_tol, abs_tol)
     except Exception as e:  # noqa: BLE001
@@ -94,13 +90,36 @@ HEAVY = HeavyPool()
 atexit.register(HEAVY.close)
 
 
-def grade_all(items: list[Item], limit_s: float = 10.0, workers: int = 2) -> list[Verdict]:
-    """Verdicts for items in order: inline where rules decide, else in the worker pool, each within `limit_s`."""
-    out = [fast(it) for it in items]
+def graded(pairs: list[tuple[str, dict]], cfg: VerifyConfig) -> list[Verdict]:
+    """Verdicts for (response, problem) pairs in order: inline where rules decide, else in the worker
+    pool, each within `cfg.time_limit_s`."""
+    out = [fast(r, p, cfg.rel_tol, cfg.abs_tol) for r, p in pairs]
     heavy = [i for i, v in enumerate(out) if not isinstance(v, Verdict)]
     if heavy:
-        for i, v in zip(heavy, HEAVY.run([out[i] for i in heavy], limit_s, workers), strict=True):
+        for i, v in zip(heavy, HEAVY.run([out[i] for i in heavy], cfg.time_limit_s, cfg.workers), strict=True):
             out[i] = v
+    return out
+
+
+def parts(content: str, reasoning: str | None) -> tuple[str, str | None]:
+    """(answer text, reasoning): an inline `<think>` block is reasoning, as a teacher's would be."""
+    if reasoning is None and "think>" in content:
+        reasoning, content = split_think(content)
+    return content, reasoning
+
+
+def unread(v: Verdict) -> bool:
+    return v.extracted is None and v.grader not in UNGRADED and v.correct is not None
+
+
+def grade_all(items: list[Item], cfg: VerifyConfig, judge=None) -> list[Verdict]:
+    """The one grading entry point: a verdict per item, in order, on what the answer text commits to
+    (never on its reasoning: a tentative answer there is no commitment); with a judge (a CachedTeacher
+    for `cfg.judge`), answers the rules cannot read go to it."""
+    out = graded([(parts(c, r)[0], p) for c, r, p in items], cfg)
+    if judge is not None and (todo := [i for i, v in enumerate(out) if unread(v)]):
+        for i, v in zip(todo, judge_extract(cfg, judge, [items[i] for i in todo]), strict=True):
+            out[i] = v or out[i]
     return out
 
 
@@ -111,48 +130,29 @@ def extraction_request(cfg, response: str, problem: dict) -> Request:
     return Request((("user", prompt),), SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens), 0)
 
 
-def judge_extract(cfg, judge, items: list[Item]) -> list[Verdict | None]:
-    """The judge's extraction of each response's final answer, graded by the rules (None: it found
-    none either, or its request failed)."""
-    replies, _ = judge.complete([extraction_request(cfg, r, p) for r, p, *_ in items], desc="judge extraction")
-    out = []
-    for (_, problem, rel_tol, abs_tol), reply in zip(items, replies, strict=True):
-        said = (reply.content if reply else "").strip().strip("*").strip()
-        if not said or said.upper().startswith("NONE"):
-            out.append(None)
-            continue
-        v = safe(grade, f"The answer is {said}", problem, rel_tol, abs_tol)
-        out.append(Verdict(v.extracted, v.correct, f"judge:{judge.identity}", f"the judge read {said[:80]!r}"))
+def judge_extract(cfg: VerifyConfig, judge, items: list[Item]) -> list[Verdict | None]:
+    """The judge's (`cfg.judge`) extraction of each response's final answer, graded by `grade_all`
+    (None: it found none either, or its request failed)."""
+    requests = [extraction_request(cfg.judge, parts(c, r)[0], p) for c, r, p in items]
+    replies, _ = judge.complete(requests, desc="judge extraction")
+    said = [(reply.content if reply else "").strip().strip("*").strip() for reply in replies]
+    read = [i for i, s in enumerate(said) if s and not s.upper().startswith("NONE")]
+    verdicts = grade_all([(f"The answer is {said[i]}", None, items[i][2]) for i in read], cfg)
+    out: list[Verdict | None] = [None] * len(items)
+    for i, v in zip(read, verdicts, strict=True):
+        out[i] = Verdict(v.extracted, v.correct, f"judge:{judge.identity}", f"the judge read {said[i][:80]!r}", "judge")
     return out
 
 
 def verify_shard(cfg: VerifyConfig, samples: pl.DataFrame, problems: pl.DataFrame, judge=None) -> pl.DataFrame:
-    """Graded on the answer text; the reasoning is consulted only if the answer text has none;
-    with a judge (a CachedTeacher for `cfg.judge`), responses still without an answer go to it."""
+    """A verdict per sample, through `grade_all`; with a judge (a CachedTeacher for `cfg.judge`),
+    responses without an answer go to it."""
     by_id = {p["problem_id"]: p for p in problems.iter_rows(named=True)}
     rows = list(samples.iter_rows(named=True))
-    items = [(s["content"], by_id[s["problem_id"]], cfg.rel_tol, cfg.abs_tol) for s in rows if s["problem_id"] in by_id]
-    verdicts = iter(grade_all(items, cfg.time_limit_s, cfg.workers))
-    retry = []
-    out = []
-    for s in rows:
-        if s["problem_id"] not in by_id:
-            v = Verdict(None, None, "none", "problem not in problems table")
-        else:
-            v = next(verdicts)
-            if v.extracted is None and s["reasoning"] and v.grader not in ("timeout", "error"):
-                retry.append(len(out))
-        out.append([s, v])
-    if retry:  # no answer in the answer text: look in the reasoning too
-        again = grade_all([(full_response(out[j][0]["reasoning"], out[j][0]["content"]), by_id[out[j][0]["problem_id"]],
-                            cfg.rel_tol, cfg.abs_tol) for j in retry], cfg.time_limit_s, cfg.workers)
-        for j, v in zip(retry, again, strict=True):
-            out[j][1] = v
-    if judge is not None:
-        unread = [j for j, (s, v) in enumerate(out) if v.extracted is None and v.grader not in ("timeout", "error", "none")]
-        items = [(out[j][0]["content"], by_id[out[j][0]["problem_id"]], cfg.rel_tol, cfg.abs_tol) for j in unread]
-        for j, v in zip(unread, judge_extract(cfg.judge, judge, items), strict=True):
-            if v is not None:
-                out[j][1] = v
+    known = [s for s in rows if s["problem_id"] in by_id]
+    verdicts = iter(grade_all([(s["content"], s["reasoning"], by_id[s["problem_id"]]) for s in known], cfg, judge))
+    out = [next(verdicts) if s["problem_id"] in by_id else Verdict(None, None, "none", "problem not in problems table")
+           for s in rows]
     return pl.DataFrame([dict(sample_id=s["sample_id"], problem_id=s["problem_id"], teacher=s["teacher"],
-                              variant=s["variant"], **vars(v)) for s, v in out], schema=SCHEMAS["verdicts"])
+                              variant=s["variant"], **vars(v)) for s, v in zip(rows, out, strict=True)],
+                        schema=SCHEMAS["verdicts"])

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from schemas.config import EvaluateConfig, TrainConfig
+from schemas.config import EvaluateConfig, TrainConfig, VerifyConfig
 from schemas.tables import SCHEMAS
 from students.evaluate import Solver, answer, evaluate_student, load_student
 from students.model import load_tokenizer
@@ -29,7 +29,7 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
     model = load_student(tiny_model, str(tmp_path / method))
     info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, seed=0, eval_fingerprint="f")
     df = evaluate_student(Solver(model, load_tokenizer(tiny_model)), PROBLEMS, {}, "plain", info,
-                          EvaluateConfig(max_new_tokens=8, batch_size=4))
+                          EvaluateConfig(max_new_tokens=8, batch_size=4), 0, VerifyConfig())
     assert df.schema == pl.Schema(SCHEMAS["evals"]) and df.height == 4
     assert df["correct"].dtype == pl.Boolean and df["correct"].null_count() == 0
     assert set(df["prompt_style"]) == {"cot"} and set(df["decoding"]) == {"greedy"}
@@ -39,14 +39,14 @@ def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
     solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
     cfg = EvaluateConfig(prompts=["cot", "direct"], k=3, max_new_tokens=6, batch_size=4)
-    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
+    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
     counts = {k: g.height for k, g in df.group_by("prompt_style", "decoding")}
     assert counts == {("cot", "greedy"): 4, ("direct", "greedy"): 4, ("cot", "sampled"): 12}
     sampled = df.filter(pl.col("decoding") == "sampled")
     assert sorted(sampled.group_by("problem_id").agg(pl.col("sample_index").sort())["sample_index"].to_list()) == [
         [0, 1, 2]] * 4
     assert (df["latency_s"] > 0).all() and (df["prompt_tokens"] > 0).all()
-    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg)
+    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
     assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
 
 
@@ -82,5 +82,54 @@ def test_evaluate_sources_pick_the_scored_problems_and_an_unknown_one_is_named(t
     everyone = eval_problems(FactoryConfig(), data)
     cfg = FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic"]}})
     assert eval_problems(cfg, data)["problem_id"].to_list() == everyone["problem_id"].to_list() != []
-    with pytest.raises(InputError, match=r"\['mathvista'\] have no test problems.*sources there: \['synthetic'\]"):
+    with pytest.raises(InputError, match=r"\['mathvista'\] have no val/test problems.*sources there: \['synthetic'\]"):
         eval_problems(FactoryConfig.model_validate({"evaluate": {"sources": ["synthetic", "mathvista"]}}), data)
+
+
+def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_there(tmp_path, monkeypatch):
+    """The production `openai` backend against the local server, which fails every attempt for 2 of 10
+    problems (and truncates one): those answers are wrong in accuracy and in H3.6's pairs, never dropped,
+    and the report shows the reference's failure and truncation rates."""
+    from fake_servers import FakeServer, answer_for
+
+    from reports.render import render
+    from reports.report import ReportInputs, analyse
+    from schemas.config import EndpointConfig, ReferenceConfig, ReportConfig
+    from tasks.evals import Answer, eval_frame, reference_answers
+    from tasks.prompts import LETTERS, user_message
+    from tasks.teachers.openai_compat import OpenAITeacher
+    from teacher_cache import CachedTeacher, CacheStore
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    marks = {3: " [always500]", 7: " [always500]", 5: " [length]"}
+    problems = [dict(problem_id=f"p{i}", split="test", question=f"Which shape is round?{marks.get(i, '')} ({i})",
+                     choices=["disc", "cube", "cone", "prism"], answer_type="multiple_choice", answer_index=0,
+                     answer="disc", aliases=[], precision=None) for i in range(10)]
+    prompts = [user_message(p, None, "plain") for p in problems]
+    for p, q in zip(problems, prompts, strict=True):  # gold: the letter the server answers, so only failures miss
+        p["answer_index"] = LETTERS.index(answer_for(q, 0)[1][-3])
+    ref = ReferenceConfig(name="flaky", teacher="openai", model="ref-model",
+                          endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05))
+    with FakeServer("openai") as server:
+        ref.endpoint.base_urls = [server.url]
+        model = CachedTeacher(OpenAITeacher.from_config(ref), CacheStore(tmp_path / "c.sqlite"))
+        answers, _ = reference_answers(prompts, model, 64)
+        model.close()
+    info = dict(run="r", seed=None, eval_fingerprint="f", prompt_style="cot", decoding="greedy")
+    ref_rows = eval_frame(problems, answers, info | dict(student="reference:flaky", arm="reference",
+                                                        method="zero-shot"), 1, VerifyConfig())
+    assert ref_rows["grader"].to_list().count("failed") == 2 and ref_rows["finished"].to_list()[5] is False
+    assert ref_rows["correct"].to_list() == [i not in marks for i in range(10)]  # never null: counted wrong
+    said = [Answer(f"The answer is ({LETTERS[p['answer_index']]}).", 5, 5, 0.1, 0.0, None, True) for p in problems]
+    student = eval_frame(problems, said, info | dict(student="raw-lora", arm="raw", method="lora", seed=0), 1,
+                         VerifyConfig())
+    summary = analyse(ReportInputs(run="r", evals=pl.concat([student, ref_rows]), problems=pl.DataFrame(
+        schema=SCHEMAS["problems"])), ReportConfig(n_bootstrap=200))
+    acc = {s["student"]: (s["accuracy"], s["n"]) for s in summary["students"]}
+    assert acc["reference:flaky"] == (pytest.approx(0.7), 10) and acc["raw-lora"] == (1.0, 10)
+    h36 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.6")
+    assert (h36["n"], h36["only_treatment"], h36["only_control"]) == (10, 3, 0)  # the failures stay in the pairs
+    rates = {r["student"]: r for r in summary["answer_outcomes"]}["reference:flaky"]
+    assert (rates["failed"], rates["truncated"], rates["unanswered"]) == (pytest.approx(0.2), pytest.approx(0.1), 0.0)
+    text = render(summary, {})
+    assert "## Answers counted wrong" in text and "| reference:flaky | 10 | 20.0% | 10.0% | 0.0% | 0.0% |" in text

@@ -55,16 +55,20 @@ def test_every_stage_ran_and_wrote_its_declared_schema(factory_run):
 @pytest.mark.slow
 def test_h36_reference_model_and_judged_reasoning_through_the_local_server(factory_run):
     data = factory_run["root"] / "data"
-    test_problems = pl.read_parquet(data / "problems" / "**" / "*.parquet").filter(pl.col("split") == "test").height
+    held = pl.read_parquet(data / "problems" / "**" / "*.parquet").filter(pl.col("split").is_in(["val", "test"]))
     ref = factory_run["first"]["evaluate"]["reference:big"]
-    assert ref["new_requests"] == test_problems and ref["failed"] == 0
-    assert factory_run["asked"] > test_problems and factory_run["asked_again"] == 0  # the re-run asked nothing
+    asked = pl.read_parquet(data / "evals" / "default" / "reference-big.parquet")
+    assert set(asked["split"]) == {"val", "test"} and asked.n_unique(["problem_id", "variant"]) == asked.height
+    assert ref["new_requests"] == asked.height >= held.height and ref["failed"] == 0  # one per problem and context
+    assert factory_run["asked"] > held.height and factory_run["asked_again"] == 0  # the re-run asked nothing
     report = (data / "reports" / "default" / "report.md").read_text()
     assert "## H3.6: the best arm against zero-shot reference models" in report
     row = next(line for line in report.splitlines() if line.startswith("| reference:big | ") and "zero-shot" not in line)
     per_answer = row.split("|")[-2].strip()
     assert per_answer.startswith("$") and float(per_answer[1:]) > 0  # priced: gpt-4o-mini is in the price table
     assert "| H3.6 |" in report
+    rates = report.split("## Answers counted wrong")[1].split("\n## ")[0]  # per student: failed, truncated, ...
+    assert "| student | n | failed | truncated | ungradable | unanswered |" in rates and "| base |" in rates
     evals = pl.read_parquet(data / "evals" / "default" / "*.parquet")
     judged = evals.filter(pl.col("reasoning_judge").is_not_null())
     assert judged.height > 0 and set(judged["reasoning_judge"]) == {"openai/judge"}

@@ -105,3 +105,91 @@ def test_rows_that_finish_leave_the_batch_without_changing_the_others():
     for g, row in zip(ours, ref[:, enc["input_ids"].shape[1]:].tolist(), strict=True):
         kept, _ = cut(tok, row, stop_at_answer=False)
         assert g.text == tok.decode(kept, skip_special_tokens=True)
+
+
+# -- the stop rule on the real generation loop: a tiny Llama whose logits force a script --------------------
+from transformers import LlamaForCausalLM  # noqa: E402
+
+from students.generate import answer_done  # noqa: E402
+
+
+class ScriptedLlama(LlamaForCausalLM):
+    """The tiny Llama, with its logits forcing `script` (token ids) after a prompt of `prompt_len` tokens,
+    then eos: the real loop runs (prefill, cache, chunks, stopping criteria); only the token choice is forced."""
+    script: list[int] = []
+    prompt_len = 0
+
+    def forward(self, input_ids=None, **kwargs):
+        cache = kwargs.get("past_key_values") or kwargs.get("cache")
+        step = (cache.get_seq_length() if cache is not None else 0) + input_ids.shape[1] - self.prompt_len
+        out = super().forward(input_ids=input_ids, **kwargs)  # step: tokens generated before this position
+        token = self.script[step] if 0 <= step < len(self.script) else self.config.eos_token_id
+        forced = torch.full_like(out.logits[:, -1], -1e9)
+        forced[:, token] = 0.0
+        out.logits[:, -1] = forced
+        return out
+
+
+FISH = dict(problem_id="fish", split="test", question="Which animal is a fish?", choices=["shark", "cat", "eagle"],
+            answer="shark", answer_index=0, answer_type="multiple_choice", hint="", lecture="", solution="",
+            caption=None, image_sha=None)
+TAIL = " Then words that must never be generated."
+MISTAKE = ('A tempting but wrong attempt: "Eagles fly high. The answer is (C)."\nThis attempt is wrong: it gives (C), '
+           "which does not fit the facts above.\nSharks have gills, so the answer is (A).")
+THINKING = "<think>Maybe the answer is (C). Wait, sharks have gills.</think>\nThe answer is (A)."
+
+
+def evaluate_scripted(tiny_model: str, text: str, **evaluate) -> dict:
+    """The evals row of a student that writes `text` (forced), through evaluate_student -> generate."""
+    import polars as pl
+
+    from schemas.config import EvaluateConfig, VerifyConfig
+    from students.evaluate import Solver, evaluate_student
+    from tasks.prompts import user_message
+
+    tok = load_tokenizer(tiny_model)
+    model = ScriptedLlama.from_pretrained(tiny_model).eval()
+    model.script = tok(text, add_special_tokens=False)["input_ids"]
+    chat = [{"role": "user", "content": user_message(FISH, None, "plain")}]
+    model.prompt_len = len(tok.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"])
+    info = dict(run="r", student="mistakes-lora", arm="mistakes", method="lora", seed=0, eval_fingerprint="f")
+    cfg = EvaluateConfig(**{"max_new_tokens": 160, "batch_size": 1} | evaluate)
+    df = evaluate_student(Solver(model, tok), pl.DataFrame([FISH]), {}, "plain", info, cfg, 0, VerifyConfig())
+    return df.row(0, named=True)
+
+
+@pytest.mark.parametrize("text", [MISTAKE, THINKING], ids=["quoted wrong attempt", "tentative answer in think"])
+def test_generation_runs_past_a_quoted_or_thought_answer_to_the_committed_one(tiny_model, text):
+    row = evaluate_scripted(tiny_model, text + TAIL)
+    assert row["response"] == text  # stopped at the final answer sentence, not inside the quote or <think>
+    assert row["extracted"] == "A" and row["correct"] is True and row["finished"] is True
+    assert row["found_by"] == "marker"
+
+
+def test_the_stop_rule_still_ends_a_plain_answer_at_its_sentence(tiny_model):
+    row = evaluate_scripted(tiny_model, "Eagles fly. The answer is (C)." + TAIL)
+    assert row["response"] == "Eagles fly. The answer is (C)." and row["finished"] is True
+    assert row["extracted"] == "C" and row["correct"] is False
+
+
+def test_a_truncated_answer_is_recorded_and_counted_wrong(tiny_model):
+    tok = load_tokenizer(tiny_model)
+    text = "Sharks have gills. The answer is (A). Because they breathe water."
+    cut_at = len(tok("Sharks have gills. The answer is (A). Because", add_special_tokens=False)["input_ids"])
+    row = evaluate_scripted(tiny_model, text, max_new_tokens=cut_at, stop_at_answer=False)
+    assert row["generated_tokens"] == cut_at and row["finished"] is False
+    assert row["extracted"] == "A" and row["correct"] is False  # its answer reads right, but it was cut off
+
+
+@pytest.mark.parametrize("text, done", [
+    ("The answer is (B). ", True),
+    ('He wrote "The answer is (B). ', False),  # inside an open quote
+    ('He wrote "The answer is (B)." and ', False),  # a closed quote
+    ('He wrote "The answer is (B)." The answer is (A). ', True),
+    ("<think>The answer is (B). ", False),  # still thinking
+    ("<think>The answer is (B).</think> So", False),
+    ("<think>The answer is (B).</think> The answer is (A). ", True),
+    ("The answer is not (B). ", False),
+])
+def test_final_answer_done(text, done):
+    assert answer_done(text) is done

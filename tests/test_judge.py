@@ -23,9 +23,15 @@ def row(i: int, style: str = "cot", decoding: str = "greedy", index: int = 0) ->
                 eval_fingerprint="f")
 
 
-@pytest.mark.parametrize("reply, verdict", [("CORRECT", True), ("incorrect.", False), ("Yes, it is.", True),
-                                            ("No", False), ("I cannot tell", None)])
-def test_judge_verdict(reply, verdict):
+@pytest.mark.parametrize("reply, verdict", [
+    ("CORRECT", True), ("correct", True), ("**CORRECT**", True), ("CORRECT. Every step holds.", True),
+    ("INCORRECT", False), ("incorrect.", False), ("INCORRECT: step 2 divides by zero.", False),
+    ("Not correct.", None),  # read as CORRECT by the old parser
+    ("The reasoning is correct.", None), ("Yes, it is.", None), ("No", None), ("I cannot tell", None),
+    ("", None), ("asdf qwerty ###", None), ("CORRECTNESS: high", None),
+])
+def test_judge_reply_is_parsed_strictly(reply, verdict):
+    """Only a reply that opens with the word asked for counts; anything else is unparsed (None)."""
     assert judge_verdict(reply) is verdict
 
 

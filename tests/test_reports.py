@@ -20,7 +20,8 @@ def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy",
                              problem_id=[f"{split[0]}{i}" if split != "test" else f"p{i}" for i in range(n)],
                              split=[split] * n, prompt_style=[style] * n,
                              decoding=[decoding] * n, sample_index=[index] * n, response=["x"] * n, reasoning=[None] * n,
-                             extracted=["A"] * n, correct=correct, grader=["choice_index"] * n, prompt_tokens=[9] * n,
+                             extracted=["A"] * n, correct=correct, grader=["choice_index"] * n, found_by=["marker"] * n,
+                             finished=[True] * n, variant=[None] * n, prompt_tokens=[9] * n,
                              generated_tokens=[3] * n, latency_s=[0.5] * n, cost_usd=[0.0] * n,
                              reasoning_score=[None] * n, reasoning_correct=reasoning or [None] * n,
                              reasoning_judge=[None] * n, eval_fingerprint=["f"] * n), schema=SCHEMAS["evals"])
@@ -352,3 +353,30 @@ def test_grpo_sft_and_sft_then_grpo_side_by_side_per_arm_and_accuracy_by_source(
         assert by_source["scienceqa"]["accuracy"] == pytest.approx(sum(c[:12]) / 12)
     assert "## Training methods per arm" in text and "## Accuracy by source" in text
     assert "| student | mathvista | scienceqa (trained on) |" in text  # only scienceqa has training problems
+
+
+def test_h34_compares_both_sides_with_the_lecture_and_the_students_table_keeps_each_own_context(tmp_path):
+    """teacher_answer is evaluated without (its own) and with the lecture (H3.4's treatment's context): the
+    H3.4 row pairs the two arms both asked with the lecture and says so; accuracy per student stays on its own
+    prompt variant."""
+    lecture = evals("teacher_lecture-lora", "teacher_lecture", "lora", [True] * 20 + [False] * 20)
+    own = evals("teacher_answer-lora", "teacher_answer", "lora", [True] * 10 + [False] * 30)
+    with_lecture = evals("teacher_answer-lora", "teacher_answer", "lora", [True] * 20 + [False] * 20)
+    ev = pl.concat([lecture.with_columns(variant=pl.lit("lecture")), own.with_columns(variant=pl.lit("plain")),
+                    with_lecture.with_columns(variant=pl.lit("lecture"))])
+    text, summary = report(tmp_path, ev)
+    h34 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.4")
+    assert h34["context"] == "lecture" and h34["difference"] == 0.0 and h34["n"] == 40  # like with like
+    assert {s["student"]: s["accuracy"] for s in summary["students"]}["teacher_answer-lora"] == 0.25
+    assert "| H3.4 | **inconclusive** | lora | teacher_lecture | teacher_answer | the lecture | higher |" in text
+
+
+def test_each_arm_is_evaluated_under_the_contexts_its_hypotheses_need():
+    from schemas.config import FactoryConfig
+    from students.stages import BASE, eval_variants
+
+    cfg = FactoryConfig()
+    need = {arm: eval_variants(cfg, arm) for arm in [*cfg.arms.arms, BASE, "reference"]}
+    assert need["teacher_answer"] == ["plain", "lecture"]  # H3.4's control, asked as its treatment is too
+    assert need["teacher_lecture"] == need["mistakes"] == ["lecture"]
+    assert need["raw"] == need[BASE] == ["plain"] and need["reference"] == ["plain", "lecture"]

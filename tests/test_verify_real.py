@@ -85,3 +85,5 @@ def test_verify_audit_compares_the_graders_on_the_same_samples(tmp_path):
     assert rows["f2"]["math_verify"] is True and rows["m1"]["judge"] is None
     text = (data.table("reports") / "verify-audit" / "audit.md").read_text()
     assert "| rules | 3 | 100.0% | 0 |" in text and "## Disagreements" in text
+    assert [rows[k]["found_by"] for k in ("f1", "f2", "m1")] == ["closing_sentence", "boxed", "marker"]
+    assert "## How the rules found the answers" in text and "| boxed | 1 |" in text
