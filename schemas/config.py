@@ -284,7 +284,7 @@ class SelectConfig(Section):
         "shortest_correct", description="Which correct trace(s) to keep (see tasks/select.py).")
     max_tokens: int | None = Field(None, ge=1, description="length_capped: longest trace kept, in completion tokens.")
     finished_only: bool = Field(True, description="Keep only finished traces: not truncated, and committing to "
-                                "their answer by a marker rather than a fallback (counted as n_unfinished).")
+                                "an answer (found_by not none: a commitment, not a mention); the rest are counted as n_unfinished.")
 
 
 class ArmsConfig(Section):

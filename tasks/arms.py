@@ -107,7 +107,7 @@ def finished_samples(samples: pl.DataFrame, verdicts: pl.DataFrame, teacher: str
     """The teacher's samples with their verdicts: the finished ones (not truncated, answer committed
     to) unless `finished_only` is off (`select.finished_only`)."""
     own = samples.filter(pl.col("teacher") == teacher).join(
-        verdicts.select("sample_id", "correct", "extracted", "reason"), on="sample_id", how="inner")
+        verdicts.select("sample_id", "correct", "extracted", "found_by"), on="sample_id", how="inner")
     keep = [finished(r) or not finished_only for r in own.iter_rows(named=True)]
     return own.filter(pl.Series(keep, dtype=pl.Boolean))
 

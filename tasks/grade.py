@@ -176,7 +176,7 @@ def math_verify_agrees(text: str, golds: list[str]) -> bool:
 def grade(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
     """One item, inline and without a time limit: what `tasks.verify.grade_all` (the one grading entry
     point) runs per item. Multiple choice by option index; numbers with a tolerance; else free form.
-    (The defaults serve `arms.ensure_answer` until it stops grading.)"""
+    (The stages pass VerifyConfig's tolerances through grade_all; the defaults serve per-item tests.)"""
     if problem["answer_type"] == "multiple_choice":
         return grade_choice(response, problem)
     if problem["answer_type"] == "numeric":

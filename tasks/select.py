@@ -12,8 +12,8 @@ line, then one with a separate chain of thought; a trace that only states its an
 (B).") is kept only where no correct trace says more, and is counted by the arms stage.
 
 Only finished traces are kept (`finished_only`, default): not truncated (finish reason `length`) and
-with an answer found by a marker rather than a fallback (the last number or option letter that merely
-occurs). `n_unfinished` counts the samples of a group left out for it.
+with an answer the response commits to (`found_by` not `none`: no answer is read from a number or an
+option letter that merely occurs). `n_unfinished` counts the samples of a group left out for it.
 """
 
 import re
@@ -46,17 +46,15 @@ RECHECK = re.compile(r"\n\s*(?:Wait[,.!]|But wait|Hmm,? wait|Let me (?:double[- 
 COMMITTED = re.compile(r"(?:answer\s*(?:is|:)|\\boxed\{)", re.IGNORECASE)
 
 
-# How an answer was found (the verdict's reason, before any ':') that is a fallback, not a commitment.
-FALLBACKS = frozenset({"last_number", "last_option_letter", "no_option_found", "no_answer_found", "none"})
 # "The answer is (B).", "**Answer:** (B)", "So the final answer is 4"; or an option alone: "(C) grapes"
 ANSWER_LINE = re.compile(r"(?i:^[\W_]*(?:so,?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?answer\b)|"
                          r"^[\s*]*\(?[A-Z]\)\s*(?:\S+\s*){0,3}$")
 
 
 def finished(s: dict) -> bool:
-    """A sample (joined with its verdict) that ran to its end and committed to its answer."""
-    return (s.get("finish_reason") != "length" and s.get("reason") is not None
-            and s["reason"].split(":")[0] not in FALLBACKS)
+    """A sample (joined with its verdict) that ran to its end and committed to an answer (its verdict's
+    `found_by` is not `none`: the grader found a commitment, not a mention)."""
+    return s.get("finish_reason") != "length" and s.get("found_by") not in (None, "none")
 
 
 def answer_lines_only(text: str) -> bool:
@@ -133,7 +131,7 @@ def select_shard(policy: str, samples: pl.DataFrame, verdicts: pl.DataFrame, max
                  finished_only: bool) -> pl.DataFrame:
     """One row per kept trace; a group with none kept gets one row with a null sample_id. pass@k
     counts every sample; only finished ones (with `finished_only`) can be kept."""
-    joined = samples.join(verdicts.select("sample_id", "correct", "reason"), on="sample_id", how="left")
+    joined = samples.join(verdicts.select("sample_id", "correct", "found_by"), on="sample_id", how="left")
     rows = []
     for (problem_id, teacher, variant), g in joined.group_by("problem_id", "teacher", "variant", maintain_order=True):
         group = g.to_dicts()

@@ -31,10 +31,10 @@ GOOD = "First add the masses: 5 kg against 3 kg.\n\nThe right pan holds more.\nT
 BAD = "The left pan looks bigger.\nThe answer is (A)."
 
 
-def s(sid, pid, variant, index, content, correct, reasoning=None, finish="stop", reason="answer_is", tokens=9):
+def s(sid, pid, variant, index, content, correct, reasoning=None, finish="stop", found_by="marker", tokens=9):
     return dict(sample_id=sid, problem_id=pid, teacher=T, variant=variant, sample_index=index, content=content,
                 reasoning=reasoning, finish_reason=finish, completion_tokens=tokens, prompt_tokens=1, cost_usd=None,
-                correct=correct, extracted={True: "B", False: "A"}.get(correct), reason=reason)
+                correct=correct, extracted={True: "B", False: "A"}.get(correct), found_by=found_by)
 
 
 ROWS = [s("s1", "p1", "plain", 0, GOOD, True, reasoning="hidden thoughts"),
@@ -44,7 +44,7 @@ ROWS = [s("s1", "p1", "plain", 0, GOOD, True, reasoning="hidden thoughts"),
         s("s5", "p2", "lecture", 0, GOOD, True)]
 SAMPLES = pl.DataFrame([{k: r[k] for k in SCHEMAS["samples"] if k in r} for r in ROWS])
 VERDICTS = pl.DataFrame([dict(sample_id=r["sample_id"], correct=r["correct"], extracted=r["extracted"],
-                              reason=r["reason"]) for r in ROWS])
+                              found_by=r["found_by"]) for r in ROWS])
 SELECTED = pl.DataFrame([dict(problem_id=r["problem_id"], teacher=T, variant=r["variant"], sample_id=r["sample_id"],
                               reasoning=r["reasoning"], content=r["content"]) for r in ROWS if r["correct"]])
 

@@ -13,8 +13,8 @@ def select_shard(policy, samples, verdicts, max_tokens=None, finished_only=True)
     """select_shard on finished samples unless they say otherwise (finish reason, how the answer was found)."""
     if "finish_reason" not in samples.columns:
         samples = samples.with_columns(finish_reason=pl.lit("stop"))
-    if "reason" not in verdicts.columns:
-        verdicts = verdicts.with_columns(reason=pl.lit("answer_is"))
+    if "found_by" not in verdicts.columns:
+        verdicts = verdicts.with_columns(found_by=pl.lit("marker"))
     return select_finished(policy, samples, verdicts, max_tokens, finished_only)
 
 
@@ -84,14 +84,14 @@ def test_traces_without_token_counts_compare_by_length():
 
 
 def test_only_finished_traces_are_kept_unless_told_otherwise():
-    """A truncated trace and one whose answer is only the last number mentioned are not kept, and counted;
+    """A truncated trace and one that commits to no answer (a number that merely occurs) are not kept, and counted;
     pass@k still counts every sample."""
     samples = pl.DataFrame({"sample_id": ["cut", "fallback", "long"], "problem_id": ["p"] * 3, "teacher": ["t"] * 3,
                             "variant": ["plain"] * 3, "sample_index": [0, 1, 2], "completion_tokens": [1, 2, 50],
                             "content": ["The answer is", "so 12", "x" * 50], "reasoning": [None] * 3,
                             "finish_reason": ["length", "stop", "stop"]})
     verdicts = pl.DataFrame({"sample_id": ["cut", "fallback", "long"], "correct": [True, True, True],
-                             "reason": ["answer_is", "last_number", "answer_is"]})
+                             "found_by": ["marker", "none", "marker"]})
     row = select_shard("shortest_correct", samples, verdicts).row(0, named=True)
     assert row["sample_id"] == "long" and row["n_unfinished"] == 2 and row["pass_at_1"] == 1.0
     assert select_shard("shortest_correct", samples, verdicts, finished_only=False)["sample_id"].item() == "cut"
