@@ -124,7 +124,7 @@ def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_
     student = eval_frame(problems, said, info | dict(student="raw-lora", arm="raw", method="lora", seed=0), 1,
                          VerifyConfig())
     summary = analyse(ReportInputs(run="r", evals=pl.concat([student, ref_rows]), problems=pl.DataFrame(
-        schema=SCHEMAS["problems"])), ReportConfig(n_bootstrap=200))
+        schema=SCHEMAS["problems"])), ReportConfig())
     acc = {s["student"]: (s["accuracy"], s["n"]) for s in summary["students"]}
     assert acc["reference:flaky"] == (pytest.approx(0.7), 10) and acc["raw-lora"] == (1.0, 10)
     h36 = next(h for h in summary["hypotheses"] if h["hypothesis"] == "H3.6")
