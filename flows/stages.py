@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig, RunnerConfig
-from schemas.errors import InputError, StageFailed
+from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
 from tasks import stages
@@ -61,9 +61,12 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
     Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
     shard_task = task(run_shard, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
+    if INTERRUPT.is_set():  # Ctrl-C during an earlier stage of `run`: no further stage starts
+        raise interrupted()
 
     def mapped() -> list:
         futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(data_of(config)), items)
+        futures.wait()  # every shard ends before the backends close (one failing leaves the others running)
         return [f.result() for f in futures]
 
     if config.runner.kind == "threads":

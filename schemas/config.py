@@ -137,6 +137,8 @@ class EndpointConfig(Section):
     max_attempts: int = Field(6, ge=1, description="Attempts per request before its error is recorded.")
     backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt, with jitter.")
     backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay (a longer retry-after still wins).")
+    max_wait_s: float = Field(300.0, gt=0, description="Longest retry-after honoured; a server asking for longer (an "
+                              "exhausted quota) ends the stage, with what was received stored.")
     use_n: bool = Field(True, description="Ask for k paths in one request (`n` / candidate_count) where accepted.")
 
 

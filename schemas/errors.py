@@ -9,7 +9,9 @@ traceback and exits 1.
 
 import errno
 import json
+import signal
 import sqlite3
+import threading
 
 
 class InputError(ValueError):
@@ -18,6 +20,29 @@ class InputError(ValueError):
 
 class StageFailed(RuntimeError):
     """A stage ran and its work failed (e.g. every request to the teacher failed)."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: the stage stopped asking, kept what had arrived and ended (exit 128 + signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted ({signal.Signals(signum).name}): no further requests were sent")
+        self.signum = signum
+
+
+# The process's first Ctrl-C / SIGTERM (the CLI sets it): whatever asks a model starts no new request.
+INTERRUPT = threading.Event()
+_received: list[int] = []
+
+
+def interrupt(signum: int) -> None:
+    _received.append(signum)
+    INTERRUPT.set()
+
+
+def interrupted() -> Interrupted:
+    """The error a stage raises once INTERRUPT is set."""
+    return Interrupted(_received[0] if _received else signal.SIGINT)
 
 
 FILE_ERRORS = {errno.ENOENT: "no such file or directory", errno.EISDIR: "is a directory, not a file",
@@ -34,6 +59,8 @@ def explain(e: BaseException) -> tuple[str, int] | None:
         return str(e), 2
     if isinstance(e, StageFailed):
         return str(e), 2
+    if isinstance(e, Interrupted):
+        return str(e), 128 + e.signum
     if isinstance(e, ValidationError):
         return f"invalid configuration: {validation_line(e)}", 2
     if isinstance(e, OSError) and e.errno in FILE_ERRORS:

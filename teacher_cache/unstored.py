@@ -1,0 +1,79 @@
+"""When the cache cannot be written: why (in words a user acts on), and a side file for the answers
+received but not stored, which the next run that opens the cache imports (so they are never paid twice).
+
+The side file is `unstored-<pid>-<time>.jsonl` beside the cache, else in the system's temporary
+directory (the message names it: move it beside the cache for the next run to import it).
+"""
+
+import errno
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from schemas.errors import StageFailed
+from tasks.teachers import Completion
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DENIED = (errno.EACCES, errno.EPERM)
+LOW_FREE_BYTES = 64 << 20  # less free than this on the device: "the disk is full"
+
+
+class CacheUnwritable(StageFailed):
+    """The teacher cache cannot be written (full disk, read-only file system, permissions)."""
+
+
+def cause(path: Path, e: BaseException) -> str:
+    """Why writing `path` failed: full (or a size limit / quota), read-only, permission, else the error."""
+    code = getattr(e, "sqlite_errorname", "") or ""
+    err = getattr(e, "errno", None)
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return str(e)
+    free = st.f_bavail * st.f_frsize
+    if st.f_flag & os.ST_RDONLY or err == errno.EROFS:
+        return "the file system is read-only"
+    if err in DENIED or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "permission denied"
+    if "FULL" in code or err in FULL:
+        return (f"the disk is full ({free / 1e6:.1f} MB free)" if free < LOW_FREE_BYTES else
+                f"a file size limit or disk quota was reached ({free / 1e6:.0f} MB free on the disk)")
+    if "READONLY" in code:
+        return "the cache file is read-only"
+    return f"{type(e).__name__}: {e}"
+
+
+def unwritable(path: Path, e: BaseException) -> CacheUnwritable:
+    return CacheUnwritable(f"the teacher cache {path} cannot be written: {cause(path, e)}")
+
+
+def is_write_failure(e: BaseException) -> bool:
+    return isinstance(e, (CacheUnwritable, OSError, sqlite3.OperationalError))
+
+
+def save(cache: Path, items: list[tuple[str, str, int, Completion]]) -> Path | None:
+    """Writes (identity, request_key, sample_index, answer) rows to a side file; its path, or None
+    when no directory took it."""
+    text = "".join(json.dumps({"identity": i, "key": k, "index": n, "answer": asdict(c)}) + "\n" for i, k, n, c in items)
+    name = f"unstored-{os.getpid()}-{time.time_ns()}.jsonl"
+    for folder in (cache.parent, Path(tempfile.gettempdir())):
+        path = folder / name
+        try:
+            path.write_text(text)
+            return path
+        except OSError:
+            path.unlink(missing_ok=True)
+    return None
+
+
+def pending(cache: Path) -> list[Path]:
+    return sorted(cache.parent.glob("unstored-*.jsonl"))
+
+
+def load(path: Path) -> list[tuple[str, str, int, Completion]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["identity"], r["key"], r["index"], Completion(**r["answer"])) for r in rows]
