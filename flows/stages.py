@@ -67,7 +67,7 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
     def mapped() -> list:
         futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(data_of(config)), items)
         futures.wait()  # every shard ends before the backends close (one failing leaves the others running)
-        return [f.result() for f in futures]
+        return results_of(futures)
 
     if config.runner.kind == "threads":
         try:
@@ -75,6 +75,20 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
         finally:
             close_backends()
     return flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
+
+
+def results_of(futures) -> list:
+    """Every shard's result; when shards failed, the fullest of their errors (shards failing for one
+    cause, a full disk or Ctrl-C, say most in the one that met it first)."""
+    results, errors = [], []
+    for f in futures:
+        try:
+            results.append(f.result())
+        except Exception as e:  # noqa: BLE001  raised below, after the other shards'
+            errors.append(e)
+    if errors:
+        raise max(errors, key=lambda e: len(str(e)))
+    return results
 
 
 def cluster_runner(runner: RunnerConfig):

@@ -228,9 +228,8 @@ class CachedTeacher:
             if not unstored.is_write_failure(e):
                 raise
         side = unstored.save(self.store.path, [(self.identity, *k, a) for k, a in unsaved])
-        kept = (f"the {len(unsaved)} answers received but not stored are in {side}" +
-                ("" if side.parent == self.store.path.parent else f": move it to {self.store.path.parent}")
-                + " (the next run imports it)") if side else f"{len(unsaved)} answers received could not be kept"
+        kept = (f"the {len(unsaved)} answers received but not stored are kept in {side} (the next run imports them)"
+                if side else f"{len(unsaved)} answers received could not be kept anywhere")
         return unstored.CacheUnwritable(f"{error}; the engine stopped sending; {kept}; free space (or make it "
                                         "writable) and run the command again")
 

@@ -134,7 +134,7 @@ class CacheStore:
         """Claims the keys nobody else holds and no response answers; returns those now ours.
         Claims past their lease, or whose owner `alive` says is gone, are void."""
         now = time.time()
-        with self.lock, self.db:
+        with naming(self.path), self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")  # one claimant at a time, across processes
             self.db.execute("DELETE FROM claims WHERE expires_at < ?", (now,))
             owners = [o for (o,) in self.db.execute("SELECT DISTINCT owner FROM claims").fetchall()]

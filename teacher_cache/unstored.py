@@ -1,11 +1,12 @@
 """When the cache cannot be written: why (in words a user acts on), and a side file for the answers
 received but not stored, which the next run that opens the cache imports (so they are never paid twice).
 
-The side file is `unstored-<pid>-<time>.jsonl` beside the cache, else in the system's temporary
-directory (the message names it: move it beside the cache for the next run to import it).
+The side file is `unstored-<tag>-<pid>-<time>.jsonl` beside the cache, else (that disk is full) in
+the system's temporary directory, where the next run on the same cache path finds it by its tag.
 """
 
 import errno
+import hashlib
 import json
 import os
 import sqlite3
@@ -59,7 +60,7 @@ def save(cache: Path, items: list[tuple[str, str, int, Completion]]) -> Path | N
     """Writes (identity, request_key, sample_index, answer) rows to a side file; its path, or None
     when no directory took it."""
     text = "".join(json.dumps({"identity": i, "key": k, "index": n, "answer": asdict(c)}) + "\n" for i, k, n, c in items)
-    name = f"unstored-{os.getpid()}-{time.time_ns()}.jsonl"
+    name = f"unstored-{tag(cache)}-{os.getpid()}-{time.time_ns()}.jsonl"
     for folder in (cache.parent, Path(tempfile.gettempdir())):
         path = folder / name
         try:
@@ -70,8 +71,14 @@ def save(cache: Path, items: list[tuple[str, str, int, Completion]]) -> Path | N
     return None
 
 
+def tag(cache: Path) -> str:
+    return hashlib.sha256(str(cache.resolve()).encode()).hexdigest()[:12]
+
+
 def pending(cache: Path) -> list[Path]:
-    return sorted(cache.parent.glob("unstored-*.jsonl"))
+    """Side files for this cache: any beside it, and those in the temporary directory with its tag."""
+    return sorted(cache.parent.glob("unstored-*.jsonl")) + sorted(
+        Path(tempfile.gettempdir()).glob(f"unstored-{tag(cache)}-*.jsonl"))
 
 
 def load(path: Path) -> list[tuple[str, str, int, Completion]]:
