@@ -3,7 +3,9 @@ wire formats, so the production teacher backends are tested unchanged over real 
 
 Markers in the prompt script a problem's first attempt: `[429]` (rate limited, retry-after),
 `[500]`, `[503]`, `[malformed]` (a 200 with a broken JSON body), `[hang]` (no answer), `[slow]`,
-`[length]` (truncated answer); `[always500]` fails every attempt. Options refuse or ignore `n`.
+`[length]` (truncated answer), `[empty]` (a 200 with null content and no reasoning), `[emptyone]`
+(the second of the k paths empty); `[always500]` fails every attempt, `[alwaysempty]` answers
+every attempt empty. Options refuse or ignore `n`.
 The server counts every request and every successful (prompt, sample index), so a test can
 prove no successful request was repeated.
 
@@ -163,6 +165,11 @@ class FakeServer(LoopbackServer):
             self.headers.append(dict(request.headers))
             self.times.append(time.monotonic())
 
+    def empty(self, prompt: str, j: int) -> bool:
+        """Whether path j of this attempt's answer is scripted empty."""
+        first = self.attempts[prompt] == 1
+        return "[alwaysempty]" in prompt or first and ("[empty]" in prompt or "[emptyone]" in prompt and j == 1)
+
     def succeeded(self, prompt: str, indices: range) -> None:
         with self._lock:
             for i in indices:
@@ -205,6 +212,8 @@ class FakeServer(LoopbackServer):
         if finish == "length":
             answer = answer[: max(1, min(max_tokens, 5))]
         msg = {"role": "assistant", "content": answer}
+        if self.empty(prompt, j):
+            return {"index": j, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}
         if self.reasoning == "think":
             msg["content"] = f"<think>{reasoning}</think>\n{answer}"
         elif self.reasoning:  # reasoning (vLLM) or reasoning_content (DeepSeek)
@@ -383,6 +392,7 @@ class FakeServer(LoopbackServer):
             reasoning, answer = answer_for(content, start + j)
             finish = "MAX_TOKENS" if "[length]" in content else "STOP"
             out = ([{"text": reasoning, "thought": True}] if thinking else []) + [{"text": answer}]
+            out = [] if self.empty(content, j) else out
             candidates.append({"content": {"role": "model", "parts": out}, "finishReason": finish, "index": j})
         self.succeeded(content, range(start, start + n))
         usage = {"promptTokenCount": len(content) // 4, "candidatesTokenCount": 10 * n,
