@@ -75,11 +75,22 @@ def explain(e: BaseException) -> tuple[str, int] | None:
     return None
 
 
+MAX_SHOWN = 20  # validation errors named in the one line; the rest are counted
+
+
 def validation_line(e) -> str:
-    """A pydantic ValidationError as one line: `field.path: what is wrong` for each error."""
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    """A pydantic ValidationError as one line: `field.path: what is wrong` for each error (the first
+    MAX_SHOWN, then how many more)."""
+    errors = e.errors()
+    parts = [error_part(err) for err in errors[:MAX_SHOWN]]
+    more = f"; and {len(errors) - MAX_SHOWN} more errors" if len(errors) > MAX_SHOWN else ""
+    return "; ".join(parts) + more
+
+
+def error_part(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if err["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        msg += f" (YAML read {value!r} as a number: quote it, '{value}')"
+    return f"{loc}: {msg}" if loc else msg
