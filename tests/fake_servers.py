@@ -82,11 +82,13 @@ class FakeServer(LoopbackServer):
     def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
                  reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
                  thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False,
-                 status_all: int | None = None):
+                 status_all: int | None = None, n_error: tuple[int, str] = (400, "n is not supported by this "
+                                                                             "server; n must be 1")):
         self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
         self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
         self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
         self.status_all = status_all  # every request gets this status (401: a wrong API key)
+        self.n_error = n_error  # accept_n=False: the status and message refusing n > 1
         self.attempts: Counter = Counter()  # prompt -> requests received
         self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
         self.statuses: Counter = Counter()  # HTTP status -> count
@@ -193,7 +195,7 @@ class FakeServer(LoopbackServer):
 
         n = body.get("n", 1)
         if n > 1 and not self.accept_n:
-            return error(400, "n is not supported by this server; n must be 1")
+            return error(*self.n_error)
         if (scripted := await self.scripted_failure(content, error)) is not None:
             return scripted
         n = 1 if self.ignore_n else n

@@ -141,7 +141,8 @@ class RequestEngine:
             return
         except Refused as e:
             if e.feature in refused:  # refused again after dropping it: the backend cannot adapt
-                on_error(reqs, redact(str(e)))
+                hint = "; set endpoint.use_n: false" if e.feature == "n" else ""
+                on_error(reqs, redact(str(e)) + hint)
                 return
             if e.feature == "n":
                 self.use_n = False
