@@ -127,8 +127,9 @@ def on_signals(command: str, config: FactoryConfig, started: float) -> None:
               "those in flight (again: exit now)", file=sys.stderr, flush=True)
         threading.Thread(target=hard_stop, args=(command, config, started, signum), daemon=True).start()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
 
 
 def hard_stop(command: str, config: FactoryConfig, started: float, signum: int) -> None:
@@ -158,7 +159,8 @@ def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
     from flows.factory import distill, factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
 
-    prefect.utilities.engine._prefect_sigterm_handler = signal.getsignal(signal.SIGINT)  # see on_signals
+    if threading.current_thread() is threading.main_thread():
+        prefect.utilities.engine._prefect_sigterm_handler = signal.getsignal(signal.SIGINT)  # see on_signals
 
     if not args.debug:
         quiet_explained_tracebacks()

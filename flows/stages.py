@@ -122,7 +122,12 @@ def ingest_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     result = task(ingest, cache_policy=NO_CACHE)(config.ingest, data_of(config))
     get_run_logger().info("ingest: %d problems in %d shards; rejected %s", result.problems,
                           len(result.shards), dict(result.rejects) or "none")
-    return {"problems": result.problems, "rejects": dict(result.rejects), "shards": result.shards}
+    if result.removed:
+        get_run_logger().warning("ingest: fewer shards than before: removed %d files of the shards no longer "
+                                 "ingested (their answers stay in the teacher cache): %s", len(result.removed),
+                                 ", ".join(result.removed[:10]) + (" ..." if len(result.removed) > 10 else ""))
+    return {"problems": result.problems, "rejects": dict(result.rejects), "shards": result.shards,
+            "removed": result.removed}
 
 
 @flow(name="caption")
