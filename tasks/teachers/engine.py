@@ -115,15 +115,15 @@ class RequestEngine:
     async def _settle(self, tasks: list[asyncio.Task]) -> None:
         """Waits for every job; once stopped, only while a request is in flight and for at most GRACE_S,
         then cancels the rest (sleeping in a backoff, or not yet sent). A job's own error is raised."""
-        pending = set(tasks)
-        while pending and not self.stopped():
-            _, pending = await asyncio.wait(pending, timeout=POLL_S)
+        everything = asyncio.gather(*tasks, return_exceptions=True)  # one future to poll, however many jobs
+        while not everything.done() and not self.stopped():
+            await asyncio.wait({everything}, timeout=POLL_S)
         deadline = time.monotonic() + GRACE_S
-        while pending and any(self._inflight.values()) and time.monotonic() < deadline:
-            _, pending = await asyncio.wait(pending, timeout=POLL_S)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while not everything.done() and any(self._inflight.values()) and time.monotonic() < deadline:
+            await asyncio.wait({everything}, timeout=POLL_S)
+        for t in tasks:
+            t.cancel()  # a finished task ignores it
+        await asyncio.wait({everything})
         failed = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
         if failed:
             raise failed[0]
