@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import resource
 import sqlite3
 import tempfile
 import time
@@ -40,9 +41,14 @@ def cause(path: Path, e: BaseException) -> str:
         return "the file system is read-only"
     if err in DENIED or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return "permission denied"
-    if "FULL" in code or err in FULL:
-        return (f"the disk is full ({free / 1e6:.1f} MB free)" if free < LOW_FREE_BYTES else
-                f"a file size limit or disk quota was reached ({free / 1e6:.0f} MB free on the disk)")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if "FULL" in code or "IOERR" in code or err in FULL:  # SQLite reports a size limit's EFBIG as an I/O error
+        if free < LOW_FREE_BYTES:
+            return f"the disk is full ({free / 1e6:.1f} MB free)"
+        if limit != resource.RLIM_INFINITY:
+            return f"a file size limit was reached ({limit} bytes, `ulimit -f`)"
+        return (f"a disk quota was reached ({free / 1e6:.0f} MB free on the disk)" if "FULL" in code or err in FULL
+                else f"a disk I/O error ({free / 1e6:.0f} MB free on the disk): {e}")
     if "READONLY" in code:
         return "the cache file is read-only"
     return f"{type(e).__name__}: {e}"

@@ -66,11 +66,12 @@ def stored(data: DataDir) -> int:
 
 
 @contextlib.contextmanager
-def small_disk(tmp: Path):
-    """(a directory, the preexec_fn a child needs): a tmpfs where mounting works, else a file size limit."""
+def small_disk(tmp: Path, kind: str):
+    """(a directory, the preexec_fn a child needs): a small tmpfs (where mounting works), or a file size limit."""
     mnt = tmp / "disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if kind == "size_limit" or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                                              capture_output=True).returncode:
         def limited():
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (160_000, 160_000))  # the WAL grows ~16 KB a commit
@@ -91,8 +92,9 @@ def fill(mnt: Path, leave: int) -> Path:
     return filler
 
 
-def test_a_full_disk_stops_spending_and_the_rerun_pays_nothing_twice(tmp_path, env):
-    with FakeServer("openai", latency=0.2) as server, small_disk(tmp_path) as (mnt, preexec):
+@pytest.mark.parametrize("kind", ["tmpfs", "size_limit"])
+def test_a_full_disk_stops_spending_and_the_rerun_pays_nothing_twice(tmp_path, env, kind):
+    with FakeServer("openai", latency=0.2) as server, small_disk(tmp_path, kind) as (mnt, preexec):
         data, cfg, total = prepared(mnt, server.url)
         CacheStore(data.teacher_cache).db.close()  # created while there is room: its first writes then fail
         filler = fill(mnt, 150_000) if preexec is None else None
