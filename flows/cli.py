@@ -13,13 +13,15 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from schemas.config import SOURCE_NAMES, FactoryConfig
-from schemas.errors import INTERRUPT, explain, interrupt, interrupted, validation_line
+from schemas.errors import INTERRUPT, Interrupt, explain, interrupt, interrupted, validation_line
 from schemas.paths import DataDir
 
 HARD_STOP_S = 10.0  # after the first Ctrl-C, a stage that does not end by itself (training) is ended
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     on_signals(args.command, config, started)
+    stop_file = Path(tempfile.gettempdir()) / f"distillery-stop-{os.getpid()}-{time.time_ns()}"
+    os.environ[Interrupt.ENV] = str(stop_file)  # the workers of a local dask / ray cluster look there
     try:
         with temporary_server():  # before prefect is imported: its settings are read once, on import
             return run_command(args, config)
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         line, code = explained
         print(f"distillery {args.command}: {line}", file=sys.stderr)
         return code
+    finally:
+        stop_file.unlink(missing_ok=True)
 
 
 def on_signals(command: str, config: FactoryConfig, started: float) -> None:

@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import quiet_explained_tracebacks
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig, RunnerConfig
@@ -60,7 +61,7 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
     """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
     Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
-    shard_task = task(run_shard, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
+    shard_task = task(run_shard_here, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
     if INTERRUPT.is_set():  # Ctrl-C during an earlier stage of `run`: no further stage starts
         raise interrupted()
 
@@ -75,6 +76,15 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
         finally:
             close_backends()
     return flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
+
+
+def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str):
+    """`run_shard` in the process that runs the task: a dask or ray worker's console, like the CLI's,
+    shows an error the CLI explains in one line without its traceback (Prefect sets its handlers up
+    anew in a worker)."""
+    if cfg.runner.kind != "threads":
+        quiet_explained_tracebacks()
+    return run_shard(name, cfg, data, item)
 
 
 def results_of(futures) -> list:
@@ -98,7 +108,7 @@ def cluster_runner(runner: RunnerConfig):
 
         return DaskTaskRunner(address=runner.address) if runner.address else DaskTaskRunner(
             cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
-                            "dashboard_address": None})
+                            "dashboard_address": None, "preload": ["flows.dask_worker"]})
     from prefect_ray import RayTaskRunner
 
     return RayTaskRunner(address=runner.address) if runner.address else RayTaskRunner(

@@ -7,11 +7,14 @@ cache errors users meet, into one line and exit code 2; anything else is a bug, 
 traceback and exits 1.
 """
 
+import contextlib
 import errno
 import json
+import os
 import signal
 import sqlite3
 import threading
+from pathlib import Path
 
 
 class InputError(ValueError):
@@ -30,19 +33,45 @@ class Interrupted(RuntimeError):
         self.signum = signum
 
 
-# The process's first Ctrl-C / SIGTERM (the CLI sets it): whatever asks a model starts no new request.
-INTERRUPT = threading.Event()
-_received: list[int] = []
+class Interrupt:
+    """The first Ctrl-C / SIGTERM the CLI received: whatever asks a model starts no new request.
+    Seen by the dask / ray workers of a local cluster too: the CLI names a stop file in
+    DISTILLERY_STOP_FILE (workers inherit its environment) and creates it on the signal."""
+
+    ENV = "DISTILLERY_STOP_FILE"
+
+    def __init__(self):
+        self._event, self.signum = threading.Event(), int(signal.SIGINT)
+
+    def set(self, signum: int) -> None:
+        self.signum = int(signum)
+        self._event.set()
+        if path := os.environ.get(self.ENV):
+            with contextlib.suppress(OSError):
+                Path(path).write_text(str(self.signum))
+
+    def is_set(self) -> bool:
+        if self._event.is_set():
+            return True
+        path = os.environ.get(self.ENV)
+        if not path or not os.path.exists(path):
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            self.signum = int(Path(path).read_text() or signal.SIGINT)
+        self._event.set()
+        return True
+
+
+INTERRUPT = Interrupt()
 
 
 def interrupt(signum: int) -> None:
-    _received.append(signum)
-    INTERRUPT.set()
+    INTERRUPT.set(signum)
 
 
 def interrupted() -> Interrupted:
     """The error a stage raises once INTERRUPT is set."""
-    return Interrupted(_received[0] if _received else signal.SIGINT)
+    return Interrupted(INTERRUPT.signum)
 
 
 FILE_ERRORS = {errno.ENOENT: "no such file or directory", errno.EISDIR: "is a directory, not a file",
