@@ -176,34 +176,32 @@ class CachedTeacher:
         key_of = {id(r): k for r, k in zip(requests, keys, strict=True)}
         lock, unsaved, failure = threading.Lock(), [], []
 
+        def stored(write) -> bool:
+            """Runs a cache write (under `lock`); one that fails stops the engine. False: not written."""
+            if failure:
+                return False
+            try:
+                write()
+                return True
+            except Exception as e:
+                if not unstored.is_write_failure(e):
+                    raise
+                failure.append(e)
+                self.engine.stop(e)
+                return False
+
         def on_done(reqs: list[Request], answers: list[Completion]) -> None:
             with lock:
-                batch = [key_of[id(r)] for r in reqs]
-                if failure:
-                    unsaved.extend(zip(batch, answers, strict=True))
-                else:
-                    try:
-                        self.store.put_many(self.identity, [(*k, a) for k, a in zip(batch, answers, strict=True)])
-                    except Exception as e:
-                        if not unstored.is_write_failure(e):
-                            raise
-                        failure.append(e)
-                        self.engine.stop(e)
-                        unsaved.extend(zip(batch, answers, strict=True))
-                done.update(zip(batch, answers, strict=True))
+                got = list(zip([key_of[id(r)] for r in reqs], answers, strict=True))
+                if not stored(lambda: self.store.put_many(self.identity, [(*k, a) for k, a in got])):
+                    unsaved.extend(got)
+                done.update(got)
                 stats.add(answers, self.price)
                 self._show(bar, len(reqs), stats)
 
         def on_error(reqs: list[Request], error: str) -> None:
-            with lock:
-                try:  # with the cache unwritable, a failure is not recorded: the next run retries it
-                    for r in reqs if not failure else []:
-                        self.store.put_error(self.identity, *key_of[id(r)], error)
-                except Exception as e:
-                    if not unstored.is_write_failure(e):
-                        raise
-                    failure.append(e)
-                    self.engine.stop(e)
+            with lock:  # with the cache unwritable, a failure is not recorded: the next run retries it
+                stored(lambda: [self.store.put_error(self.identity, *key_of[id(r)], error) for r in reqs])
                 stats.failed += len(reqs)
                 stats.errors[error] += len(reqs)
                 self._show(bar, len(reqs), stats)
