@@ -239,6 +239,8 @@ class CachedTeacher:
         pending = dict(zip(keys, requests, strict=True))
         submitted: Counter = Counter()  # key -> batches it went into in this call
         while pending:
+            if INTERRUPT.is_set():  # submitted batches are in the store: the next run polls them
+                raise interrupted()
             waiting = self.store.batches_of(list(pending))
             queued = {k for ks in waiting.values() for k in ks}
             new = [k for k in pending if k not in queued]
