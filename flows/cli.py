@@ -10,13 +10,21 @@
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from schemas.config import SOURCE_NAMES, FactoryConfig
-from schemas.errors import explain, validation_line
+from schemas.errors import INTERRUPT, Interrupt, explain, interrupt, interrupted, validation_line
+from schemas.paths import DataDir
 
+HARD_STOP_S = 10.0  # after the first Ctrl-C, a stage that does not end by itself (training) is ended
 STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
 
 
@@ -84,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from flows.server import ServerError, drain_prefect, temporary_server
 
+    started = time.time()
+    on_signals(args.command, config, started)
+    stop_file = Path(tempfile.gettempdir()) / f"distillery-stop-{os.getpid()}-{time.time_ns()}"
+    os.environ[Interrupt.ENV] = str(stop_file)  # the workers of a local dask / ray cluster look there
     try:
         with temporary_server():  # before prefect is imported: its settings are read once, on import
             return run_command(args, config)
@@ -91,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distillery: {e}", file=sys.stderr)
         return 1
     except Exception as e:
+        if INTERRUPT.is_set():  # whatever the stage ended with: the interrupt is what happened
+            print(f"distillery {args.command}: {interrupted_line(config, started)}", file=sys.stderr)
+            return 128 + interrupted().signum
         explained = explain(e)
         if explained is None or args.debug:
             raise
@@ -98,11 +113,60 @@ def main(argv: list[str] | None = None) -> int:
         line, code = explained
         print(f"distillery {args.command}: {line}", file=sys.stderr)
         return code
+    finally:
+        stop_file.unlink(missing_ok=True)
+
+
+def on_signals(command: str, config: FactoryConfig, started: float) -> None:
+    """The first Ctrl-C or SIGTERM stops every model request from starting (those in flight get a
+    few seconds and their answers are stored), and the stage ends with one line; a second exits
+    at once. Prefect's flow engine installs its own SIGTERM handler (it raises in the main thread):
+    it is pointed at ours, so SIGTERM ends a run as Ctrl-C does."""
+
+    def handler(signum, frame):
+        if INTERRUPT.is_set():
+            print(f"distillery {command}: {signal.Signals(signum).name} again: exiting now; "
+                  f"{interrupted_line(config, started)}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        interrupt(signum)
+        print(f"distillery {command}: {signal.Signals(signum).name}: no new requests; waiting a few seconds for "
+              "those in flight (again: exit now)", file=sys.stderr, flush=True)
+        threading.Thread(target=hard_stop, args=(command, config, started, signum), daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def hard_stop(command: str, config: FactoryConfig, started: float, signum: int) -> None:
+    time.sleep(HARD_STOP_S)
+    print(f"distillery {command}: still running {HARD_STOP_S:g} s after {signal.Signals(signum).name}: exiting now; "
+          f"{interrupted_line(config, started)}", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def interrupted_line(config: FactoryConfig, started: float) -> str:
+    """What an interrupted command kept, and how to go on."""
+    from teacher_cache import CacheStore
+
+    path = DataDir(config.data_dir).teacher_cache
+    try:
+        stored = CacheStore(path).count_since(started) if path.exists() else 0
+    except Exception:  # noqa: BLE001  the line is still worth printing without the count
+        stored = None
+    kept = f"{stored} answers received in this run are" if stored is not None else "every answer received is"
+    return (f"interrupted: no further requests were sent; {kept} stored in the teacher cache ({path}); "
+            "run the same command again to continue (it asks only for what is missing)")
 
 
 def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
+    import prefect.utilities.engine
+
     from flows.factory import distill, factory  # imported late: prefect is slow to import
     from flows.stages import STAGES
+
+    if threading.current_thread() is threading.main_thread():
+        prefect.utilities.engine._prefect_sigterm_handler = signal.getsignal(signal.SIGINT)  # see on_signals
 
     if not args.debug:
         quiet_explained_tracebacks()

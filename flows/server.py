@@ -59,8 +59,9 @@ def start(log: Path) -> tuple[subprocess.Popen, str]:
     args = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
     with open(log, "wb") as out:
+        # A session of its own: a terminal's Ctrl-C reaches the CLI, which stops the server when done.
         proc = subprocess.Popen(args, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}/api"
 
 

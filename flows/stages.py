@@ -11,10 +11,11 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import quiet_explained_tracebacks
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig, RunnerConfig
-from schemas.errors import InputError, StageFailed
+from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
 from tasks import stages
@@ -60,11 +61,14 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
     """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
     Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
-    shard_task = task(run_shard, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
+    shard_task = task(run_shard_here, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
+    if INTERRUPT.is_set():  # Ctrl-C during an earlier stage of `run`: no further stage starts
+        raise interrupted()
 
     def mapped() -> list:
         futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(data_of(config)), items)
-        return [f.result() for f in futures]
+        futures.wait()  # every shard ends before the backends close (one failing leaves the others running)
+        return results_of(futures)
 
     if config.runner.kind == "threads":
         try:
@@ -74,6 +78,29 @@ def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
     return flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
 
 
+def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str):
+    """`run_shard` in the process that runs the task: a dask or ray worker's console, like the CLI's,
+    shows an error the CLI explains in one line without its traceback (Prefect sets its handlers up
+    anew in a worker)."""
+    if cfg.runner.kind != "threads":
+        quiet_explained_tracebacks()
+    return run_shard(name, cfg, data, item)
+
+
+def results_of(futures) -> list:
+    """Every shard's result; when shards failed, the fullest of their errors (shards failing for one
+    cause, a full disk or Ctrl-C, say most in the one that met it first)."""
+    results, errors = [], []
+    for f in futures:
+        try:
+            results.append(f.result())
+        except Exception as e:  # noqa: BLE001  raised below, after the other shards'
+            errors.append(e)
+    if errors:
+        raise max(errors, key=lambda e: len(str(e)))
+    return results
+
+
 def cluster_runner(runner: RunnerConfig):
     """prefect-dask's or prefect-ray's task runner: a local cluster of `workers` processes, or `address`."""
     if runner.kind == "dask":
@@ -81,7 +108,7 @@ def cluster_runner(runner: RunnerConfig):
 
         return DaskTaskRunner(address=runner.address) if runner.address else DaskTaskRunner(
             cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
-                            "dashboard_address": None})
+                            "dashboard_address": None, "preload": ["flows.dask_worker"]})
     from prefect_ray import RayTaskRunner
 
     return RayTaskRunner(address=runner.address) if runner.address else RayTaskRunner(
@@ -105,7 +132,12 @@ def ingest_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     result = task(ingest, cache_policy=NO_CACHE)(config.ingest, data_of(config))
     get_run_logger().info("ingest: %d problems in %d shards; rejected %s", result.problems,
                           len(result.shards), dict(result.rejects) or "none")
-    return {"problems": result.problems, "rejects": dict(result.rejects), "shards": result.shards}
+    if result.removed:
+        get_run_logger().warning("ingest: fewer shards than before: removed %d files of the shards no longer "
+                                 "ingested (their answers stay in the teacher cache): %s", len(result.removed),
+                                 ", ".join(result.removed[:10]) + (" ..." if len(result.removed) > 10 else ""))
+    return {"problems": result.problems, "rejects": dict(result.rejects), "shards": result.shards,
+            "removed": result.removed}
 
 
 @flow(name="caption")

@@ -4,12 +4,13 @@ It is the parameter of every Prefect flow (so the UI renders it as a form) and l
 YAML; unknown keys are errors so a typo never silently falls back to a default.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from schemas.experiment import ARM_NAMES
 
@@ -28,6 +29,38 @@ def safe_name(value: str) -> str:
 
 
 SafeName = Annotated[str, AfterValidator(safe_name)]
+
+
+def unique(values: list) -> list:
+    """A list setting names each value once (a repeat would double rows and n silently)."""
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{twice!r} is listed twice: name each value once")
+    return values
+
+
+def expanded_path(value: str) -> str:
+    """`~` and $VARIABLES expanded, once, here; an empty path or an unset variable is an error."""
+    if not value.strip():
+        raise ValueError("an empty path: name a directory or file (e.g. data)")
+    out = os.path.expandvars(os.path.expanduser(value))
+    if unset := re.search(r"\$\{?(\w+)", out):
+        raise ValueError(f"{value!r} names the environment variable {unset.group(1)}, which is not set")
+    return out
+
+
+def with_scheme(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL: write it with its scheme, e.g. http://{url.split('://')[-1]}")
+    return url
+
+
+def default_source(value):
+    """An ingest section without `source` is the built-in generator's (the embedded default)."""
+    return {"source": "synthetic"} | value if isinstance(value, dict) and "source" not in value else value
+
+
+PathSetting = Annotated[str, AfterValidator(expanded_path)]
 
 
 class Section(BaseModel):
@@ -58,7 +91,7 @@ class SyntheticIngest(IngestBase):
 
 class ScienceQAIngest(IngestBase):
     source: Literal["scienceqa"] = Field("scienceqa", description="Problem source: ScienceQA.")
-    path: str | None = Field(
+    path: PathSetting | None = Field(
         None, description="A directory in the original release layout, a dataset saved with "
         "`datasets.save_to_disk`, or a Hugging Face hub id (default derek-thomas/ScienceQA).")
 
@@ -99,7 +132,7 @@ class DatasetIngest(IngestBase):
     source: Literal["hf", "files", "mathvista", "aokvqa", "clevr_cogent", "sat", "cvbench"] = Field(
         description="`hf` / `files` with a column mapping, or a preset: mathvista, aokvqa, clevr_cogent, sat, "
         "cvbench (tasks/sources/presets.py lists their columns and splits).")
-    path: str | None = Field(
+    path: PathSetting | None = Field(
         None, description="A hub id, a save_to_disk directory, a data file or a directory of them; mathvista also "
         "reads its GitHub release layout (a directory with data/testmini.json). Presets default to their hub id.")
     name: str | None = Field(None, description="The hub dataset's config (subset), e.g. 2D for CV-Bench.")
@@ -107,19 +140,20 @@ class DatasetIngest(IngestBase):
     splits: dict[str, Split] = Field({}, description="The dataset's split names mapped to ours (train / val / test), "
                                      "over the preset's (e.g. {validation: test}).")
     split: Split | None = Field(None, description="The split of rows whose split nothing else names.")
-    images_dir: str | None = Field(None, description="Where relative image paths point (default: the data file's "
+    images_dir: PathSetting | None = Field(None, description="Where relative image paths point (default: the data file's "
                                    "folder).")
     ocr: bool = Field(True, description="mathvista release layout: append the OCR'd text to the Bard caption.")
 
 
-IngestConfig = Annotated[SyntheticIngest | ScienceQAIngest | DatasetIngest, Field(discriminator="source")]
+IngestConfig = Annotated[SyntheticIngest | ScienceQAIngest | DatasetIngest, Field(discriminator="source"),
+                         BeforeValidator(default_source)]
 SOURCE_NAMES = ("synthetic", "scienceqa", "hf", "files", "mathvista", "aokvqa", "clevr_cogent", "sat", "cvbench")
 
 
 class EndpointConfig(Section):
     """Where a remote backend lives and how hard the factory may push it."""
 
-    base_urls: list[str] = Field(
+    base_urls: Annotated[list[Annotated[str, AfterValidator(with_scheme)]], AfterValidator(unique)] = Field(
         [], description="API base URLs; several (vLLM replicas) share the load. Empty: the provider's default."
     )
     api_key_env: str | None = Field(
@@ -137,6 +171,8 @@ class EndpointConfig(Section):
     max_attempts: int = Field(6, ge=1, description="Attempts per request before its error is recorded.")
     backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt, with jitter.")
     backoff_max_s: float = Field(60.0, gt=0, description="Longest retry delay (a longer retry-after still wins).")
+    max_wait_s: float = Field(300.0, gt=0, description="Longest retry-after honoured; a server asking for longer (an "
+                              "exhausted quota) ends the stage, with what was received stored.")
     use_n: bool = Field(True, description="Ask for k paths in one request (`n` / candidate_count) where accepted.")
 
 
@@ -219,8 +255,8 @@ class SampleConfig(Section):
         "(students/RUN/NAME in the data directory).",
     )
     k: int = Field(2, ge=1, description="Sampled reasoning paths per problem and prompt variant.")
-    variants: list[Variant] = Field(["plain", "lecture"], min_length=1, description="Prompt variants to sample.")
-    splits: list[Split] = Field(["train"], min_length=1, description="Splits whose problems the teacher solves.")
+    variants: Annotated[list[Variant], AfterValidator(unique)] = Field(["plain", "lecture"], min_length=1, description="Prompt variants to sample.")
+    splits: Annotated[list[Split], AfterValidator(unique)] = Field(["train"], min_length=1, description="Splits whose problems the teacher solves.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature (0: greedy, then k paths are alike).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: smallest token set with this much "
                          "probability.")
@@ -288,7 +324,7 @@ class SelectConfig(Section):
 
 
 class ArmsConfig(Section):
-    arms: list[Arm] = Field(list(ARM_NAMES), description="Student training sets to build (and train); each is "
+    arms: Annotated[list[Arm], AfterValidator(unique)] = Field(list(ARM_NAMES), description="Student training sets to build (and train); each is "
                             "declared in schemas/experiment.py.")
     teacher: str | None = Field(
         None, description="Teacher whose selected traces the arms use: a cache identity such as `openai/gpt-4o` "
@@ -367,7 +403,7 @@ class TrainConfig(Section):
         "causal_lm", description="`causal_lm`: a text model that reads the image's caption; `vlm`: an "
         "image-text-to-text model (Qwen2-VL, SmolVLM / Idefics3, PaliGemma, LLaVA) that is shown the image.")
     captions: bool = Field(False, description="vlm: also put the image's caption in the prompt.")
-    methods: list[Literal["lora", "prompt_tuning", "grpo", "lora+grpo"]] = Field(
+    methods: Annotated[list[Literal["lora", "prompt_tuning", "grpo", "lora+grpo"]], AfterValidator(unique)] = Field(
         ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
         "`prompt_tuning` (a trained soft prompt), `grpo` (reinforcement learning with the verifier's verdict as "
         "reward, starting from train.init), `lora+grpo` (GRPO starting from the same arm's `lora` adapter).")
@@ -381,7 +417,7 @@ class TrainConfig(Section):
     lora: LoraConfig = Field(LoraConfig(), description="`lora` method settings.")
     prompt_tuning: PromptTuningConfig = Field(PromptTuningConfig(), description="`prompt_tuning` method settings.")
     grpo: GrpoConfig = Field(GrpoConfig(), description="`grpo` and `lora+grpo` method settings.")
-    seeds: list[int] = Field([0], min_length=1, description="Training seeds: every arm and method is trained once "
+    seeds: Annotated[list[int], AfterValidator(unique)] = Field([0], min_length=1, description="Training seeds: every arm and method is trained once "
                              "per seed (the report shows mean and sd across seeds).")
 
     @model_validator(mode="after")
@@ -403,7 +439,7 @@ class EvaluateConfig(Section):
     sources: list[str] = Field([], description="Sources whose problems on those splits are scored (default: every "
                                "ingested source). Ingest a source the arms do not train on to score students out of "
                                "distribution; the report breaks accuracy down by source.")
-    prompts: list[Literal["cot", "direct"]] = Field(
+    prompts: Annotated[list[Literal["cot", "direct"]], AfterValidator(unique)] = Field(
         ["cot"], min_length=1, description="Evaluation prompts: `cot` (think step by step, then the answer) and "
         "`direct` (the answer alone). With both, the report compares chain-of-thought and direct answering.")
     max_new_tokens: int = Field(128, ge=1, description="Longest student answer, in tokens.")
@@ -482,8 +518,8 @@ class RunnerConfig(Section):
 class FactoryConfig(Section):
     run: SafeName = Field("default", description="Run name: trained students go "
                      "to students/RUN and the report to reports/RUN in the data directory.")
-    data_dir: str = Field(
-        "data", description="Root of the data directory. A relative path is taken from the working directory of the "
+    data_dir: PathSetting = Field(
+        "data", description="Root of the data directory (`~` and $VARIABLES are expanded). A relative path is taken from the working directory of the "
         "process that runs the flow: where `distillery` was started or, for a deployment, where `prefect deploy` ran.")
     ingest: IngestConfig = Field(SyntheticIngest(), description="Where the problems come from.")
     caption: CaptionConfig = Field(CaptionConfig(), description="How images are described for text-only teachers.")
@@ -548,7 +584,13 @@ class FactoryConfig(Section):
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently),
+    and reads booleans and integers as YAML 1.2 does: only true / false are booleans (`k: yes` is the
+    string "yes", an error where a number belongs) and 010 is ten (YAML 1.1 read it as octal 8)."""
+
+    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers
+                                       if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -558,3 +600,15 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def yaml12_int(loader: yaml.SafeLoader, node) -> int:
+    value = loader.construct_scalar(node)
+    return int(value, 0) if re.match(r"^[-+]?0[xo]", value) else int(value, 10)
+
+
+UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                      list("tTfF"))
+UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                      list("-+0123456789"))
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", yaml12_int)

@@ -16,6 +16,7 @@ from schemas.config import IngestConfig
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from tasks import fingerprints
 from tasks.readers import clean_text
 from tasks.sources import Record, Reject
 from tasks.sources.mapped import MappedSource
@@ -31,11 +32,15 @@ MAPPED = lambda cfg: MappedSource(cfg.source, cfg.path, cfg.columns.model_dump()
 SPLITS = ("train", "val", "test")
 
 
+DERIVED = ("captions", "samples", "verdicts", "selected", "rejects")  # tables with a file per problems shard
+
+
 @dataclass
 class IngestResult:
     problems: int = 0
     rejects: Counter = field(default_factory=Counter)  # reason -> count
     shards: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # files of shards an earlier, larger ingest left
 
 
 def stable_id(*parts: str) -> str:
@@ -150,6 +155,18 @@ def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
     return write_ingested(data, source.name, rows, rejects, cfg.shard_size)
 
 
+def remove_derived(data: DataDir, shard: str) -> list[str]:
+    """The captions, samples, verdicts, selections and rejects of a shard no longer ingested (the
+    teacher's answers stay in its cache: ingesting the problems again costs nothing)."""
+    removed = []
+    for table in DERIVED:
+        for f in sorted(data.table(table).glob(f"*/{shard}.parquet")):
+            f.unlink()
+            fingerprints.forget(f)
+            removed.append(str(f.relative_to(data.root)))
+    return removed
+
+
 def write_ingested(data: DataDir, source: str, rows: list[dict], rejects: list[dict], shard_size: int) -> IngestResult:
     """Shards of `shard_size` problems; shards left from an earlier, larger ingest are removed."""
     result = IngestResult(problems=len(rows), rejects=Counter(r["reason"] for r in rejects))
@@ -158,8 +175,9 @@ def write_ingested(data: DataDir, source: str, rows: list[dict], rejects: list[d
         name = f"{source}-{start // shard_size:05d}"
         write_table(pl.DataFrame(rows[start:start + shard_size]), out / f"{name}.parquet", "problems")
         result.shards.append(name)
-    for stale in set(p.stem for p in out.glob("*.parquet")) - set(result.shards):
+    for stale in sorted(set(p.stem for p in out.glob("*.parquet")) - set(result.shards)):
         (out / f"{stale}.parquet").unlink()
+        result.removed += remove_derived(data, f"{source}/{stale}")
     write_table(pl.DataFrame(rejects, schema=["stage", "source", "source_id", "reason", "detail"]),
                 data.table("rejects") / f"ingest-{source}.parquet", "rejects")
     return result

@@ -22,7 +22,7 @@ def existing_file(path: str | Path) -> Path:
 def read_text(path: str | Path) -> str:
     path = existing_file(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a leading BOM (Windows editors) is not part of the text
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 text file (byte {e.start} cannot be decoded; a binary file?)") from None
 

@@ -5,6 +5,8 @@ teacher is asked in batches; a remote one through the request engine, and each a
 committed to the cache the moment it arrives, so a crash loses only the requests in flight.
 """
 
+import contextlib
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 
 from schemas.atomic import owner, owner_alive
 from schemas.config import ModelPrice
+from schemas.errors import INTERRUPT, interrupted
 from tasks.progress import Progress
 from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
 from tasks.teachers.prices import cost_usd
+from teacher_cache import unstored
 from teacher_cache.store import CacheStore
 
 OWNER = owner()  # who holds a claim: this process
@@ -101,7 +105,8 @@ class CachedTeacher:
             with self._claims:
                 for i in todo:
                     self._inflight.pop(keys[i]).set()
-            self.store.release([keys[i] for i in todo], OWNER)
+            with contextlib.suppress(sqlite3.Error):  # a cache that cannot be written: the claims die with us
+                self.store.release([keys[i] for i in todo], OWNER)
         for event in theirs.values():
             event.wait()
         done.update(self.store.get_many(list(theirs)))
@@ -137,7 +142,8 @@ class CachedTeacher:
 
         def renew():
             while not stop.wait(LEASE_S / 3):
-                self.store.renew(keys, OWNER, LEASE_S)
+                with contextlib.suppress(sqlite3.Error):  # unwritable: the stage is ending with that error
+                    self.store.renew(keys, OWNER, LEASE_S)
 
         thread = threading.Thread(target=renew, daemon=True)
         if keys:
@@ -149,6 +155,8 @@ class CachedTeacher:
 
     def _ask_local(self, requests, keys, done, stats, bar) -> None:
         for batch in local_batches(requests, self.teacher.batch_size):
+            if INTERRUPT.is_set():  # Ctrl-C: the batches done are stored; the next run asks the rest
+                raise interrupted()
             batch_reqs, batch_keys = [requests[i] for i in batch], [keys[i] for i in batch]
             try:
                 answers = self.teacher.complete(batch_reqs)
@@ -162,23 +170,66 @@ class CachedTeacher:
             self._show(bar, len(batch), stats)
 
     def _ask_remote(self, requests, keys, done, stats, bar) -> None:
+        """Through the request engine; each answer stored as it arrives. A failed write stops the
+        engine before its next request: what still arrives is kept in memory and stored at the end,
+        else in a side file the next run imports. A stopped engine ends the call with its reason."""
         key_of = {id(r): k for r, k in zip(requests, keys, strict=True)}
-        lock = threading.Lock()
+        lock, unsaved, failure = threading.Lock(), [], []
+
+        def stored(write) -> bool:
+            """Runs a cache write (under `lock`); one that fails stops the engine. False: not written."""
+            if failure:
+                return False
+            try:
+                write()
+                return True
+            except Exception as e:
+                if not unstored.is_write_failure(e):
+                    raise
+                failure.append(e)
+                self.engine.stop(e)
+                return False
 
         def on_done(reqs: list[Request], answers: list[Completion]) -> None:
             with lock:
-                self._keep([key_of[id(r)] for r in reqs], answers, done, stats)
+                got = list(zip([key_of[id(r)] for r in reqs], answers, strict=True))
+                if not stored(lambda: self.store.put_many(self.identity, [(*k, a) for k, a in got])):
+                    unsaved.extend(got)
+                done.update(got)
+                stats.add(answers, self.price)
                 self._show(bar, len(reqs), stats)
 
         def on_error(reqs: list[Request], error: str) -> None:
-            with lock:
-                for r in reqs:
-                    self.store.put_error(self.identity, *key_of[id(r)], error)
+            with lock:  # with the cache unwritable, a failure is not recorded: the next run retries it
+                stored(lambda: [self.store.put_error(self.identity, *key_of[id(r)], error) for r in reqs])
                 stats.failed += len(reqs)
                 stats.errors[error] += len(reqs)
                 self._show(bar, len(reqs), stats)
 
         self.engine.run(requests, on_done, on_error)
+        if failure:
+            raise self._unsaved_error(unsaved, failure[0])
+        if self.engine.stopped():
+            raise self.engine.stopped()
+
+    def _unsaved_error(self, unsaved: list, first: Exception) -> unstored.CacheUnwritable:
+        """Stores what arrived after the failed write (a second try), else writes a side file; the
+        error names the cache, the cause and where the answers are."""
+        error = first if isinstance(first, unstored.CacheUnwritable) else unstored.unwritable(self.store.path, first)
+        if not unsaved:
+            return error
+        try:
+            self.store.put_many(self.identity, [(*k, a) for k, a in unsaved])
+            return unstored.CacheUnwritable(f"{error}; the engine stopped sending; the {len(unsaved)} answers "
+                                            "received were stored on a second try")
+        except Exception as e:  # noqa: BLE001  still failing: a side file keeps them
+            if not unstored.is_write_failure(e):
+                raise
+        side = unstored.save(self.store.path, [(self.identity, *k, a) for k, a in unsaved])
+        kept = (f"the {len(unsaved)} answers received but not stored are kept in {side} (the next run imports them)"
+                if side else f"{len(unsaved)} answers received could not be kept anywhere")
+        return unstored.CacheUnwritable(f"{error}; the engine stopped sending; {kept}; free space (or make it "
+                                        "writable) and run the command again")
 
     def _ask_batch(self, requests, keys, done, stats, bar) -> None:
         """Through the batch API: batches already submitted for these keys (by a run that died)
@@ -188,6 +239,8 @@ class CachedTeacher:
         pending = dict(zip(keys, requests, strict=True))
         submitted: Counter = Counter()  # key -> batches it went into in this call
         while pending:
+            if INTERRUPT.is_set():  # submitted batches are in the store: the next run polls them
+                raise interrupted()
             waiting = self.store.batches_of(list(pending))
             queued = {k for ks in waiting.values() for k in ks}
             new = [k for k in pending if k not in queued]

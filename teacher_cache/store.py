@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.teachers import Completion
+from teacher_cache import unstored
+
+WRITE_FAILURES = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -37,10 +40,12 @@ FIELDS = ("content", "reasoning", "finish_reason", "prompt_tokens", "completion_
 @contextmanager
 def naming(path: Path):
     """SQLite's errors ("disk I/O error", "database or disk is full", "file is not a database")
-    with the cache file they are about."""
+    with the cache file they are about; a failed write says why (full, read-only, permission)."""
     try:
         yield
     except sqlite3.DatabaseError as e:
+        if (getattr(e, "sqlite_errorname", "") or "").startswith(WRITE_FAILURES):
+            raise unstored.unwritable(path, e) from e
         if str(path) in str(e):
             raise
         raise type(e)(f"{path}: {e}") from e
@@ -49,13 +54,28 @@ def naming(path: Path):
 class CacheStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise unstored.unwritable(self.path, e) from e
         with naming(self.path):
             self.db = sqlite3.connect(path, check_same_thread=False, timeout=60)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process, without an fsync each
             self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
+        self.import_unstored()
+
+    def import_unstored(self) -> int:
+        """Stores the answers an earlier run received but could not store (its side files); how many."""
+        n = 0
+        for side in unstored.pending(self.path):
+            rows = unstored.load(side)
+            for identity in {r[0] for r in rows}:
+                self.put_many(identity, [(k, i, c) for who, k, i, c in rows if who == identity])
+            side.unlink()
+            n += len(rows)
+        return n
 
     def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Completion]:
         found = {}
@@ -114,7 +134,7 @@ class CacheStore:
         """Claims the keys nobody else holds and no response answers; returns those now ours.
         Claims past their lease, or whose owner `alive` says is gone, are void."""
         now = time.time()
-        with self.lock, self.db:
+        with naming(self.path), self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")  # one claimant at a time, across processes
             self.db.execute("DELETE FROM claims WHERE expires_at < ?", (now,))
             owners = [o for (o,) in self.db.execute("SELECT DISTINCT owner FROM claims").fetchall()]
@@ -177,6 +197,11 @@ class CacheStore:
     def count(self) -> int:
         with self.lock:
             return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def count_since(self, since: float) -> int:
+        """Responses stored at or after `since` (a time.time())."""
+        with self.lock:
+            return self.db.execute("SELECT COUNT(*) FROM responses WHERE created_at >= ?", (since,)).fetchone()[0]
 
     def errors(self, identity: str | None = None) -> dict[tuple[str, int], str]:
         """Recorded failures (request_key, sample_index) -> error, for one teacher or all."""

@@ -3,7 +3,9 @@ wire formats, so the production teacher backends are tested unchanged over real 
 
 Markers in the prompt script a problem's first attempt: `[429]` (rate limited, retry-after),
 `[500]`, `[503]`, `[malformed]` (a 200 with a broken JSON body), `[hang]` (no answer), `[slow]`,
-`[length]` (truncated answer); `[always500]` fails every attempt. Options refuse or ignore `n`.
+`[length]` (truncated answer), `[empty]` (a 200 with null content and no reasoning), `[emptyone]`
+(the second of the k paths empty); `[always500]` fails every attempt, `[alwaysempty]` answers
+every attempt empty. Options refuse or ignore `n`.
 The server counts every request and every successful (prompt, sample index), so a test can
 prove no successful request was repeated.
 
@@ -80,11 +82,13 @@ class FakeServer(LoopbackServer):
     def __init__(self, kind: str = "openai", *, accept_n: bool = True, ignore_n: bool = False,
                  reasoning: str = "reasoning", latency: float = 0.0, hang_s: float = 30.0,
                  thoughts_refused: bool = False, retry_after: float = 0.2, port: int = 0, fail_all: bool = False,
-                 status_all: int | None = None):
+                 status_all: int | None = None, n_error: tuple[int, str] = (400, "n is not supported by this "
+                                                                             "server; n must be 1")):
         self.kind, self.accept_n, self.ignore_n, self.reasoning = kind, accept_n, ignore_n, reasoning
         self.latency, self.hang_s, self.thoughts_refused, self.retry_after = latency, hang_s, thoughts_refused, retry_after
         self.port, self.fail_all = port, fail_all  # fail_all: every request gets a 500
         self.status_all = status_all  # every request gets this status (401: a wrong API key)
+        self.n_error = n_error  # accept_n=False: the status and message refusing n > 1
         self.attempts: Counter = Counter()  # prompt -> requests received
         self.successes: Counter = Counter()  # (prompt, sample index) -> successful answers sent
         self.statuses: Counter = Counter()  # HTTP status -> count
@@ -163,6 +167,11 @@ class FakeServer(LoopbackServer):
             self.headers.append(dict(request.headers))
             self.times.append(time.monotonic())
 
+    def empty(self, prompt: str, j: int) -> bool:
+        """Whether path j of this attempt's answer is scripted empty."""
+        first = self.attempts[prompt] == 1
+        return "[alwaysempty]" in prompt or first and ("[empty]" in prompt or "[emptyone]" in prompt and j == 1)
+
     def succeeded(self, prompt: str, indices: range) -> None:
         with self._lock:
             for i in indices:
@@ -186,7 +195,7 @@ class FakeServer(LoopbackServer):
 
         n = body.get("n", 1)
         if n > 1 and not self.accept_n:
-            return error(400, "n is not supported by this server; n must be 1")
+            return error(*self.n_error)
         if (scripted := await self.scripted_failure(content, error)) is not None:
             return scripted
         n = 1 if self.ignore_n else n
@@ -205,6 +214,8 @@ class FakeServer(LoopbackServer):
         if finish == "length":
             answer = answer[: max(1, min(max_tokens, 5))]
         msg = {"role": "assistant", "content": answer}
+        if self.empty(prompt, j):
+            return {"index": j, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}
         if self.reasoning == "think":
             msg["content"] = f"<think>{reasoning}</think>\n{answer}"
         elif self.reasoning:  # reasoning (vLLM) or reasoning_content (DeepSeek)
@@ -383,6 +394,7 @@ class FakeServer(LoopbackServer):
             reasoning, answer = answer_for(content, start + j)
             finish = "MAX_TOKENS" if "[length]" in content else "STOP"
             out = ([{"text": reasoning, "thought": True}] if thinking else []) + [{"text": answer}]
+            out = [] if self.empty(content, j) else out
             candidates.append({"content": {"role": "model", "parts": out}, "finishReason": finish, "index": j})
         self.succeeded(content, range(start, start + n))
         usage = {"promptTokenCount": len(content) // 4, "candidatesTokenCount": 10 * n,

@@ -129,4 +129,7 @@ class MappedSource:
             if split is None:
                 yield Reject(source_id, "unknown_split", "no split for this row (set `split` or `splits`)")
                 continue
-            yield to_record(m, source_id, split, root)
+            try:
+                yield to_record(m, source_id, split, root)
+            except (ValueError, TypeError, OverflowError) as e:  # a value of a shape no check foresaw: this row only
+                yield Reject(source_id, "malformed_row", f"{type(e).__name__}: {e}"[:300])

@@ -10,6 +10,7 @@ image, question, choices, answer, hint, task, grade, subject, topic, category, s
 """
 
 import io
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tasks.readers import read_json
 from tasks.sources import Record, Reject
 
 HUB_ID = "derek-thomas/ScienceQA"
+TEXTS = ("hint", "lecture", "solution", "subject", "topic", "category", "grade")
 HF_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
 
 
@@ -34,6 +36,9 @@ def to_record(source_id: str, split: str, row: Mapping[str, Any], image: bytes |
         return Reject(source_id, "malformed_row", f"answer is {answer!r}, expected an option index")
     if not 0 <= answer < len(choices):
         return Reject(source_id, "answer_index_out_of_range", f"answer {answer} with {len(choices)} choices")
+    wrong = next((k for k in TEXTS if row.get(k) is not None and not isinstance(row.get(k), str | int | float)), None)
+    if wrong:  # a struct or a list where text belongs: never its repr as the text
+        return Reject(source_id, "bad_shape", f"{wrong} is {type(row[wrong]).__name__}, expected text")
     text = lambda key: str(row.get(key) or "")  # noqa: E731  (None and missing both become "")
     return Record(
         source_id=source_id, split=split, question=row["question"], choices=choices,
@@ -65,41 +70,64 @@ class ScienceQADirectory:
                 return {k: v for k, v in data.items() if isinstance(v, str)}
         return {}
 
-    def splits(self, problems: dict) -> dict[str, str]:
+    def splits(self, problems: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """pid -> split, and the pids that pid_splits.json lists in more than one split (-> those splits)."""
         f = self.qa / "pid_splits.json"
         if not f.exists():
-            return {pid: str(p.get("split", "")) for pid, p in problems.items() if isinstance(p, dict)}
+            return {pid: str(p.get("split", "")) for pid, p in problems.items() if isinstance(p, dict)}, {}
         pid_splits = read_json(f)
         if not isinstance(pid_splits, dict) or not all(isinstance(v, list) for v in pid_splits.values()):
             raise InputError(f"{f}: expected {{split: [pid, ...]}}")
-        return {str(pid): split for split in ("train", "val", "test") for pid in pid_splits.get(split, [])}
+        listed: dict[str, list[str]] = {}
+        for split in ("train", "val", "test"):
+            for pid in dict.fromkeys(str(p) for p in pid_splits.get(split, [])):
+                listed.setdefault(pid, []).append(split)
+        return {pid: s[0] for pid, s in listed.items()}, {pid: s for pid, s in listed.items() if len(s) > 1}
 
-    def image(self, pid: str, split: str, name: str | None) -> bytes | None:
+    def image(self, pid: str, split: str, name) -> tuple[bytes | None, Reject | None]:
+        """The row's image, or why it cannot be read (the caller keeps the row when a caption stands in)."""
         if not name:
-            return None
+            return None, None
+        if not isinstance(name, str):
+            return None, Reject(pid, "bad_shape", f"image is {type(name).__name__}, expected a file name")
         for f in (self.qa / "images" / split / pid / name, self.root / "images" / split / pid / name):
-            if f.exists():
-                return f.read_bytes()
-        return None  # images are optional in this layout; the caption stands in for them
+            if f.is_file():
+                try:
+                    return f.read_bytes(), None
+                except OSError as e:
+                    return None, Reject(pid, "image_unreadable", f"{f}: {e.strerror or e}")
+            if os.path.lexists(f):  # a directory, a broken link or a link loop
+                why = "a directory" if f.is_dir() else "a broken or looping link"
+                return None, Reject(pid, "image_unreadable", f"{f} is {why}, not an image file")
+        return None, Reject(pid, "image_missing", f"image {name} not found under images/{split}/{pid}/")
 
     def records(self) -> Iterator[Record | Reject]:
         problems = read_json(self.qa / "problems.json")
         if not isinstance(problems, dict):
             raise InputError(f"{self.qa / 'problems.json'}: expected {{pid: problem}}, got {type(problems).__name__}")
-        captions, splits = self.captions(), self.splits(problems)
+        captions, (splits, conflicts) = self.captions(), self.splits(problems)
         listed = (self.qa / "pid_splits.json").exists()
         for pid in sorted(set(splits) - set(problems)):  # the split file names a problem the release lacks
             yield Reject(pid, "missing_problem", f"listed in pid_splits.json ({splits[pid]}) but not in problems.json")
         for pid, row in problems.items():
-            if not isinstance(row, dict):
-                yield Reject(pid, "malformed_row", f"expected an object, got {type(row).__name__}")
-                continue
-            if listed and pid not in splits and not row.get("split"):
-                yield Reject(pid, "unknown_split", "in problems.json but in no split of pid_splits.json")
-                continue
-            split = splits.get(pid, str(row.get("split", "")))
-            image = self.image(pid, split, row.get("image"))
-            yield to_record(pid, split, row, image, captions.get(pid))
+            try:
+                yield self.record(pid, row, splits, conflicts, listed, captions.get(pid))
+            except (ValueError, TypeError, OverflowError) as e:  # a value of a shape no check foresaw: this row only
+                yield Reject(pid, "malformed_row", f"{type(e).__name__}: {e}"[:300])
+
+    def record(self, pid: str, row, splits: dict, conflicts: dict, listed: bool, caption) -> Record | Reject:
+        if not isinstance(row, dict):
+            return Reject(pid, "malformed_row", f"expected an object, got {type(row).__name__}")
+        if pid in conflicts:
+            return Reject(pid, "split_conflict", f"pid_splits.json lists it in {' and '.join(conflicts[pid])}")
+        if listed and pid not in splits and not row.get("split"):
+            return Reject(pid, "unknown_split", "in problems.json but in no split of pid_splits.json")
+        split = splits.get(pid, str(row.get("split", "")))
+        image, unreadable = self.image(pid, split, row.get("image"))
+        caption = caption if isinstance(caption, str) else None
+        if unreadable and not caption:  # nothing a teacher could see: never sent
+            return unreadable
+        return to_record(pid, split, row, image, caption)
 
 
 class ScienceQAHF:

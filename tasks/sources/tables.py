@@ -14,6 +14,8 @@ A row whose image is missing or unreadable keeps its caption, or is rejected wit
 
 import io
 import json
+import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +73,10 @@ def norm(s: str) -> str:
 
 
 def answer_of(choices: list[str], answer: Any, index: Any) -> tuple[int | None, str | None]:
-    """(option index, why not) for a multiple-choice row."""
+    """(option index, why not) for a multiple-choice row (a number `index` is finite: shape_reject saw to that)."""
     if isinstance(index, int | float) and not isinstance(index, bool):
+        if index != int(index):
+            return None, f"answer_index {index} is not a whole number"
         i = int(index)
         return (i, None) if 0 <= i < len(choices) else (None, f"answer_index {i} with {len(choices)} choices")
     a = text(answer)
@@ -87,8 +91,8 @@ def answer_of(choices: list[str], answer: Any, index: Any) -> tuple[int | None, 
     return None, f"answer {a!r} is neither an option nor an option letter"
 
 
-def image_bytes(value: Any, root: Path | None) -> tuple[bytes | None, str | None]:
-    """(encoded image, why there is none) from any of the forms datasets and files use."""
+def image_bytes(value: Any, root: Path | None) -> tuple[bytes | None, tuple[str, str] | None]:
+    """(encoded image, (reason, why) there is none) from any of the forms datasets and files use."""
     if isinstance(value, list | tuple):
         value = next((v for v in value if v is not None), None)
     if value is None:
@@ -102,14 +106,23 @@ def image_bytes(value: Any, root: Path | None) -> tuple[bytes | None, str | None
         if not value:
             return None, None
     if isinstance(value, str):
-        candidates = [Path(value)] if Path(value).is_absolute() else [(root or Path(".")) / value]
-        found = next((p for p in candidates if p.is_file()), None)
-        return (found.read_bytes(), None) if found else (None, f"image file {value} not found")
+        return image_file(Path(value) if Path(value).is_absolute() else (root or Path(".")) / value)
     if hasattr(value, "save"):  # a PIL image, as datasets decodes it
         buf = io.BytesIO()
         value.save(buf, format="PNG")
         return buf.getvalue(), None
-    return None, f"image of type {type(value).__name__}"
+    return None, ("image_unreadable", f"image of type {type(value).__name__}")
+
+
+def image_file(path: Path) -> tuple[bytes | None, tuple[str, str] | None]:
+    if path.is_file():
+        try:
+            return path.read_bytes(), None
+        except OSError as e:
+            return None, ("image_unreadable", f"image file {path}: {e.strerror or e}")
+    if os.path.lexists(path):  # a directory, a broken link or a link loop
+        return None, ("image_unreadable", f"image {path} is {'a directory' if path.is_dir() else 'a broken or looping link'}")
+    return None, ("image_missing", f"image file {path} not found")
 
 
 def is_number(s: str) -> bool:
@@ -122,23 +135,57 @@ def is_number(s: str) -> bool:
 
 @dataclass
 class Mapped:
-    """One dataset row, already mapped to problem fields (each None when the row has none)."""
+    """One dataset row, already mapped to problem fields (each None when the row has none), and the
+    column each field came from."""
 
     fields: dict[str, Any]
+    columns: dict[str, str | None]
 
     def __getitem__(self, key: str) -> Any:
         return self.fields.get(key)
+
+    def named(self, field: str) -> str:
+        column = self.columns.get(field)
+        return field if not column or column == field else f"{field} (column {column})"
+
+
+LISTS = ("choices", "aliases", "skills")  # a list, or one string
+
+
+def shape_reject(m: Mapped, source_id: str) -> Reject | None:
+    """A struct where text or a list belongs, a list of structs, or a non-number where a number does."""
+    for f in FIELDS:
+        v = m[f]
+        if f == "image" or v is None:
+            continue
+        if isinstance(v, dict) or (f in LISTS and isinstance(v, list | tuple) and
+                                   any(isinstance(x, dict | list | tuple) for x in v)):
+            return Reject(source_id, "bad_shape", f"{m.named(f)} is a {type(v).__name__} "
+                          f"({str(v)[:80]}), expected {'a list of strings' if f in LISTS else 'text'}")
+        if (f == "precision" and not finite_number(v)) or (f == "answer_index" and isinstance(v, float)
+                                                            and not math.isfinite(v)):
+            return Reject(source_id, "bad_value", f"{m.named(f)} is {v!r}, expected a number")
+    return None
+
+
+def finite_number(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def to_record(m: Mapped, source_id: str, split: str, root: Path | None) -> Record | Reject:
     question = m["question"]
     if not isinstance(question, str):
         return Reject(source_id, "malformed_row", f"question is {type(question).__name__}")
+    if bad := shape_reject(m, source_id):
+        return bad
     choices = strings(m["choices"])
     caption = text(m["caption"]) or None
     image, missing = image_bytes(m["image"], root)
     if missing and not caption:
-        return Reject(source_id, "image_missing", missing)
+        return Reject(source_id, *missing)
     common = dict(source_id=source_id, split=split, question=question, hint=text(m["hint"]),
                   lecture=text(m["lecture"]), solution=text(m["solution"]), caption=caption, image=image,
                   subject=text(m["subject"]), topic=text(m["topic"]), category=text(m["category"]),
@@ -154,6 +201,8 @@ def to_record(m: Mapped, source_id: str, split: str, root: Path | None) -> Recor
     declared = text(m["answer_type"]).lower()
     numeric = declared in NUMERIC_TYPES or (declared in ("", "numeric") and is_number(answer))
     precision = m["precision"]
+    if precision is not None and (float(precision) != int(float(precision)) or float(precision) < 0):
+        return Reject(source_id, "bad_value", f"{m.named('precision')} is {precision!r}, expected a whole number of decimals")
     aliases = sorted({a for a in strings(m["aliases"]) if a.strip() and norm(a) != norm(answer)})
     return Record(**common, answer=answer, answer_type="numeric" if numeric else "free_form",
                   precision=None if precision is None else int(float(precision)), aliases=aliases)
@@ -161,7 +210,7 @@ def to_record(m: Mapped, source_id: str, split: str, root: Path | None) -> Recor
 
 def mapped(row: dict, columns: dict[str, str | None], fix: Callable[[dict, dict], dict] | None) -> Mapped:
     fields = {f: pick(row, columns.get(f)) for f in FIELDS}
-    return Mapped(fix(row, fields) if fix else fields)
+    return Mapped(fix(row, fields) if fix else fields, columns)
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -31,6 +31,15 @@ OPENAI_URL = "https://api.openai.com/v1"
 # Parameters an endpoint may reject, and how its error names them.
 FEATURES = {"n": r"(?<![\w.-])[`'\"]?n[`'\"]?(?![\w-])", "max_tokens": r"max_tokens",
             "temperature": r"temperature", "top_p": r"top_p", "seed": r"seed"}
+# How servers say, in their own words, that they will not give k choices: recognised whatever the
+# status (llama.cpp answers 500 at times), so the engine falls back to k seeded requests.
+N_REFUSALS = {
+    "only one completion choice is allowed": "llama.cpp server",
+    "n must be 1 when using greedy sampling": "vLLM, temperature 0",
+    "n must be 1": "vLLM and others",
+    "multiple completions are not supported": "servers without n",
+    "'n' is not supported": "OpenAI reasoning models",
+}
 
 
 class OpenAITeacher:
@@ -120,6 +129,8 @@ def error_message(raw: bytes) -> str:
 
 def classify_status(status: int, message: str, headers, refused: set[str] | None = None) -> Exception:
     """An error status as the engine's: Transient (retry), Refused (adapt) or HTTPError (give up)."""
+    if any(wording in message.lower() for wording in N_REFUSALS):
+        return Refused("n", message)
     if status in (408, 409, 429) or status >= 500:
         return Transient(f"HTTP {status}: {message}", retry_after(headers))
     feature = refused_feature(message, FEATURES) if status in (400, 422) else None
