@@ -164,7 +164,10 @@ def h36(s: dict) -> list[str]:
              "answering are in device-seconds, and in dollars only with report.device_hour_usd; API answers at their "
              "prices. Seconds per answer: a reference's per request, a local student's batch time shared out (the two "
              "are stated, not equated). n/a: unknown or not applicable, never 0. Correct answers per 1,000 generated "
-             "tokens compares inference efficiency.", "", *table(
+             "tokens compares inference efficiency. The H3.6 verdict in the hypotheses table tests accuracy (the best "
+             "student against each reference on the same problems, the references asked with the best arm's test-time "
+             f"context: {context(rows[0]) if rows else 'none'}); this table shows each model under its own prompt "
+             "variant, and efficiency beside it without a verdict.", "", *table(
                  ["model", "accuracy", "n", "teacher data (tokens)", "teacher data ($)", "training (device-s)",
                   "training ($)", "device", "tokens per answer", "correct per 1k answer tokens", "seconds per answer",
                   "$ in all (teacher + training + n answers)", "accuracy points per $", "$ per answer"],

@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 from reports.analysis import primary
 from reports.stats import paired_interval, wilson
-from students.choose import splits
+from students.choose import asked_in, splits
 from tasks.select import pass_at_k
 
 OVERLAP = "overlap with the reference solution (ROUGE-L)"
@@ -36,8 +36,8 @@ def grid(df: pl.DataFrame, index: str, column: str, confidence: float) -> list[d
 
 
 def reported(evals: pl.DataFrame) -> pl.DataFrame:
-    """Greedy answers of every prompt style on the reported split."""
-    return evals.filter((pl.col("decoding") == "greedy") & (pl.col("split") == splits(evals)[0]))
+    """Greedy answers of every prompt style on the reported split, under each model's own prompt variant."""
+    return asked_in(evals).filter((pl.col("decoding") == "greedy") & (pl.col("split") == splits(evals)[0]))
 
 
 def cot_vs_direct(evals: pl.DataFrame, confidence: float) -> list[dict]:
@@ -74,8 +74,8 @@ def mean_interval(values: list[float], confidence: float) -> tuple[float, float]
 def pass_at_k_table(evals: pl.DataFrame, confidence: float) -> list[dict]:
     """Mean unbiased pass@j over problems for j = 1..k, per student, from its sampled answers on the
     reported split, each with a normal interval over problems and n; greedy accuracy beside."""
-    sampled = evals.filter((pl.col("decoding") == "sampled") & pl.col("correct").is_not_null()
-                           & (pl.col("split") == splits(evals)[0]))
+    sampled = asked_in(evals).filter((pl.col("decoding") == "sampled") & pl.col("correct").is_not_null()
+                                     & (pl.col("split") == splits(evals)[0]))
     if sampled.is_empty():
         return []
     per = sampled.group_by("student", "problem_id").agg(pl.len().alias("n"), pl.col("correct").sum().alias("c"))

@@ -1,6 +1,7 @@
 """Choosing a student on val, so that test is used once, for the final numbers: H3.6's best arm,
 method and seed, and each `distill` round's teacher. Accuracy is that of the greedy answers to the
-chain-of-thought prompt (else the first prompt style), over the problems whose gold can be judged.
+chain-of-thought prompt (else the first prompt style) under each model's own prompt variant, over the
+problems whose gold can be judged.
 """
 
 import polars as pl
@@ -25,12 +26,17 @@ def greedy(evals: pl.DataFrame, variant: str | None = None) -> pl.DataFrame:
     """The answers accuracy is reported and chosen on: greedy, chain-of-thought prompt (else the first
     style), under each model's own prompt variant, or under `variant` for every model (a hypothesis asks
     both sides with the same test-time context)."""
-    answers = evals.filter(pl.col("decoding") == "greedy")
+    answers = asked_in(evals, variant).filter(pl.col("decoding") == "greedy")
     styles = answers["prompt_style"].unique().to_list()
     style = "cot" if "cot" in styles or not styles else sorted(styles)[0]
+    return answers.filter(pl.col("prompt_style") == style)
+
+
+def asked_in(evals: pl.DataFrame, variant: str | None = None) -> pl.DataFrame:
+    """The answers given under each model's own prompt variant (or under `variant` for every model); rows
+    without a variant (older evals) count as asked in it."""
     own = pl.col("arm").replace_strict({a: spec.prompt_variant for a, spec in ARM.items()}, default="plain")
-    asked = pl.col("variant").is_null() | (pl.col("variant") == (own if variant is None else pl.lit(variant)))
-    return answers.filter((pl.col("prompt_style") == style) & asked)
+    return evals.filter(pl.col("variant").is_null() | (pl.col("variant") == (own if variant is None else pl.lit(variant))))
 
 
 def splits(evals: pl.DataFrame) -> tuple[str | None, str | None]:

@@ -15,8 +15,11 @@ import re
 from dataclasses import dataclass
 
 CHUNK = 16  # tokens generated between two looks for finished rows
-ANSWER_DONE = re.compile(r"answer is\b(?!\s+not\b)[^\n]*?(?:\)\.|\.\s|\n)", re.I)  # "(B)." now; "3.5 kg." at the next space
+# "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
+ANSWER_DONE = re.compile(r"answer is\b(?!\s+(?:(?:definitely|certainly|clearly|surely|probably|obviously)\s+)?not\b)"
+                         r"[^\n]*?(?:\)\.|\.\s|\n)", re.I)
 QUOTE = re.compile(r"[\"“][^\"“”]*[\"”]")  # a closed quote
+OPEN_QUOTE = re.compile(r"“|(?<!\d)\"")  # an opening quote; a " after a digit is an inch mark (5" wide)
 
 
 def answer_done(text: str) -> bool:
@@ -27,7 +30,7 @@ def answer_done(text: str) -> bool:
         return False  # still thinking
     text = text.rpartition("</think>")[2]
     text = QUOTE.sub(" ", text)
-    return bool(ANSWER_DONE.search(re.split(r"[\"“]", text, maxsplit=1)[0]))  # not inside an open quote
+    return bool(ANSWER_DONE.search(OPEN_QUOTE.split(text, maxsplit=1)[0]))  # not inside an open quote
 
 
 @dataclass

@@ -72,8 +72,13 @@ def visible(text: str) -> str:
         head, tag, tail = text.rpartition("</think>")
         text = THINK.sub(" ", tail if tag and "<think>" not in head else text)
     if '"' in text or "“" in text:
-        text = QUOTED.sub(lambda m: " " if has_marker(m.group(1)) else m.group(0), text)
+        text = QUOTED.sub(lambda m: " " if commits(m.group(1)) else m.group(0), text)
     return text
+
+
+def commits(text: str) -> bool:
+    """Whether a quoted span holds an answer of its own (a marker sentence or a \\boxed{}): a quoted attempt."""
+    return "\\boxed" in text or "\\fbox" in text or has_marker(text)
 
 
 def has_marker(text: str) -> bool:

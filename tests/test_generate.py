@@ -190,6 +190,10 @@ def test_a_truncated_answer_is_recorded_and_counted_wrong(tiny_model):
     ("<think>The answer is (B).</think> So", False),
     ("<think>The answer is (B).</think> The answer is (A). ", True),
     ("The answer is not (B). ", False),
+    ("The answer is definitely not (B). ", False),
+    ('The box is 5" wide. The answer is (A). ', True),  # an inch mark opens no quote
+    ("A tempting but wrong attempt: “The answer is (B). ", False),  # the mistakes arm's quote, still open
+    ("A tempting but wrong attempt: “The answer is (B).”\nThis attempt is wrong. The answer is (A). ", True),
 ])
 def test_final_answer_done(text, done):
     assert answer_done(text) is done

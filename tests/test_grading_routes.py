@@ -38,6 +38,8 @@ TEN_NINTHS, THIRD, THOUSAND, NINE = free("tn", "\\frac{10}{9}"), free("third", "
 INTERVAL, ROOT, DIGIT = free("iv", "[0,9)"), free("root", "2\\sqrt{2}"), free("digit", "2")
 
 CORPUS = [  # (response, problem, the answer it commits to or None, correct)
+    ("A tempting but wrong attempt: “Gills? No: \\boxed{A}.”\nThis attempt is wrong. The answer is (B).", FISH, "B",
+     True),  # a quoted \boxed{} is the attempt's, not the response's
     # -- students that commit to an answer
     ("The shark breathes with gills. The answer is (B).", FISH, "B", True),
     ("\\boxed{B}", FISH, "B", True),
