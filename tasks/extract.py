@@ -35,6 +35,8 @@ KEYWORD = re.compile("|".join(KEYWORDS), re.I)
 STRONG_LETTER = re.compile(r"^[\s*_`$]*(?:\\text\{)?[(\[]?([A-Z])[)\]]?\}?[\s*_`$]*(?:[.:,;)]|$|\s*[-–—]\s)")
 BARE_LETTER = re.compile(r"^[\s*_`]*([A-Z])\b(?![’'])")
 PAREN_LETTER = re.compile(r"[(（]([A-Z])[)）]")
+# two option letters in a row: "A, B or C", "(A) or (B)", "A/B": naming several options commits to none
+LETTER_LIST = re.compile(r"(?<![A-Za-z])[(（]?([A-Z])[)）]?\s*(?:,|/|\bor\b|\band\b)\s*[(（]?([A-Z])[)）]?(?![A-Za-z])")
 # "... the length of CD is D.", "I pick (B)."
 CLOSING_LETTER = re.compile(r"(?:\bis|\bbe|\bpick|\bchoose|\bselect|\bgo with|是|为|选)\s*[(（]?([A-Z])[)）]?\s*[.。!]?\s*$")
 WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
@@ -154,17 +156,20 @@ def choice_index(phrase: str, choices: list[str]) -> int | None:
     """In a committed phrase: an option letter standing alone, else an option's text (the longest
     one mentioned), else a bare leading letter ("B because ..."); an echoed option list is none."""
     phrase = phrase.strip()
-    if echoed(phrase, choices):
+    if echoed(phrase, choices) or several(phrase):  # "(A) or (C)": no one option
         return None
     if (idx := letter(STRONG_LETTER.match(phrase), choices)) is not None:
         return idx
-    if len(set(PAREN_LETTER.findall(phrase))) > 1:  # "(A) or (C)": no one option
-        return None
     if hits := option_hits(phrase, choices):
         return max(hits, key=lambda i: len(norm(choices[i])))  # the longest match is the specific one
     if (idx := letter(BARE_LETTER.match(phrase), choices)) is not None:
         return idx
     return numeric_choice(phrase, choices)
+
+
+def several(text: str) -> bool:
+    """Whether a phrase names more than one option letter ("(A)(B)(C)", "A, B or C", "(A) or (B)")."""
+    return len(set(PAREN_LETTER.findall(text))) > 1 or bool(LETTER_LIST.search(text))
 
 
 def echoed(text: str, choices: list[str]) -> bool:
@@ -222,7 +227,8 @@ def closing_choice(text: str, choices: list[str], question: str) -> tuple[int | 
     last = MARKDOWN.sub("", lines[-1]).strip()
     if echoed(last, choices):
         return None, "none"
-    if (idx := letter(STRONG_LETTER.match(last) or CLOSING_LETTER.search(last), choices)) is not None:
+    strong = None if several(last) else STRONG_LETTER.match(last)  # a letter list is no lone option
+    if (idx := letter(strong or CLOSING_LETTER.search(last), choices)) is not None:
         return idx, "closing_sentence"
     if (idx := yes_no(text, question, choices)) is not None:
         return idx, "closing_sentence"

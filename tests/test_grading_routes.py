@@ -91,9 +91,15 @@ CORPUS = [  # (response, problem, the answer it commits to or None, correct)
     ("The answer is", TWELVE, None, False),
     (user_message(TWELVE, None, "plain"), TWELVE, None, False),
     ("No idea.", TWELVE, None, False),
+    ("(A)(B)(C)", FISH, None, False),
+    ("A, B or C.", FISH, None, False),
+    ("The answer is (A) or (B).", FISH, None, False),
+    ("Options: (A) cat (B) shark (C) eagle\nThe answer is", FISH, None, False),
+    ("The answer is not (B), not (A), and not (C).", FISH, None, False),
+    ("12 or 13", TWELVE, None, False),
     ("", TWELVE, None, False),
 ]
-assert len(CORPUS) >= 40 and sum(c[2] is None for c in CORPUS) >= 20
+assert len(CORPUS) >= 40 and 2 * sum(c[2] is None for c in CORPUS) >= len(CORPUS)  # half or more degenerate
 
 
 def frames() -> tuple[pl.DataFrame, pl.DataFrame, list[dict]]:
