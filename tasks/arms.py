@@ -56,12 +56,17 @@ def cot(trace: dict) -> str | None:
 
 def commit(text: str, sentence: str) -> str:
     """`text` ending with `sentence`: a closing line that already says it (up to markdown, case and the
-    final full stop) is replaced by it, else it is appended."""
+    final full stop; for an option, with its text after it: "The answer is (C) grapes") is replaced by
+    it, else it is appended."""
     lines = text.strip().splitlines()
-    said = lambda line: line.strip().strip("*_ ").rstrip(".").lower()  # noqa: E731
-    if lines and said(lines[-1]) == said(sentence):
+    if lines and says(lines[-1], sentence):
         lines = lines[:-1]
     return "\n".join([*lines, sentence]).strip()
+
+
+def says(line: str, sentence: str) -> bool:
+    said, stem = (x.strip().strip("*_ ").rstrip(".").lower() for x in (line, sentence))
+    return said == stem or (stem.endswith(")") and said.startswith(stem) and said[len(stem)] == " ")
 
 
 def own_sentence(problem: dict, extracted: str | None) -> str | None:

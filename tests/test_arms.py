@@ -108,9 +108,17 @@ def test_all_arm_keeps_every_finished_sample_unverified_with_its_own_answer():
 
 
 @pytest.mark.parametrize("text", ["Five beats three.\nThe answer is (B).", "Five beats three.\n**The answer is (B).**",
-                                  "Five beats three.\nthe answer is (B)", "Five beats three."])
+                                  "Five beats three.\nthe answer is (B)", "Five beats three.",
+                                  "Five beats three.\nThe answer is (B) right"])
 def test_the_answer_sentence_ends_every_completion_once(text):
     assert commit(text, "The answer is (B).") == "Five beats three.\nThe answer is (B)."
+
+
+@pytest.mark.parametrize("line,kept", [("The answer is 45.", True), ("The answer is 4.5", True),
+                                       ("The answer is 4 cm.", True), ("The answer is (C) grapes", True)])
+def test_a_different_closing_answer_is_kept_before_the_gold_sentence(line, kept):
+    """Only the same answer is replaced: "45" is not "4", and a free-form line is never cut to a prefix."""
+    assert commit(f"Steps.\n{line}", "The answer is 4.").endswith(f"{line}\nThe answer is 4.") is kept
 
 
 def test_one_sparse_arm_does_not_empty_the_others_under_matched_coverage():
