@@ -125,17 +125,51 @@ def on_signals(command: str, config: FactoryConfig, started: float) -> None:
 
     def handler(signum, frame):
         if INTERRUPT.is_set():
-            print(f"distillery {command}: {signal.Signals(signum).name} again: exiting now; "
-                  f"{interrupted_line(config, started)}", file=sys.stderr, flush=True)
-            os._exit(128 + signum)
+            exit_now(command, config, started, signum)
         interrupt(signum)
         print(f"distillery {command}: {signal.Signals(signum).name}: no new requests; waiting a few seconds for "
               "those in flight (again: exit now)", file=sys.stderr, flush=True)
+        watch_second_signal(command, config, started)
         threading.Thread(target=hard_stop, args=(command, config, started, signum), daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+
+def exit_now(command: str, config: FactoryConfig, started: float, signum: int) -> None:
+    print(f"distillery {command}: {signal.Signals(signum).name} again: exiting now; "
+          f"{interrupted_line(config, started)}", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def watch_second_signal(command: str, config: FactoryConfig, started: float) -> None:
+    """Exits on the next SIGINT or SIGTERM from a thread of its own. Python runs a signal's
+    handler in the main thread, and only when that thread next runs Python code: when the kernel
+    delivers the signal to another thread while the main one waits on a lock (a request in
+    flight), the handler would wait for that request. The C-level handler writes the signal's
+    number to the wakeup fd at once, whichever thread it interrupts; this thread reads it (and
+    passes every byte on to a wakeup fd set before, such as an event loop's)."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: the handler alone will do
+        os.close(read), os.close(write)
+        return
+
+    def watch():
+        while True:
+            for signum in os.read(read, 64):
+                if before != -1:
+                    try:
+                        os.write(before, bytes([signum]))
+                    except OSError:
+                        pass
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    exit_now(command, config, started, signum)
+
+    threading.Thread(target=watch, daemon=True, name="second-signal").start()
 
 
 def hard_stop(command: str, config: FactoryConfig, started: float, signum: int) -> None:
@@ -147,13 +181,10 @@ def hard_stop(command: str, config: FactoryConfig, started: float, signum: int) 
 
 def interrupted_line(config: FactoryConfig, started: float) -> str:
     """What an interrupted command kept, and how to go on."""
-    from teacher_cache import CacheStore
+    from teacher_cache.store import count_since
 
     path = DataDir(config.data_dir).teacher_cache
-    try:
-        stored = CacheStore(path).count_since(started) if path.exists() else 0
-    except Exception:  # noqa: BLE001  the line is still worth printing without the count
-        stored = None
+    stored = count_since(path, started)  # read-only, waits at most a moment: the line is printed either way
     kept = f"{stored} answers received in this run are" if stored is not None else "every answer received is"
     return (f"interrupted: no further requests were sent; {kept} stored in the teacher cache ({path}); "
             "run the same command again to continue (it asks only for what is missing)")

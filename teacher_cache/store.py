@@ -10,7 +10,7 @@ once the lease runs out (its holder died).
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from tasks.teachers import Completion
@@ -49,6 +49,18 @@ def naming(path: Path):
         if str(path) in str(e):
             raise
         raise type(e)(f"{path}: {e}") from e
+
+
+def count_since(path: Path, since: float, timeout_s: float = 0.5) -> int | None:
+    """Responses stored at or after `since`, read without opening the cache for writing (an
+    interrupted command's last line): None when it cannot be read within `timeout_s`."""
+    if not Path(path).exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)) as db:
+            return db.execute("SELECT COUNT(*) FROM responses WHERE created_at >= ?", (since,)).fetchone()[0]
+    except sqlite3.Error:
+        return None
 
 
 class CacheStore:
@@ -197,11 +209,6 @@ class CacheStore:
     def count(self) -> int:
         with self.lock:
             return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-
-    def count_since(self, since: float) -> int:
-        """Responses stored at or after `since` (a time.time())."""
-        with self.lock:
-            return self.db.execute("SELECT COUNT(*) FROM responses WHERE created_at >= ?", (since,)).fetchone()[0]
 
     def errors(self, identity: str | None = None) -> dict[tuple[str, int], str]:
         """Recorded failures (request_key, sample_index) -> error, for one teacher or all."""

@@ -150,3 +150,42 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
         assert "SIGINT again: exiting now" in err
         time.sleep(1)
         assert not [p for p in helpers if alive(p)], "a process of the CLI is left"
+
+
+SECOND_SIGNAL_ELSEWHERE = """
+import os, signal, sys, threading, time
+from flows.cli import on_signals
+from schemas.config import FactoryConfig
+
+on_signals("sample", FactoryConfig(data_dir=sys.argv[1]), time.time())
+os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C, handled in the main thread
+time.sleep(0.2)
+
+def elsewhere():
+    time.sleep(0.3)
+    print("second", flush=True)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # the kernel picked this thread
+    time.sleep(60)
+
+threading.Thread(target=elsewhere, daemon=True).start()
+held = threading.Lock()
+held.acquire()
+held.acquire(timeout=30)  # the main thread waits on a lock, as on a request in flight
+print("the main thread woke up", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_delivered_to_another_thread_exits_at_once(tmp_path):
+    """Python runs handlers in the main thread only: a second Ctrl-C the kernel delivers to a
+    worker thread, while the main thread waits on a lock, must still end the process at once
+    (not when the lock is released, nor 10 s later by the hard stop)."""
+    proc = subprocess.Popen([os.sys.executable, "-c", SECOND_SIGNAL_ELSEWHERE, str(tmp_path / "data")], cwd=ROOT,
+                            env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "second", proc.communicate()[1][-3000:]
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert time.monotonic() - sent < 3, err[-3000:]
+    assert "SIGINT again: exiting now" in err and "still running" not in err
+    assert "woke up" not in out
