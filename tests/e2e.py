@@ -27,8 +27,14 @@ def tiny_config(path: Path, model: str, data_dir: Path, **overrides) -> Path:
     return path
 
 
-def prefect_env(home: Path, **extra) -> dict:
+def prefect_env(home: Path, own_server: bool = False, **extra) -> dict:
+    """The environment of a CLI run with its own PREFECT_HOME. Unless `own_server` (a test of the
+    CLI's temporary server: first contact, signals, a killed CLI) or a PREFECT_API_URL in `extra`,
+    it points at the session's shared server: a temporary server migrates a brand-new database
+    on every command (~15 s here), which dozens of CLI runs would pay again and again."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    if not own_server and "PREFECT_API_URL" not in extra:
+        env["PREFECT_API_URL"] = shared_server_url()
     return env | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                   "PREFECT_LOGGING_LEVEL": "INFO", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"} | extra
 
@@ -46,18 +52,35 @@ def run_cli(args: list[str], env: dict, timeout: int = 600) -> tuple[dict, str]:
 def prefect_server(home: Path, **extra):
     """A Prefect server on loopback for a test module: the env that points CLI runs at it (no
     temporary server per command)."""
-    from flows.server import SERVER_ENV, free_port, stop, wait_until_healthy
+    from flows.server import SERVER_ENV, _die_with_parent, free_port, stop, wait_until_healthy
 
-    env = prefect_env(home, **extra)
+    env = prefect_env(home, own_server=True, **extra)
     port, log = free_port(), home / "server.log"
     home.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
-                                env=env | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT)
+                                env=env | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent)  # gone with the test process, however it ends
     url = f"http://127.0.0.1:{port}/api"
     try:
         wait_until_healthy(proc, url, log, 600)
         yield env | {"PREFECT_API_URL": url}
     finally:
         stop(proc)
+
+
+_SHARED: dict = {}
+
+
+def shared_server_url() -> str:
+    """The API URL of one Prefect server for the whole test session, started on first use and
+    stopped when the session ends."""
+    if "url" not in _SHARED:
+        import atexit
+        import tempfile
+
+        server = prefect_server(Path(tempfile.mkdtemp(prefix="distillery-tests-prefect-")))
+        _SHARED["url"] = server.__enter__()["PREFECT_API_URL"]
+        atexit.register(server.__exit__, None, None, None)
+    return _SHARED["url"]

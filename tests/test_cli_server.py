@@ -25,7 +25,7 @@ def server_child(pid: int, timeout: float = 120) -> psutil.Process:
 
 @pytest.mark.slow
 def test_a_sigkilled_cli_takes_its_temporary_server_with_it(tmp_path):
-    env = prefect_env(tmp_path / "prefect")  # brand-new PREFECT_HOME, no PREFECT_API_URL
+    env = prefect_env(tmp_path / "prefect", own_server=True)  # brand-new PREFECT_HOME, no PREFECT_API_URL
     cli = subprocess.Popen([CLI, "ingest", "--data-dir", str(tmp_path / "data")], env=env, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = server_child(cli.pid)
@@ -36,7 +36,7 @@ def test_a_sigkilled_cli_takes_its_temporary_server_with_it(tmp_path):
 
 
 def test_a_server_that_cannot_start_in_time_is_one_clear_line(tmp_path):
-    env = prefect_env(tmp_path / "prefect", DISTILLERY_SERVER_TIMEOUT_S="0.01")
+    env = prefect_env(tmp_path / "prefect", own_server=True, DISTILLERY_SERVER_TIMEOUT_S="0.01")
     proc = subprocess.run([CLI, "ingest", "--data-dir", str(tmp_path / "data")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -20,7 +20,7 @@ def factory_run(tmp_path_factory, tiny_model):
     """Two runs of one tiny config, with a zero-shot reference model (H3.6) and a reasoning judge
     served by a local OpenAI-compatible test server."""
     root = tmp_path_factory.mktemp("factory")
-    env = prefect_env(root / "prefect")
+    env = prefect_env(root / "prefect", own_server=True)
     with FakeServer("openai") as server:
         endpoint = {"base_urls": [server.url], "max_attempts": 2, "backoff_s": 0.05}
         cfg = tiny_config(root / "tiny.yaml", tiny_model, root / "data", run="default",  # the README's run name
@@ -28,6 +28,7 @@ def factory_run(tmp_path_factory, tiny_model):
                           evaluate={"judge": {"teacher": "openai", "model": "judge", "endpoint": endpoint}})
         first, first_log = run_cli(["run", "--config", str(cfg)], env)  # a brand-new PREFECT_HOME, no PREFECT_API_URL
         asked = sum(server.attempts.values())
+        env = prefect_env(root / "prefect")  # from here on the session's server (start-up is tested above)
         second, second_log = run_cli(["run", "--config", str(cfg)], env)
         asked_again = sum(server.attempts.values()) - asked
     return dict(root=root, cfg=cfg, env=env, first=first, second=second, first_log=first_log, second_log=second_log,

@@ -102,7 +102,7 @@ def wait_for_requests(server: ArrivalServer, proc: subprocess.Popen, n: int) -> 
 @pytest.mark.parametrize("sig,runner", [(signal.SIGINT, "threads"), (signal.SIGTERM, "threads"),
                                         (signal.SIGINT, "dask")])
 def test_first_signal_stops_sending_stores_and_the_rerun_asks_the_rest(tmp_path, sig, runner):
-    env = prefect_env(tmp_path / "prefect", FAKE_KEY=KEY)
+    env = prefect_env(tmp_path / "prefect", own_server=True, FAKE_KEY=KEY)
     with ArrivalServer(latency=0.5) as server:
         data, cfg, total = prepared(tmp_path, server.url, runner)
         proc = start_sample(cfg, env)
@@ -126,7 +126,8 @@ def test_first_signal_stops_sending_stores_and_the_rerun_asks_the_rest(tmp_path,
         assert 0 < kept < total and paid == kept  # every answer that arrived was stored
         assert f"{kept} answers received in this run are stored" in said[0]
 
-        rerun = subprocess.run([CLI, "sample", "--config", str(cfg)], env=env, cwd=ROOT, capture_output=True,
+        again = prefect_env(tmp_path / "prefect", FAKE_KEY=KEY)  # the session's server: the re-run's start-up is not under test
+        rerun = subprocess.run([CLI, "sample", "--config", str(cfg)], env=again, cwd=ROOT, capture_output=True,
                                text=True, timeout=600)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert sum(server.successes.values()) - paid == total - kept  # exactly what was not stored
@@ -134,7 +135,7 @@ def test_first_signal_stops_sending_stores_and_the_rerun_asks_the_rest(tmp_path,
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
-    env = prefect_env(tmp_path / "prefect", FAKE_KEY=KEY)
+    env = prefect_env(tmp_path / "prefect", own_server=True, FAKE_KEY=KEY)
     with ArrivalServer(latency=3.0) as server:  # answers take longer than the second Ctrl-C waits
         data, cfg, _ = prepared(tmp_path, server.url)
         proc = start_sample(cfg, env)
