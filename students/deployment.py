@@ -105,35 +105,41 @@ def run_deploy(cfg: FactoryConfig, data: DataDir, student: str) -> list[dict]:
     meta = {"arm": BASE, "method": "none", "seed": None} if adapter is None else read_meta(adapter)
     if meta is None or meta.get("status") == "skipped":
         raise InputError(f"{student} has no trained adapter in {adapter}: run `distillery train` first")
-    out_dir = data.deploy(cfg.run) / "formats" / student
-    rows, frames = problems_of(cfg, data).to_dicts(), []
+    rows = problems_of(cfg, data).to_dicts()
     if not rows:
         raise InputError(f"no {cfg.deploy.split} problems in {data.table('problems')}: run `distillery ingest` first")
     prompts, asked = prompts_of(cfg, data, meta["arm"], rows)
-    info = dict(run=cfg.run, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
+    info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint="deploy") | asked
+    out_dir = data.deploy(cfg.run) / "formats" / student
     try:
         merged = merge(cfg.train.model, str(adapter) if adapter else None, out_dir / "safetensors")
     except Unavailable as e:
         return [missing(student, fmt, str(e)) for fmt in cfg.deploy.formats]
-    result = []
+    result, frames = [], []
     for fmt in cfg.deploy.formats:
-        try:
-            path = write_format(fmt, merged, out_dir, cfg.deploy)
-        except Unavailable as e:
-            log.warning("deploy %s %s: %s", student, fmt, e)
-            result.append(missing(student, fmt, str(e)))
-            continue
-        if fmt in GGUF and importlib.util.find_spec("llama_cpp") is None:  # written; answering needs the runtime
-            result.append(missing(student, fmt, "written, not measured: llama-cpp-python is not installed "
-                                  "(pip install -e '.[deploy]')") | dict(status="written", path=str(path),
-                                                                         size_bytes=size_bytes(path)))
-            continue
-        got = measured(fmt, path, prompts, cfg)
-        frames.append(graded(got, rows, info | dict(student=f"{student}@{fmt}"), cfg))
-        result.append(figures(student, fmt, path, got, frames[-1]))
+        row, df = one_format(cfg, fmt, merged, out_dir, prompts, rows, info)
+        result.append(row)
+        frames += [df] if df is not None else []
     write_results(data.deploy(cfg.run), student, result, frames)
     return result
+
+
+def one_format(cfg: FactoryConfig, fmt: str, merged: Path, out_dir: Path, prompts: list[str], rows: list[dict],
+               info: dict) -> tuple[dict, pl.DataFrame | None]:
+    """One format written, answered in its own process and graded: its figures row and evals frame."""
+    student = info["student"]
+    try:
+        path = write_format(fmt, merged, out_dir, cfg.deploy)
+    except Unavailable as e:
+        log.warning("deploy %s %s: %s", student, fmt, e)
+        return missing(student, fmt, str(e)), None
+    if fmt in GGUF and importlib.util.find_spec("llama_cpp") is None:  # written; answering needs the runtime
+        why = "written, not measured: llama-cpp-python is not installed (pip install -e '.[deploy]')"
+        return missing(student, fmt, why) | dict(status="written", path=str(path), size_bytes=size_bytes(path)), None
+    got = measured(fmt, path, prompts, cfg)
+    df = graded(got, rows, info | dict(student=f"{student}@{fmt}"), cfg)
+    return figures(student, fmt, path, got, df), df
 
 
 def write_results(root: Path, student: str, rows: list[dict], frames: list[pl.DataFrame]) -> None:

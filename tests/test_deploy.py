@@ -7,8 +7,8 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import raw_arm_data
+
 from schemas.config import FactoryConfig
 from schemas.tables import read_table
 from students.deploy import Unavailable, llama_cpp_dir
