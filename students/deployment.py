@@ -2,7 +2,8 @@
 deploy/RUN/formats/STUDENT/, each measured in its own process (students/footprint.py) on the prompts
 `evaluate` asks (the student's own prompt variant, the first chain-of-thought style), its answers graded
 by the one grading entry point, and the figures in deploy/RUN/measurements.json, the answers in
-deploy/RUN/evals.parquet (student `NAME@FORMAT`).
+deploy/RUN/evals.parquet (student `NAME@FORMAT`); the chosen format with its model card in
+deploy/RUN/STUDENT/ (students/deploy_export.py).
 
     distillery deploy --config configs/deploy.yaml
 """
@@ -24,11 +25,13 @@ from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.choose import best_student, run_evals
 from students.deploy import GGUF, Unavailable, merge, size_bytes, write_format
+from students.deploy_export import export_student, push_student
 from students.generate import Generated
 from students.stages import BASE, eval_captions, eval_variants
 from students.train import read_meta
 from tasks.evals import eval_frame
 from tasks.prompts import user_message
+from tasks.stages import hub_token
 
 log = logging.getLogger(__name__)
 BEST = "best"  # deploy.students: the most accurate trained student on val
@@ -105,7 +108,7 @@ def run_deploy(cfg: FactoryConfig, data: DataDir, student: str) -> list[dict]:
     meta = {"arm": BASE, "method": "none", "seed": None} if adapter is None else read_meta(adapter)
     if meta is None or meta.get("status") == "skipped":
         raise InputError(f"{student} has no trained adapter in {adapter}: run `distillery train` first")
-    rows = problems_of(cfg, data).to_dicts()
+    token, rows = hub_token(cfg), problems_of(cfg, data).to_dicts()  # a push that cannot happen fails first
     if not rows:
         raise InputError(f"no {cfg.deploy.split} problems in {data.table('problems')}: run `distillery ingest` first")
     prompts, asked = prompts_of(cfg, data, meta["arm"], rows)
@@ -122,6 +125,9 @@ def run_deploy(cfg: FactoryConfig, data: DataDir, student: str) -> list[dict]:
         result.append(row)
         frames += [df] if df is not None else []
     write_results(data.deploy(cfg.run), student, result, frames)
+    folder = export_student(cfg, data.deploy(cfg.run), student, meta, result)
+    if folder is not None and token:
+        push_student(folder, cfg.export.push_to_hub, cfg.run, student, cfg.export.private, token)
     return result
 
 

@@ -4,6 +4,7 @@ section. A tiny random Llama with the embedded tokenizer, trained a few steps on
 
 import importlib.util
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -92,3 +93,55 @@ def test_eight_bit_formats_agree_with_the_merged_model(deployed, fmt):
     merged, other = answers(data, cfg, "safetensors"), answers(data, cfg, fmt)
     same = sum(a[:20] == b[:20] for a, b in zip(merged["response"], other["response"], strict=True))
     assert same >= 9, list(zip(merged["response"], other["response"], strict=True))
+
+
+def test_export_holds_the_chosen_format_and_a_model_card(deployed):
+    cfg, data, rows = deployed
+    folder = data.deploy(cfg.run) / "raw-lora"
+    card = (folder / "README.md").read_text()
+    chosen = next(r for r in rows if r["format"] == cfg.deploy.export) if cfg.deploy.export in cfg.deploy.formats \
+        else rows[0]
+    assert f"({chosen['format']})" in card.splitlines()[0] and "arm `raw`" in card
+    assert ("llama-cli" in card) == (chosen["format"] in ("q8_0", "q4_k_m"))
+    shipped = sorted(p.name for p in folder.iterdir() if p.name != "README.md")
+    source = sorted(p.name for p in Path(chosen["path"]).iterdir()) if Path(chosen["path"]).is_dir() \
+        else [Path(chosen["path"]).name]
+    assert shipped == source
+
+
+def test_report_section_from_the_deployed_figures(deployed, tmp_path):
+    from reports.deploy import deployment_summary, plot_deployment, render_deployment
+    from reports.plots import _pyplot
+
+    cfg, data, rows = deployed
+    evals = read_table(data.deploy(cfg.run) / "evals.parquet", "evals")
+    summary = deployment_summary(read_measurements(data.deploy(cfg.run)), evals, cfg.deploy.margin, 0.95)
+    text = "\n".join(render_deployment({"deployment": summary}))
+    assert "## Deployment" in text and all(f"| raw-lora | {r['format']}" in text for r in rows)
+    assert [h["student"] for h in summary["non_inferiority"]] == ["raw-lora"]
+    assert any(r["pareto"] for r in summary["rows"])
+    assert plot_deployment({"deployment": summary}, tmp_path / "d.png", _pyplot) and (tmp_path / "d.png").stat().st_size
+
+
+def frame(student: str, correct: list[bool]) -> pl.DataFrame:
+    return pl.DataFrame({"student": [student] * len(correct), "problem_id": [f"p{i}" for i in range(len(correct))],
+                         "correct": correct})
+
+
+@pytest.mark.parametrize("lost, verdict", [(0, "supported"), (60, "contradicted"), (8, "inconclusive")])
+def test_non_inferiority_verdict_against_the_margin(lost, verdict):
+    """200 paired answers; the 4-bit format loses `lost` of the merged model's 150 right ones (and wins none):
+    the paired interval of the difference is compared with -margin (5 points)."""
+    from reports.deploy import deployment_summary
+
+    merged = [True] * 150 + [False] * 50
+    q4 = [i >= lost for i in range(150)] + [False] * 50
+    evals = pl.concat([frame("s@safetensors", merged), frame("s@q4_k_m", q4)])
+    rows = [dict(student="s", format=f, status="measured", peak_rss_mb=m, n=200, accuracy=sum(c) / 200)
+            for f, m, c in (("safetensors", 900.0, merged), ("q4_k_m", 300.0, q4))]
+    out = deployment_summary(rows, evals, 0.05, 0.95)
+    (h,) = out["non_inferiority"]
+    assert h["format"] == "q4_k_m" and h["n"] == 200 and h["difference"] == pytest.approx(-lost / 200)
+    assert h["verdict"] == verdict
+    assert {(r["format"], r["pareto"]) for r in out["rows"]} == ({("safetensors", False), ("q4_k_m", True)} if lost == 0
+                                                              else {("safetensors", True), ("q4_k_m", True)})
