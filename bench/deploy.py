@@ -10,13 +10,14 @@ Wait for /tmp/heavy.lock to be absent and hold it while this runs (shared cores)
 """
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 
 from schemas.config import DeployConfig, FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from students.deploy import Unavailable, merge, size_bytes, write_format
+from students.deploy import GGUF, Unavailable, merge, size_bytes, write_format
 from students.deployment import measured
 from tasks.ingest import ingest
 from tasks.prompts import user_message
@@ -45,6 +46,8 @@ def main() -> None:
         for fmt in deploy.formats:
             try:
                 path = write_format(fmt, merged, Path(tmp), deploy)
+                if fmt in GGUF and importlib.util.find_spec("llama_cpp") is None:
+                    raise Unavailable(f"written ({size_bytes(path) / 2**20:.1f} MiB), not measured: no llama-cpp-python")
                 got = measured(fmt, path, asked, cfg)
             except Unavailable as e:
                 print(f"{fmt}: not measured: {e}")

@@ -114,21 +114,31 @@ def run_deploy(cfg: FactoryConfig, data: DataDir, student: str) -> list[dict]:
     prompts, asked = prompts_of(cfg, data, meta["arm"], rows)
     info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
                 eval_fingerprint="deploy") | asked
-    out_dir = data.deploy(cfg.run) / "formats" / student
-    try:
-        merged = merge(cfg.train.model, str(adapter) if adapter else None, out_dir / "safetensors")
-    except Unavailable as e:
-        return [missing(student, fmt, str(e)) for fmt in cfg.deploy.formats]
-    result, frames = [], []
-    for fmt in cfg.deploy.formats:
-        row, df = one_format(cfg, fmt, merged, out_dir, prompts, rows, info)
-        result.append(row)
-        frames += [df] if df is not None else []
+    result, frames = every_format(cfg, adapter, data.deploy(cfg.run) / "formats" / student, prompts, rows, info)
     write_results(data.deploy(cfg.run), student, result, frames)
     folder = export_student(cfg, data.deploy(cfg.run), student, meta, result)
     if folder is not None and token:
         push_student(folder, cfg.export.push_to_hub, cfg.run, student, cfg.export.private, token)
     return result
+
+
+def every_format(cfg: FactoryConfig, adapter: Path | None, out_dir: Path, prompts: list[str], rows: list[dict],
+                 info: dict) -> tuple[list[dict], list[pl.DataFrame]]:
+    """The merged checkpoint, then each format of deploy.formats: figures rows and evals frames."""
+    student = info["student"]
+    if cfg.train.student != "causal_lm":
+        why = f"{cfg.train.student} students are not deployed yet (no mmproj export)"
+        return [missing(student, fmt, why) for fmt in cfg.deploy.formats], []
+    try:
+        merged = merge(cfg.train.model, str(adapter) if adapter else None, out_dir / "safetensors")
+    except Unavailable as e:
+        return [missing(student, fmt, str(e)) for fmt in cfg.deploy.formats], []
+    result, frames = [], []
+    for fmt in cfg.deploy.formats:
+        row, df = one_format(cfg, fmt, merged, out_dir, prompts, rows, info)
+        result.append(row)
+        frames += [df] if df is not None else []
+    return result, frames
 
 
 def one_format(cfg: FactoryConfig, fmt: str, merged: Path, out_dir: Path, prompts: list[str], rows: list[dict],

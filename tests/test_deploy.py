@@ -145,3 +145,22 @@ def test_non_inferiority_verdict_against_the_margin(lost, verdict):
     assert h["verdict"] == verdict
     assert {(r["format"], r["pareto"]) for r in out["rows"]} == ({("safetensors", False), ("q4_k_m", True)} if lost == 0
                                                               else {("safetensors", True), ("q4_k_m", True)})
+
+
+def test_summary_json_and_report_carry_the_deployment(deployed, tmp_path):
+    from reports.report import ReportInputs, write_report
+    from schemas.config import ReportConfig
+
+    cfg, data, rows = deployed
+    evals = read_table(data.deploy(cfg.run) / "evals.parquet", "evals")
+    inputs = ReportInputs(run=cfg.run, evals=evals, problems=read_table(data.table("problems"), "problems"),
+                          deploy=read_measurements(data.deploy(cfg.run)), deploy_evals=evals,
+                          deploy_margin=cfg.deploy.margin)
+    report = write_report(tmp_path, inputs, ReportConfig())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    got = {r["format"]: r for r in summary["deployment"]["rows"]}
+    assert list(got) == cfg.deploy.formats
+    for r in rows:
+        assert got[r["format"]]["size_bytes"] == r["size_bytes"]
+        assert got[r["format"]]["accuracy"] == r["accuracy"] and got[r["format"]]["generation_tps"] == r["generation_tps"]
+    assert "## Deployment" in report.read_text() and (tmp_path / "deployment.png").exists()
