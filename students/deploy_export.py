@@ -46,14 +46,14 @@ def figures_line(r: dict) -> str:
 
 
 def model_card(cfg: FactoryConfig, student: str, meta: dict, row: dict, rows: list[dict], threads: int) -> str:
-    trained = ("the untuned base model (zero-shot baseline)" if meta["arm"] == "base" else
-               f"arm `{meta['arm']}` ({meta.get('train_examples', '?')} examples), method `{meta['method']}`, "
-               f"seed {meta.get('seed')}")
+    trained = ("not fine-tuned (the zero-shot baseline)" if meta["arm"] == "base" else
+               f"trained on arm `{meta['arm']}` ({meta.get('train_examples', '?')} examples), method "
+               f"`{meta['method']}`, seed {meta.get('seed')}")
     file = Path(row["path"]).name
     how = RUN_GGUF.format(file=file, threads=threads, question=QUESTION) if row["format"] in GGUF else \
         RUN_TRANSFORMERS.format(question=QUESTION)
     lines = [f"# {student} ({row['format']})", "", f"A distillery student of run `{cfg.run}`, base model "
-             f"`{cfg.train.model}`, trained on {trained}.", "",
+             f"`{cfg.train.model}`, {trained}.", "",
              f"Figures on the {cfg.deploy.split} split, measured on the CPU of the machine that built it "
              f"({threads} threads):", ""]
     lines += [f"- **{r['format']}**: {figures_line(r)}" for r in rows if r["status"] in ("measured", "written")]
