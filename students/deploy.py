@@ -17,6 +17,7 @@ packed int4 kernel for float32 (its packed layouts need CUDA, mslk or ARM), so `
 Each writer returns the format's path, or raises `Unavailable` with the reason (no llama.cpp).
 """
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def q4_k_m(merged: Path, out: Path, cfg: DeployConfig) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, cfg.threads
     tmp = atomic.temp_path(out)
-    code = llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), params)
+    code = llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), ctypes.byref(params))
     f16.unlink()
     if code != 0:
         tmp.unlink(missing_ok=True)

@@ -164,3 +164,33 @@ def test_summary_json_and_report_carry_the_deployment(deployed, tmp_path):
         assert got[r["format"]]["size_bytes"] == r["size_bytes"]
         assert got[r["format"]]["accuracy"] == r["accuracy"] and got[r["format"]]["generation_tps"] == r["generation_tps"]
     assert "## Deployment" in report.read_text() and (tmp_path / "deployment.png").exists()
+
+
+def evals_rows(student: str, arm: str, split: str, correct: list[bool]) -> pl.DataFrame:
+    from schemas.tables import SCHEMAS
+
+    blank = dict.fromkeys(SCHEMAS["evals"])
+    return pl.DataFrame([blank | dict(run="default", student=student, arm=arm, method="lora", problem_id=f"p{i}",
+                                      split=split, prompt_style="cot", variant="plain", decoding="greedy",
+                                      sample_index=0, response="", correct=c) for i, c in enumerate(correct)],
+                        schema=SCHEMAS["evals"])
+
+
+def test_best_is_the_most_accurate_trained_student_on_val(tmp_path):
+    """`best` resolves through students.choose.best_student: on val, never on test."""
+    from schemas.errors import InputError
+    from schemas.paths import DataDir
+    from schemas.tables import write_table
+    from students.deployment import chosen
+
+    data = DataDir(tmp_path)
+    cfg = FactoryConfig.model_validate(dict(data_dir=str(tmp_path), arms={"arms": ["raw", "answer_only"]},
+                                            train={"methods": ["lora"]}))
+    with pytest.raises(InputError, match="no evaluated trained student"):
+        chosen(cfg, data, ["best", "base"])
+    val = {"raw-lora": [True, False, False, False], "answer_only-lora": [True, True, True, False]}
+    test = {"raw-lora": [True] * 4, "answer_only-lora": [False] * 4}  # test would pick the other one
+    for name, arm in (("raw-lora", "raw"), ("answer_only-lora", "answer_only")):
+        df = pl.concat([evals_rows(name, arm, "val", val[name]), evals_rows(name, arm, "test", test[name])])
+        write_table(df, data.evals(cfg.run) / f"{name}.parquet", "evals")
+    assert chosen(cfg, data, ["best", "base", "answer_only-lora"]) == ["answer_only-lora", "base"]
