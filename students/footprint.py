@@ -18,6 +18,8 @@ from pathlib import Path
 
 from students.generate import Generated, answer_done
 
+CONTEXT = 2048  # llama.cpp's KV cache is allocated for this many tokens up front (transformers' grows)
+
 
 @dataclass
 class Speed:
@@ -80,7 +82,7 @@ class LlamaCppModel:
     def __init__(self, path: str, threads: int):
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=4096, verbose=False,
+        self.llm = Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=CONTEXT, verbose=False,
                          seed=0)
 
     def stream(self, prompt: str, max_tokens: int, **kw):
