@@ -30,8 +30,11 @@ run: setup
 # converter, which ships in llama-cpp-python's sdist only (vendor/llama.cpp).
 deploy-setup: $(DEPLOY_STAMP) deploy-tools
 
+# llama.cpp built for x86-64-v3 (AVX2, FMA, F16C) without AMX: -march=native enables AMX tiles, which
+# fault (illegal instruction) where the kernel or a sandbox does not grant their state.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
 $(DEPLOY_STAMP): $(STAMP) pyproject.toml
-	$(PIP) install -q -e '.[dev,deploy]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,deploy]'
 	touch $(DEPLOY_STAMP)
 
 deploy-tools: $(LLAMA_CPP)/convert_hf_to_gguf.py
