@@ -27,8 +27,26 @@ def converter_or_reason(cfg) -> str | None:
         return str(e)
 
 
+def spread_llama(target: Path) -> str:
+    """conftest's tiny Llama with weights 10x wider (std 0.2): its greedy answers differ from problem to
+    problem (at std 0.02 every answer is the same run of newlines, and any two formats would agree)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from students.model import load_tokenizer
+
+    tok = load_tokenizer("embedded")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    LlamaForCausalLM(config).save_pretrained(target)
+    tok.save_pretrained(target)
+    return str(target)
+
+
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory, tiny_model):
+def deployed(tmp_path_factory):
+    tiny_model = spread_llama(tmp_path_factory.mktemp("spread-llama"))
     data = raw_arm_data(tmp_path_factory.mktemp("deploy"), 40)
     formats = ["safetensors", "int8", "int4"]
     probe = FactoryConfig()
@@ -36,7 +54,7 @@ def deployed(tmp_path_factory, tiny_model):
     formats += ["q4_k_m"] if converter_or_reason(probe) is None and HAS_LLAMA_CPP else []
     cfg = FactoryConfig.model_validate(dict(
         data_dir=str(data.root), arms={"arms": ["raw"]},
-        train={"model": tiny_model, "methods": ["lora"], "epochs": 0.25},
+        train={"model": tiny_model, "methods": ["lora"], "epochs": 0.25, "lora": {"learning_rate": 0.05}},
         evaluate={"splits": ["test"], "max_new_tokens": 12, "batch_size": 10},
         deploy={"students": ["raw-lora"], "formats": formats, "limit": 10, "measure_tokens": 8}))
     run_train(cfg, data, "raw", "lora")
@@ -78,9 +96,13 @@ def test_merged_answers_as_base_plus_adapter(deployed):
     model = PeftModel.from_pretrained(load_model(cfg.train.model), str(data.student(cfg.run, "raw-lora"))).eval()
     rows = problems_of(cfg, data).to_dicts()
     prompts, _ = prompts_of(cfg, data, "raw", rows)
-    got = generate(model, load_tokenizer(cfg.train.model), [[{"role": "user", "content": p}] for p in prompts],
-                   cfg.evaluate.max_new_tokens, stop_at_answer=cfg.evaluate.stop_at_answer)
-    assert [g.text for g in got] == answers(data, cfg, "safetensors")["response"].to_list()
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    tok, n, stop = load_tokenizer(cfg.train.model), cfg.evaluate.max_new_tokens, cfg.evaluate.stop_at_answer
+    got = [g.text for g in generate(model, tok, chats, n, stop_at_answer=stop)]
+    assert got == answers(data, cfg, "safetensors")["response"].to_list()
+    with model.disable_adapter():  # the adapter matters: without it the answers differ
+        assert [g.text for g in generate(model, tok, chats, n, stop_at_answer=stop)] != got
+    assert len(set(got)) > 5  # answers differ between problems, so agreeing means something
 
 
 @pytest.mark.parametrize("fmt", ["int8", "q8_0"])
