@@ -1,7 +1,7 @@
 """Speed and memory of every deployment format of the embedded model on this CPU, as ratios to the
 unquantized transformers checkpoint measured in the same run.
 
-    LLAMA_CPP_DIR=... .venv/bin/python bench/deploy.py [--model embedded] [--problems 8] [--tokens 64] [--threads 2]
+    LLAMA_CPP_DIR=... .venv/bin/python bench/deploy.py [--model embedded] [--problems 8] [--tokens 64] [--threads 2] [--max-new-tokens 128]
 
 Each format is written (students/deploy.py) and measured in its own process (students/footprint.py):
 generation and prompt tokens/s on the first prompt, peak resident memory while answering `--problems`
@@ -36,9 +36,10 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-new-tokens", type=int, default=128, help="longest answer to each problem")
     args = ap.parse_args()
     deploy = DeployConfig(threads=args.threads, measure_tokens=args.tokens)
-    cfg = FactoryConfig(deploy=deploy, evaluate={"max_new_tokens": 128, "batch_size": 8})
+    cfg = FactoryConfig(deploy=deploy, evaluate={"max_new_tokens": args.max_new_tokens, "batch_size": 8})
     with tempfile.TemporaryDirectory() as tmp:
         asked = prompts(Path(tmp) / "data", args.problems)
         merged = merge(args.model, None, Path(tmp) / "safetensors")
