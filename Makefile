@@ -5,7 +5,11 @@ STAMP   := .venv/.installed
 CONFIG  ?= configs/default.yaml
 DATA    ?= data
 
-.PHONY: setup run test lint clean
+DEPLOY_STAMP := .venv/.deploy-installed
+LLAMA_CPP := .venv/llama.cpp
+LLAMA_CPP_VERSION := 0.3.36
+
+.PHONY: setup run test lint clean deploy-setup deploy-tools
 
 setup: $(STAMP)
 
@@ -22,7 +26,27 @@ $(STAMP): pyproject.toml
 run: setup
 	.venv/bin/distillery run --config $(CONFIG) --data-dir $(DATA)
 
-test: setup
+# The deploy stage's extra (compiles llama.cpp: slow, not part of `make run`) and llama.cpp's GGUF
+# converter, which ships in llama-cpp-python's sdist only (vendor/llama.cpp).
+deploy-setup: $(DEPLOY_STAMP) deploy-tools
+
+# llama.cpp built for x86-64-v3 (AVX2, FMA, F16C) without AMX: -march=native enables AMX tiles, which
+# fault (illegal instruction) where the kernel or a sandbox does not grant their state.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+$(DEPLOY_STAMP): $(STAMP) pyproject.toml
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,deploy]'
+	touch $(DEPLOY_STAMP)
+
+deploy-tools: $(LLAMA_CPP)/convert_hf_to_gguf.py
+
+$(LLAMA_CPP)/convert_hf_to_gguf.py: | setup
+	rm -rf .venv/llama-sdist && $(PIP) download -q --no-deps --no-binary :all: -d .venv/llama-sdist \
+		llama-cpp-python==$(LLAMA_CPP_VERSION)
+	tar -xzf .venv/llama-sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C .venv/llama-sdist
+	rm -rf $(LLAMA_CPP) && mv .venv/llama-sdist/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp $(LLAMA_CPP)
+	rm -rf .venv/llama-sdist
+
+test: deploy-setup
 	$(PY) -m pytest -q
 
 lint: setup

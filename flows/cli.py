@@ -25,7 +25,9 @@ from schemas.errors import INTERRUPT, Interrupt, explain, interrupt, interrupted
 from schemas.paths import DataDir
 
 HARD_STOP_S = 10.0  # after the first Ctrl-C, a stage that does not end by itself (training) is ended
-STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
+STAGE_NAMES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "deploy",
+               "report"]
+DEPLOY_ALONE = ["best", "base"]  # `distillery deploy` without deploy.students
 
 
 def parser() -> argparse.ArgumentParser:
@@ -210,6 +212,8 @@ def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
                                     reasoning_column=args.reasoning_column, config=config)
     else:
         kwargs = {"audit": True} if args.command == "verify" and args.audit else {}
+        if args.command == "deploy" and not config.deploy.students:
+            kwargs = {"students": DEPLOY_ALONE}
         flows = {"run": factory, "distill": distill} | STAGES
         result = flows[args.command](config=config, **kwargs)
     print(json.dumps(result, indent=2, default=str))

@@ -18,6 +18,7 @@ from schemas.config import FactoryConfig, RunnerConfig
 from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
+from students.deployment import chosen, run_deploy
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest
@@ -309,6 +310,32 @@ def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAUL
     return results
 
 
+@flow(name="deploy")
+def deploy_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
+                students: list[str] | None = None) -> dict:
+    """Each student merged, quantized (int8, int4, GGUF) and measured on this CPU (one task per student);
+    off in `factory` unless deploy.students is set.
+
+    Args:
+        config_file: A YAML file holding a FactoryConfig (as in configs/), relative to the directory
+            the flow runs in. When set, it is used and the config below is ignored.
+        config: The factory configuration, used when no config_file is given.
+        students: The students to deploy (wins over deploy.students); `best` and `base` as there.
+    """
+    config = configured(config, config_file)
+    names = students or config.deploy.students
+    if not names:
+        return {"status": "off (deploy.students is not set)"}
+    run = task(run_deploy, cache_policy=NO_CACHE, task_run_name="deploy-{student}")
+    data = data_of(config)
+    results = {}
+    with stage_progress("deploy"):
+        for student in chosen(config, data, names):
+            results[student] = {r["format"]: r["status"] for r in run(config, data, student)}
+    get_run_logger().info("deploy: %s; figures in %s", results, data.deploy(config.run) / "measurements.json")
+    return results
+
+
 @flow(name="report")
 @documented
 def report_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> str:
@@ -323,5 +350,5 @@ def report_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 STAGES = {
     "ingest": ingest_flow, "caption": caption_flow, "sample": sample_flow, "verify": verify_flow,
     "select": select_flow, "arms": arms_flow, "export": export_flow, "train": train_flow, "evaluate": evaluate_flow,
-    "report": report_flow,
+    "deploy": deploy_flow, "report": report_flow,
 }

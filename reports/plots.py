@@ -3,6 +3,8 @@ intervals per student, cost against accuracy, pass@k curves and the answer/reaso
 
 from pathlib import Path
 
+from reports.deploy import plot_deployment
+
 COLORS = {"supported": "#2a9d8f", "contradicted": "#e76f51", "inconclusive": "#8d99ae", "exploratory": "#b08968"}
 
 
@@ -129,8 +131,12 @@ def _save(fig, path: Path) -> bool:
     return True
 
 
+def deployment(summary: dict, path: Path) -> bool:
+    return plot_deployment(summary, path, _pyplot)
+
+
 PLOTS = {"hypotheses": forest, "accuracy": accuracy, "cost": cost, "pass_at_k": pass_curves,
-         "answer_vs_reasoning": two_by_two}
+         "answer_vs_reasoning": two_by_two, "deployment": deployment}
 
 
 def write_plots(out_dir: Path, summary: dict) -> dict[str, str]:

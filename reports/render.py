@@ -2,6 +2,7 @@
 
 import math
 
+from reports.deploy import render_deployment
 from reports.training_sets import render_training_sets
 from reports.views import OVERLAP
 
@@ -249,5 +250,5 @@ def views(s: dict, plots: dict[str, str]) -> list[str]:
 def render(summary: dict, plots: dict[str, str]) -> str:
     lines = [f"# distillery report: run `{summary['run']}`", "", *answer(summary), "", *pipeline(summary),
              *render_training_sets(summary, table), *students(summary),
-             *hypotheses(summary), *h36(summary), *views(summary, plots)]
+             *hypotheses(summary), *h36(summary), *render_deployment(summary), *views(summary, plots)]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from reports.analysis import REFERENCE, seed_summary, student_rows
+from reports.deploy import deployment_summary
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
@@ -42,6 +43,9 @@ class ReportInputs:
     arm_stats: list[dict] = field(default_factory=list)  # the arms stage's arm_stats rows
     not_built: dict[str, str] = field(default_factory=dict)  # arm -> why this run has no such arm
     methods: list[str] = field(default_factory=list)  # train.methods (default: those in the evals)
+    deploy: list[dict] = field(default_factory=list)  # deploy/RUN/measurements.json rows
+    deploy_evals: pl.DataFrame | None = None  # deploy/RUN/evals.parquet (student NAME@FORMAT)
+    deploy_margin: float = 0.05  # deploy.margin
 
 
 def skipped(inputs: ReportInputs) -> dict[str, str]:
@@ -72,6 +76,8 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
         skipped=skipped(inputs), hypotheses=rows, family=sum(r["tested"] for r in rows), splits=split_note(inputs.evals),
         confidence=cfg.confidence, alpha=cfg.alpha, power=cfg.power,
         leaderboard=[e.model_dump() for e in cfg.leaderboard],
+        deployment=deployment_summary(inputs.deploy, inputs.deploy_evals, inputs.deploy_margin, cfg.confidence)
+        if inputs.deploy else None,
         **views,
     )
 

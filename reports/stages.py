@@ -11,6 +11,7 @@ from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import read_table
 from students.choose import run_evals
+from students.deployment import read_measurements
 from students.stages import BASE, students
 from students.train import read_meta
 from tasks.arms import teacher_spend
@@ -96,5 +97,8 @@ def run_report(cfg: FactoryConfig, data: DataDir) -> Path:
                           counts=pipeline_counts(cfg, data, problems, samples), costs=stage_costs(data, samples),
                           arm_stats=read_table(data.table("arm_stats"), "arm_stats")
                           .filter(pl.col("arm").is_in(cfg.arms.arms)).to_dicts(),
-                          not_built=not_built(cfg, data), methods=list(cfg.train.methods))
+                          not_built=not_built(cfg, data), methods=list(cfg.train.methods),
+                          deploy=read_measurements(data.deploy(cfg.run)),
+                          deploy_evals=read_table(data.deploy(cfg.run) / "evals.parquet", "evals"),
+                          deploy_margin=cfg.deploy.margin)
     return write_report(data.report(cfg.run), inputs, cfg.report)

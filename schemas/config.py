@@ -499,6 +499,31 @@ class ReportConfig(Section):
         [], description="Published figures shown beside H3.6 (never used in a verdict).")
 
 
+class DeployConfig(Section):
+    """The `deploy` stage: students merged, quantized, exported and measured on this machine's CPU."""
+    students: Annotated[list[str], AfterValidator(unique)] | None = Field(
+        None, description="Students to deploy: names (ARM-METHOD), `best` (the most accurate trained student on val) "
+                          "and `base` (the untuned student); none: the stage is off in `factory` (`distillery deploy` "
+                          "alone then deploys best and base).")
+    formats: Annotated[list[Literal["safetensors", "int8", "int4", "q8_0", "q4_k_m"]], AfterValidator(unique)] = Field(
+        ["safetensors", "int8", "int4", "q8_0", "q4_k_m"], min_length=1,
+        description="Formats written and measured: safetensors (merged, the student's dtype), int8 / int4 (torchao "
+                    "weight-only), q8_0 / q4_k_m (GGUF for llama.cpp).")
+    threads: int = Field(2, ge=1, description="CPU threads while answering and measuring.")
+    split: Literal["val", "test"] = Field("test", description="Split whose problems every format answers.")
+    limit: int | None = Field(None, ge=1, description="Answer at most this many problems of the split (none: all).")
+    int4_group_size: int = Field(32, ge=16, description="int4: weights sharing one scale.")
+    measure_tokens: int = Field(64, ge=8, description="Tokens generated for the speed figures (greedy, no stop).")
+    margin: float = Field(0.05, ge=0.0, le=1.0, description="Non-inferiority margin: the hypothesis 'q4_k_m loses no "
+                          "more than this much accuracy (0-1) against the merged student'.")
+    export: Literal["safetensors", "int8", "int4", "q8_0", "q4_k_m"] = Field(
+        "q4_k_m", description="The format copied to deploy/RUN/STUDENT/ with its model card (the first written "
+                              "format where this one could not be).")
+    llama_cpp_dir: PathSetting | None = Field(
+        None, description="A llama.cpp source tree (convert_hf_to_gguf.py); default: $LLAMA_CPP_DIR, else "
+                          ".venv/llama.cpp (`make deploy-tools`).")
+
+
 class RunnerConfig(Section):
     """Where the shard tasks of the data stages (caption, sample, verify, select) run."""
 
@@ -537,6 +562,7 @@ class FactoryConfig(Section):
         {}, description="USD per million tokens by model name; adds to and overrides the shipped table."
     )
     runner: RunnerConfig = Field(RunnerConfig(), description="Where the data stages' shard tasks run.")
+    deploy: DeployConfig = Field(DeployConfig(), description="Merged, quantized and measured students (off by default).")
     rounds: int = Field(1, ge=1, le=20, description="`distill` flow: rounds of sample -> train -> evaluate; round r's "
                         "best student is round r+1's teacher (runs RUN-r1, RUN-r2, ... when more than one).")
 

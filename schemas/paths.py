@@ -30,6 +30,10 @@ class DataDir:
     def report(self, run: str) -> Path:
         return self.root / "reports" / run
 
+    def deploy(self, run: str) -> Path:
+        """deploy/RUN/: every format written and measured (formats/), the exports per student."""
+        return self.root / "deploy" / run
+
     @property
     def teacher_cache(self) -> Path:
         return self.root / "teacher_cache" / "cache.sqlite"

@@ -16,7 +16,7 @@ import pytest
 from e2e import ROOT, prefect_env, tiny_config
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
-STAGES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "report"]
+STAGES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "deploy", "report"]
 
 
 def free_port() -> int:
