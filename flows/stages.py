@@ -19,6 +19,7 @@ from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
 from students.references import run_reference
+from students.train import one_base
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest
@@ -282,7 +283,7 @@ def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) 
     config = configured(config, config_file)
     run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}-{seed}")
     metas, logger = {}, get_run_logger()
-    with stage_progress("train"):
+    with stage_progress("train"), one_base():  # the arms train on one loaded base model
         for student in student_stages.trained(config):
             meta = run(config, data_of(config), student.arm, student.method, student.seed)
             metas[student.name] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
