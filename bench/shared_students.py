@@ -3,7 +3,7 @@ one at a time (each loaded and merged, as `run_evaluate` does) and in one shared
 once, mixed-adapter batches, as `run_evaluations` does). Prints seconds of each, their ratio, seconds
 per answer, and how many greedy answers differ (token counts or text) between the two.
 
-    PYTHONPATH=. .venv/bin/python bench/shared_students.py --data-dir data [--config configs/default.yaml]
+    PYTHONPATH=. .venv/bin/python bench/shared_students.py --data-dir data [--config configs/default.yaml] [--students N]
 """
 
 import argparse
@@ -66,10 +66,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--students", type=int, default=0, help="only the first N students (0: all)")
     args = ap.parse_args()
     cfg = FactoryConfig.from_yaml(args.config)
     data = DataDir(Path(args.data_dir))
-    group = [j for j in jobs(cfg, data) if shareable(cfg, j.adapter_dir)]
+    group = [j for j in jobs(cfg, data) if shareable(cfg, j.adapter_dir)][:args.students or None]
     seconds, frames = {}, {}
     for how, fn in (("alone", alone), ("shared", shared)):
         began = time.perf_counter()
