@@ -19,6 +19,8 @@ from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
 from students.deployment import chosen, run_deploy
+from students.references import run_reference
+from students.train import one_base
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest
@@ -282,7 +284,7 @@ def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) 
     config = configured(config, config_file)
     run = task(student_stages.run_train, cache_policy=NO_CACHE, task_run_name="train-{arm}-{method}-{seed}")
     metas, logger = {}, get_run_logger()
-    with stage_progress("train"):
+    with stage_progress("train"), one_base():  # the arms train on one loaded base model
         for student in student_stages.trained(config):
             meta = run(config, data_of(config), student.arm, student.method, student.seed)
             metas[student.name] = meta.get("status") + (" (reused)" if meta.get("reused") else "")
@@ -301,11 +303,11 @@ def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) 
 def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Greedy answers of every trained student and the untuned base on the evaluation split, graded."""
     config = configured(config, config_file)
-    run = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
-    reference = task(student_stages.run_reference, cache_policy=NO_CACHE, task_run_name="reference-{ref.name}")
+    run = task(student_stages.run_evaluations, cache_policy=NO_CACHE, task_run_name="evaluate-students")
+    reference = task(run_reference, cache_policy=NO_CACHE, task_run_name="reference-{ref.name}")
     student_stages.require_trained(config, data_of(config))  # before any model is loaded
-    with stage_progress("evaluate"):
-        results = {s: run(config, data_of(config), s) for s in student_stages.students(config)}
+    with stage_progress("evaluate"):  # one task: the LoRA students share one loaded base model
+        results = run(config, data_of(config), student_stages.students(config))
         results |= {f"reference:{r.name}": reference(config, data_of(config), r) for r in config.reference}
     return results
 

@@ -49,20 +49,23 @@ class Solver:
             return vlm_generate(self.model, self.processor, prompts, [self.images[i] for i in rows], max_new_tokens,
                                 **sampling)
         return generate(self.model, self.tok, [[{"role": "user", "content": p}] for p in prompts], max_new_tokens,
-                        **sampling)
+                        **sampling)  # sampling may carry adapter_names: a shared LoRA model's adapter per row
 
 
 def answer(solver: Solver, prompts: list[str], max_new_tokens: int, batch_size: int, stop_at_answer: bool = True,
-           desc: str = "evaluating", k: int = 1, temperature: float = 0.0) -> list[tuple[Generated, float]]:
+           desc: str = "evaluating", k: int = 1, temperature: float = 0.0,
+           adapters: list[str] | None = None) -> list[tuple[Generated, float]]:
     """(answer, seconds per answer) for each prompt, `batch_size` prompts at a time: one greedy
-    answer each, or k sampled ones (prompt-major) when temperature > 0."""
+    answer each, or k sampled ones (prompt-major) when temperature > 0. `adapters`: the adapter of a
+    shared LoRA model that answers each prompt (students/shared.py)."""
     out: list[tuple[Generated, float]] = []
     with Progress(desc, total=len(prompts) * k, unit="answers") as progress:
         for start in range(0, len(prompts), batch_size):
             rows = range(start, min(start + batch_size, len(prompts)))
             began = time.perf_counter()
+            per_row = {} if adapters is None else {"adapter_names": [adapters[i] for i in rows]}
             got = solver([prompts[i] for i in rows], rows, max_new_tokens, temperature=temperature,
-                         num_return_sequences=k, stop_at_answer=stop_at_answer)
+                         num_return_sequences=k, stop_at_answer=stop_at_answer, **per_row)
             per = (time.perf_counter() - began) / len(got)
             out += [(g, per) for g in got]
             progress.update(len(got))

@@ -78,8 +78,10 @@ def first_done(tok, ids: list[int]) -> int:
 
 
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temperature: float = 0.0,
-             top_p: float = 1.0, num_return_sequences: int = 1, stop_at_answer: bool = False) -> list[Generated]:
-    """`num_return_sequences` generations per chat (chat-major order); greedy when temperature is 0."""
+             top_p: float = 1.0, num_return_sequences: int = 1, stop_at_answer: bool = False,
+             adapter_names: list[str] | None = None) -> list[Generated]:
+    """`num_return_sequences` generations per chat (chat-major order); greedy when temperature is 0.
+    `adapter_names`: a peft LoRA model's adapter for each chat (`__base__`: none), one batch of mixed adapters."""
     import torch
     from transformers import DynamicCache
 
@@ -93,8 +95,10 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
     with torch.no_grad():  # all but the last prompt token; generate feeds that one itself
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-              past_key_values=cache, use_cache=True, logits_to_keep=1)  # (B, P, vocab) logits would be ~1 GB
+              past_key_values=cache, use_cache=True, logits_to_keep=1,  # (B, P, vocab) logits would be ~1 GB
+              **peft_rows(adapter_names))
     cache.batch_repeat_interleave(n)
+    names = None if adapter_names is None else [a for a in adapter_names for _ in range(n)]  # (B * n,)
     ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (B * n, P)
     rows = list(range(ids.shape[0]))  # which output each remaining batch row is
     new: dict[int, list[int]] = {}
@@ -105,7 +109,7 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=step,
                                  pad_token_id=tok.pad_token_id, stopping_criteria=stops,
-                                 return_dict_in_generate=True, **sampling)
+                                 return_dict_in_generate=True, **sampling, **peft_rows(names))
         ids, cache = out.sequences, out.past_key_values  # (b, L + step') and its cache
         mask = torch.cat([mask, mask.new_ones(ids.shape[0], ids.shape[1] - mask.shape[1])], dim=1)
         tails = ids[:, prompt_len:].tolist()
@@ -118,7 +122,13 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
             index = torch.tensor(keep, dtype=torch.long, device=ids.device)
             cache.batch_select_indices(index)
             ids, mask, rows = ids[index], mask[index], [rows[i] for i in keep]
+            names = None if names is None else [names[i] for i in keep]
     return outputs(tok, enc, n, [new[row] for row in range(len(new))], stop_at_answer)
+
+
+def peft_rows(names: list[str] | None) -> dict:
+    """peft's per-row adapter argument, only when there is one (a plain model takes no such argument)."""
+    return {} if names is None else {"adapter_names": names}
 
 
 def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool) -> list[Generated]:

@@ -1,25 +1,26 @@
-"""train and evaluate as functions of (config, data dir, student); the reference models' zero-shot
-answers (H3.6) go beside the students' in evals/RUN/."""
+"""train and evaluate as functions of (config, data dir, student); the text LoRA students of a run answer
+over one shared base model (students/shared.py); reference models: students/references.py."""
 
 import hashlib
 import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
-from schemas.config import FactoryConfig, ReferenceConfig
+from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import Solver, evaluate_student, load_student
 from students.model import load_tokenizer, release_memory
+from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
 from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
-from tasks.evals import eval_frame, judge_reasoning, reference_answers, rouge_reasoning
-from tasks.prompts import user_message
+from tasks.evals import judge_reasoning, rouge_reasoning
 from tasks.stages import arm_not_built, arm_unavailable, captions_of, opened
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,26 @@ def reused(out, key: str) -> pl.DataFrame | None:
     return old if old.height and old["eval_fingerprint"][0] == key else None
 
 
-def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
-    """Scores one student on the evaluation split; reuses answers whose fingerprint matches."""
+@dataclass
+class Pending:
+    """A student to answer: what evaluating it needs once its model is loaded."""
+    run: str
+    student: str
+    adapter_dir: Path | None
+    meta: dict
+    out: Path
+    problems: pl.DataFrame
+    variants: list[str]
+    key: str
+
+    @property
+    def info(self) -> dict:
+        return dict(run=self.run, student=self.student, arm=self.meta["arm"], method=self.meta["method"],
+                    seed=self.meta.get("seed"), eval_fingerprint=self.key)
+
+
+def pending(cfg: FactoryConfig, data: DataDir, student: str) -> dict | Pending:
+    """The result of a student that needs no new answers (skipped, reused), else what answering it needs."""
     adapter_dir = None if student == BASE else data.student(cfg.run, student)
     meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none", "seed": None} \
         if adapter_dir is None else read_meta(adapter_dir)
@@ -159,17 +178,50 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
     key = eval_fingerprint(f"{meta['fingerprint']}:{variants}", cfg, problems["problem_id"].to_list())
     if (old := reused(out, key)) is not None:
         return {"student": student, "status": "reused"} | greedy_accuracy(old, cfg, variants[0])
-    solver = solver_for(cfg, data, str(adapter_dir) if adapter_dir else None, problems)
-    info = dict(run=cfg.run, student=student, arm=meta["arm"], method=meta["method"], seed=meta.get("seed"),
-                eval_fingerprint=key)
+    return Pending(cfg.run, student, adapter_dir, meta, out, problems, variants, key)
+
+
+def finish(cfg: FactoryConfig, data: DataDir, job: Pending, df: pl.DataFrame) -> dict:
+    df = score_reasoning(cfg, data, df, job.problems)
+    write_table(df, job.out, "evals")
+    return {"student": job.student, "status": "evaluated"} | greedy_accuracy(df, cfg, job.variants[0])
+
+
+def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
+    """Scores one student on the evaluation split; reuses answers whose fingerprint matches."""
+    job = pending(cfg, data, student)
+    if isinstance(job, dict):
+        return job
+    solver = solver_for(cfg, data, str(job.adapter_dir) if job.adapter_dir else None, job.problems)
     with grading_judge(cfg, data) as judge:
-        df = pl.concat([evaluate_student(solver, problems, eval_captions(cfg, data), v, info, cfg.evaluate,
-                                         meta.get("seed") or 0, cfg.verify, judge) for v in variants])
+        df = pl.concat([evaluate_student(solver, job.problems, eval_captions(cfg, data), v, job.info,
+                                         cfg.evaluate, job.meta.get("seed") or 0, cfg.verify, judge)
+                        for v in job.variants])
     del solver
     release_memory()
-    df = score_reasoning(cfg, data, df, problems)
-    write_table(df, out, "evals")
-    return {"student": student, "status": "evaluated"} | greedy_accuracy(df, cfg, variants[0])
+    return finish(cfg, data, job, df)
+
+
+def run_evaluations(cfg: FactoryConfig, data: DataDir, names: list[str]) -> dict[str, dict]:
+    """`run_evaluate` of each named student; the text LoRA students (and the base) that need answers
+    share one loaded base model and answer in mixed-adapter batches (students/shared.py)."""
+    jobs = {s: pending(cfg, data, s) for s in names}
+    group = [j for j in jobs.values() if isinstance(j, Pending) and shareable(cfg, j.adapter_dir)]
+    done = evaluate_group(cfg, data, group) if len(group) > 1 else {}
+    return {s: done.get(s) or (j if isinstance(j, dict) else run_evaluate(cfg, data, s)) for s, j in jobs.items()}
+
+
+def evaluate_group(cfg: FactoryConfig, data: DataDir, group: list[Pending]) -> dict[str, dict]:
+    adapters = {j.student: f"s{i}" for i, j in enumerate(group) if j.adapter_dir}  # peft names: no dots
+    model = load_shared(cfg.train.model, {adapters[j.student]: str(j.adapter_dir) for j in group if j.adapter_dir})
+    members = [Member(adapters.get(j.student, BASE_ROWS), j.variants, j.info,
+                      j.meta.get("seed") or 0) for j in group]
+    with grading_judge(cfg, data) as judge:
+        frames = evaluate_shared(Solver(model, load_tokenizer(cfg.train.model)), group[0].problems,
+                                 eval_captions(cfg, data), members, cfg.evaluate, cfg.verify, judge)
+    del model
+    release_memory()
+    return {j.student: finish(cfg, data, j, df) for j, df in zip(group, frames, strict=True)}
 
 
 def eval_variants(cfg: FactoryConfig, arm: str) -> list[str]:
@@ -236,39 +288,3 @@ def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
     if cfg.train.student == "vlm" and not cfg.train.captions:
         return {}
     return captions_of(data, cfg.caption.captioner)
-
-
-def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:
-    """A reference model's zero-shot answers on the evaluation splits, under each variant it is compared
-    in, through the request engine and the cache (a re-run asks nothing), as evals rows of `reference:NAME`."""
-    problems, variants = eval_problems(cfg, data), eval_variants(cfg, "reference")
-    name = f"{REFERENCE}{ref.name}"
-    key = eval_fingerprint(f"reference:{ref.model_dump_json()}:{variants}", cfg, problems["problem_id"].to_list())
-    info = dict(run=cfg.run, student=name, arm="reference", method="zero-shot", seed=None, eval_fingerprint=key)
-    frames, asked = [], 0
-    with opened(ref, cfg, data) as model, grading_judge(cfg, data) as judge:
-        for v in variants:
-            got, n = reference_frames(cfg, data, ref, model, judge, problems.to_dicts(), v, info | dict(variant=v))
-            frames, asked = frames + got, asked + n
-    df = score_reasoning(cfg, data, pl.concat(frames), problems)
-    write_table(df, data.evals(cfg.run) / f"reference-{ref.name}.parquet", "evals")
-    return {"student": name, "status": "evaluated", "new_requests": asked, **greedy_accuracy(df, cfg, "plain"),
-            "failed": int(df["grader"].eq("failed").sum())}
-
-
-def reference_frames(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig, model, judge, rows: list[dict],
-                     variant: str, info: dict) -> tuple[list[pl.DataFrame], int]:
-    """The reference's evals frames under one prompt variant (greedy per prompt style; k sampled for
-    pass@k), and how many requests were new."""
-    captions = captions_of(data, cfg.caption.captioner)
-    stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
-    runs = [(style, "greedy", 1, 0.0) for style in cfg.evaluate.prompts]
-    runs += [("cot", "sampled", cfg.evaluate.k, cfg.evaluate.temperature)] if cfg.evaluate.k > 1 else []
-    frames, asked = [], 0
-    for style, decoding, k, temperature in runs:
-        prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
-        answers, stats = reference_answers(prompts, model, ref.max_new_tokens, k, temperature, stop)
-        frames.append(eval_frame(rows, answers, info | dict(prompt_style=style, decoding=decoding), k, cfg.verify,
-                                 judge))
-        asked += stats.new
-    return frames, asked

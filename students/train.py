@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +24,39 @@ from students.model import release_memory
 from tasks.progress import Progress
 
 META = "train_meta.json"
+_bases: dict[str, object] | None = None  # within `one_base()`: model name -> the base text arms train on
+
+
+@contextmanager
+def one_base():
+    """Within: text SFT arms train on one loaded base model instead of loading it per arm. Base weights
+    never train; each trainer's adapter is taken out after training (`restore`), so every arm starts
+    from the weights as loaded."""
+    global _bases
+    _bases = {}
+    try:
+        yield
+    finally:
+        _bases = None
+        release_memory()
+
+
+def base_model(name: str):
+    from students.model import load_model
+
+    if _bases is None:
+        return load_model(name)
+    if name not in _bases:
+        _bases[name] = load_model(name)
+    return _bases[name]
+
+
+def restore(model) -> None:
+    """The base model as loaded again, out of a trained PeftModel: LoRA layers taken out unmerged (a
+    soft prompt sits outside it), trainable and in eval mode as `load_model` gives it."""
+    base = model.unload() if model.peft_config["default"].peft_type == "LORA" else model.get_base_model()
+    base.requires_grad_(True)
+    base.eval()
 
 
 def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0, init: str = "") -> str:
@@ -164,7 +198,7 @@ def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: 
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from students.model import load_model, load_tokenizer, resolve
+    from students.model import load_tokenizer, resolve
 
     callbacks = [progress_callback(progress)] if progress else None
     if "grpo" in method:
@@ -176,7 +210,7 @@ def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: 
 
         model, processing = load_vlm(cfg.model), load_processor(cfg.model)
     else:
-        model, processing = load_model(cfg.model), load_tokenizer(cfg.model)
+        model, processing = base_model(cfg.model), load_tokenizer(cfg.model)
     return SFTTrainer(model=model, args=sft_args(cfg, method, checkpoints, seed), train_dataset=Dataset.from_list(rows),
                       processing_class=processing, peft_config=peft_config(method, cfg, resolve(cfg.model), model),
                       callbacks=callbacks)
@@ -187,7 +221,12 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
     if read_meta(out_dir) is not None:  # stale adapter from other data or settings
         (out_dir / META).unlink()
     checkpoints = out_dir / "checkpoints"
-    trainer = build_trainer(cfg, method, rows, checkpoints, progress, seed, init_dir)
+    try:
+        trainer = build_trainer(cfg, method, rows, checkpoints, progress, seed, init_dir)
+    except BaseException:
+        if _bases is not None:  # the shared base may hold half a peft model now: the next arm loads its own
+            _bases.pop(cfg.model, None)
+        raise
     try:
         start = time.perf_counter()
         resume = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
@@ -200,6 +239,8 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
                     train_loss=float(result.training_loss), steps=int(result.global_step),
                     device=str(trainer.args.device))
     finally:
+        if _bases is not None and "grpo" not in method and cfg.student == "causal_lm":
+            restore(trainer.model)  # the next arm's base
         del trainer  # the model, optimiser and cached batches go back to the system
         release_memory()
 
