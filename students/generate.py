@@ -81,44 +81,106 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
              top_p: float = 1.0, num_return_sequences: int = 1, stop_at_answer: bool = False) -> list[Generated]:
     """`num_return_sequences` generations per chat (chat-major order); greedy when temperature is 0."""
     import torch
-    from transformers import DynamicCache
 
     enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
                                   return_dict=True).to(model.device)
     if soft_prompt(model):
         return whole(model, tok, enc, max_new_tokens, temperature, top_p, num_return_sequences, stop_at_answer)
+    with torch.inference_mode():
+        tails = decode(model, enc, max_new_tokens, picker(model, temperature, top_p), num_return_sequences,
+                       Watch(tok, stop_at_answer))
+    return outputs(tok, enc, num_return_sequences, tails, stop_at_answer)
+
+
+def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch") -> list[list[int]]:
+    """The new token ids of each of the n samples per prompt: one prefill into a preallocated cache,
+    repeated n times, then one forward per token for the rows still going."""
+    import torch
+    from transformers import StaticCache
+
     ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, P), left padded: the last column is real
-    prompt_len, n = ids.shape[1], num_return_sequences
-    cache = DynamicCache(config=model.config)
+    prompt_len = ids.shape[1]
+    cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new_tokens)  # written in place, no copy a step
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-    with torch.no_grad():  # all but the last prompt token; generate feeds that one itself
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-              past_key_values=cache, use_cache=True, logits_to_keep=1)  # (B, P, vocab) logits would be ~1 GB
-    cache.batch_repeat_interleave(n)
-    ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (B * n, P)
-    rows = list(range(ids.shape[0]))  # which output each remaining batch row is
-    new: dict[int, list[int]] = {}
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-    stops = [answer_stop(tok, prompt_len)] if stop_at_answer else None
-    while rows:
-        step = min(CHUNK, max_new_tokens - (ids.shape[1] - prompt_len))
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=step,
-                                 pad_token_id=tok.pad_token_id, stopping_criteria=stops,
-                                 return_dict_in_generate=True, **sampling)
-        ids, cache = out.sequences, out.past_key_values  # (b, L + step') and its cache
-        mask = torch.cat([mask, mask.new_ones(ids.shape[0], ids.shape[1] - mask.shape[1])], dim=1)
-        tails = ids[:, prompt_len:].tolist()
-        over = ids.shape[1] - prompt_len >= max_new_tokens
-        keep = [i for i, t in enumerate(tails) if not over and not finished(tok, t, stop_at_answer)]
-        for i, t in enumerate(tails):
-            if i not in keep:
-                new[rows[i]] = t
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, dtype=torch.long, device=ids.device)
-            cache.batch_select_indices(index)
-            ids, mask, rows = ids[index], mask[index], [rows[i] for i in keep]
-    return outputs(tok, enc, n, [new[row] for row in range(len(new))], stop_at_answer)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, vocab); (B, P, vocab) would be ~1 GB
+    cache_rows(cache, lambda t: t.repeat_interleave(n, dim=0))
+    logits, position = logits.repeat_interleave(n, dim=0), positions[:, -1:].repeat_interleave(n, dim=0) + 1
+    full = torch.cat([mask, mask.new_zeros(mask.shape[0], max_new_tokens)], dim=1).repeat_interleave(n, dim=0)
+    rows, tails = list(range(full.shape[0])), [[] for _ in range(full.shape[0])]  # rows: the output of each batch row
+    for step in range(max_new_tokens):
+        token = pick(logits)  # (b,)
+        going = watch.step(rows, tails, token.tolist())
+        if not going or step + 1 == max_new_tokens:
+            break
+        if len(going) < len(rows) and (step % CHUNK == CHUNK - 1 or 2 * len(going) <= len(rows)):
+            index = torch.tensor([rows.index(r) for r in going], device=token.device)
+            cache_rows(cache, lambda t: t[index])  # a copy of the cache: a few times a batch, not every token
+            token, position, full, rows = token[index], position[index], full[index], going
+        full[:, prompt_len + step] = 1
+        logits = model(input_ids=token[:, None], attention_mask=full, position_ids=position,
+                       past_key_values=cache, use_cache=True).logits[:, -1]
+        position = position + 1
+    return tails
+
+
+def cache_rows(cache, select) -> None:
+    """Applies `select` to the batch rows of every layer's keys and values (a StaticCache has no
+    batch_repeat_interleave / batch_select_indices; its layers write into whatever tensors they hold)."""
+    for layer in cache.layers:
+        layer.keys, layer.values = select(layer.keys), select(layer.values)
+
+
+class Watch:
+    """Which rows go on after each token: not those that wrote eos, nor (with `stop_at_answer`) those whose
+    text holds a complete final answer sentence. A row's text grows by one token's text a step (each token
+    decoded once); an answer seen there is confirmed on the row's whole decoded text, as `cut` reads it."""
+
+    def __init__(self, tok, stop_at_answer: bool):
+        self.tok, self.stop_at_answer = tok, stop_at_answer
+        self.pieces: dict[int, str] = {}  # token id -> its text
+        self.texts: dict[int, str] = {}  # output row -> its new text so far
+        self.done: set[int] = set()
+
+    def step(self, rows: list[int], tails: list[list[int]], tokens: list[int]) -> list[int]:
+        """Appends each row's token (rows already done get none); the rows still going."""
+        for row, t in zip(rows, tokens, strict=True):
+            if row not in self.done:
+                tails[row].append(t)
+                if self.ends(row, tails[row], t):
+                    self.done.add(row)
+        return [r for r in rows if r not in self.done]
+
+    def ends(self, row: int, tail: list[int], token: int) -> bool:
+        if token == self.tok.eos_token_id:
+            return True
+        if not self.stop_at_answer:
+            return False
+        if token not in self.pieces:
+            self.pieces[token] = self.tok.decode([token], skip_special_tokens=True)
+        text = self.texts[row] = self.texts.get(row, "") + self.pieces[token]
+        return answer_done(text) and answer_done(self.tok.decode(tail, skip_special_tokens=True))
+
+
+def picker(model, temperature: float, top_p: float):
+    """logits (b, vocab) -> next tokens (b,): argmax, or a draw after transformers' own temperature, top-k
+    (the model's generation default, 50 unless it says otherwise) and top-p warpers, as `generate` samples."""
+    import torch
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    if temperature <= 0:
+        return lambda logits: logits.argmax(dim=-1)
+    top_k = getattr(model.generation_config, "top_k", None)
+    warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+    warpers += [TopKLogitsWarper(50 if top_k is None else top_k)] if top_k != 0 else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+
+    def pick(logits):
+        for warp in warpers:
+            logits = warp(None, logits)
+        return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+
+    return pick
 
 
 def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool) -> list[Generated]:
@@ -146,10 +208,3 @@ def whole(model, tok, enc, max_new_tokens, temperature, top_p, n, stop_at_answer
         out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                              num_return_sequences=n, stopping_criteria=stops, **sampling)
     return outputs(tok, enc, n, out[:, enc["input_ids"].shape[1]:].tolist(), stop_at_answer)
-
-
-def finished(tok, tail: list[int], stop_at_answer: bool) -> bool:
-    """Whether a row's new tokens end it: eos, or (with stop_at_answer) a complete answer sentence."""
-    if tok.eos_token_id in tail:
-        return True
-    return stop_at_answer and answer_done(tok.decode(tail, skip_special_tokens=True))
