@@ -115,7 +115,7 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch") -> lis
             break
         if len(going) < len(rows) and (step % CHUNK == CHUNK - 1 or 2 * len(going) <= len(rows)):
             index = torch.tensor([rows.index(r) for r in going], device=token.device)
-            cache_rows(cache, lambda t: t[index])  # a copy of the cache: a few times a batch, not every token
+            cache_rows(cache, lambda t, index=index: t[index])  # a copy of the cache: a few times a batch
             token, position, full, rows = token[index], position[index], full[index], going
         full[:, prompt_len + step] = 1
         logits = model(input_ids=token[:, None], attention_mask=full, position_ids=position,
@@ -163,24 +163,34 @@ class Watch:
 
 
 def picker(model, temperature: float, top_p: float):
-    """logits (b, vocab) -> next tokens (b,): argmax, or a draw after transformers' own temperature, top-k
-    (the model's generation default, 50 unless it says otherwise) and top-p warpers, as `generate` samples."""
+    """logits (b, vocab) -> next tokens (b,): argmax, or a draw as `generate` samples (its default top-k is
+    50 unless the model's generation config says otherwise)."""
     import torch
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     if temperature <= 0:
         return lambda logits: logits.argmax(dim=-1)
     top_k = getattr(model.generation_config, "top_k", None)
-    warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
-    warpers += [TopKLogitsWarper(50 if top_k is None else top_k)] if top_k != 0 else []
-    warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+    top_k = 50 if top_k is None else top_k  # 0: no top-k
 
     def pick(logits):
-        for warp in warpers:
-            logits = warp(None, logits)
-        return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+        index, probs = sampling_weights(logits, temperature, top_p, top_k)
+        return index.gather(1, torch.multinomial(probs, num_samples=1)).squeeze(1)
 
     return pick
+
+
+def sampling_weights(logits, temperature: float, top_p: float, top_k: int):
+    """(token ids (b, k), their probabilities (b, k)) after transformers' own temperature and top-p
+    warpers on the k best logits: the distribution `generate` samples from (temperature, top-k, top-p
+    over the whole vocabulary), without sorting 49,152 logits a token."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    best, index = logits.topk(min(top_k or logits.shape[-1], logits.shape[-1]), dim=-1)
+    if temperature != 1.0:
+        best = TemperatureLogitsWarper(temperature)(None, best)
+    if top_p < 1.0:
+        best = TopPLogitsWarper(top_p)(None, best)
+    return index, best.softmax(dim=-1)
 
 
 def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool) -> list[Generated]:
