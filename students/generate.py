@@ -1,10 +1,13 @@
 """One generate loop for every local model: the `local` teacher's sampling and the students'
 evaluation both call `generate`.
 
-Chats are batched with left padding. The prompts are prefilled once into a KV cache, which is
-repeated for their k samples (`num_return_sequences`). transformers' `generate` then runs in
-chunks of `CHUNK` tokens, and rows that have finished leave the batch (and the cache) between
-chunks, so a batch costs what its rows generate rather than its longest row times its size.
+Chats are batched with left padding. The prompts are prefilled once into a preallocated KV cache
+(`StaticCache`: each token's keys and values are written in place, where a DynamicCache copies the
+whole cache every token), which is repeated for their k samples (`num_return_sequences`). Then one
+forward runs per token for the rows still going; rows that have finished leave the batch (and the
+cache) every `CHUNK` tokens, or at once when half the batch is done, so a batch costs about what
+its rows generate rather than its longest row times its size. Greedy answers are those of
+transformers' `generate` (tests/test_generate.py).
 With `stop_at_answer`, a row finishes once the sentence that commits to its final answer ("The
 answer is (B).") is complete, which the prompts ask every answer to end with; never inside an open
 `<think>` block or an open quote (the `mistakes` arm quotes a wrong attempt's "The answer is (B)."
@@ -14,7 +17,7 @@ before the answer it commits to), never at "the answer is not ...".
 import re
 from dataclasses import dataclass
 
-CHUNK = 16  # tokens generated between two looks for finished rows
+CHUNK = 16  # tokens between two re-layouts of the cache for rows that finished (each one copies the cache)
 # "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
 ANSWER_DONE = re.compile(r"answer is\b(?!\s+(?:(?:definitely|certainly|clearly|surely|probably|obviously)\s+)?not\b)"
                          r"[^\n]*?(?:\)\.|\.\s|\n)", re.I)
