@@ -8,6 +8,7 @@ forward runs per token for the rows still going; rows that have finished leave t
 cache) every `CHUNK` tokens, or at once when half the batch is done, so a batch costs about what
 its rows generate rather than its longest row times its size. Greedy answers are those of
 transformers' `generate` (tests/test_generate.py).
+
 With `stop_at_answer`, a row finishes once the sentence that commits to its final answer ("The
 answer is (B).") is complete, which the prompts ask every answer to end with; never inside an open
 `<think>` block or an open quote (the `mistakes` arm quotes a wrong attempt's "The answer is (B)."
