@@ -3,7 +3,7 @@ evaluation both call `generate`.
 
 Chats are batched with left padding. The prompts are prefilled once into a preallocated KV cache
 (`StaticCache`: each token's keys and values are written in place, where a DynamicCache copies the
-whole cache every token), which is repeated for their k samples (`num_return_sequences`). Then one
+whole cache every token; it grows by `GROW` columns when full), which is repeated for their k samples (`num_return_sequences`). Then one
 forward runs per token for the rows still going; rows that have finished leave the batch (and the
 cache) every `CHUNK` tokens, or at once when half the batch is done, so a batch costs about what
 its rows generate rather than its longest row times its size. Greedy answers are those of
@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 CHUNK = 16  # tokens between two re-layouts of the cache for rows that finished (each one copies the cache)
+GROW = 32  # cache columns added at a time: memory follows the rows still going, at a copy every 32 tokens
 # "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
 ANSWER_DONE = re.compile(r"answer is\b(?!\s+(?:(?:definitely|certainly|clearly|surely|probably|obviously)\s+)?not\b)"
                          r"[^\n]*?(?:\)\.|\.\s|\n)", re.I)
@@ -104,7 +105,7 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch") -> lis
 
     ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, P), left padded: the last column is real
     prompt_len = ids.shape[1]
-    cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new_tokens)  # written in place, no copy a step
+    cache = StaticCache(config=model.config, max_cache_len=prompt_len + min(GROW, max_new_tokens))  # written in place
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, vocab); (B, P, vocab) would be ~1 GB
@@ -121,8 +122,10 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch") -> lis
             index = torch.tensor([rows.index(r) for r in going], device=token.device)
             cache_rows(cache, lambda t, index=index: t[index])  # a copy of the cache: a few times a batch
             token, position, full, rows = token[index], position[index], full[index], going
+        if prompt_len + step + 1 > cache.layers[0].max_cache_len:
+            grow(cache, GROW)
         full[:, prompt_len + step] = 1
-        logits = model(input_ids=token[:, None], attention_mask=full, position_ids=position,
+        logits = model(input_ids=token[:, None], attention_mask=full[:, :prompt_len + step + 1], position_ids=position,
                        past_key_values=cache, use_cache=True).logits[:, -1]
         position = position + 1
     return tails
@@ -133,6 +136,15 @@ def cache_rows(cache, select) -> None:
     batch_repeat_interleave / batch_select_indices; its layers write into whatever tensors they hold)."""
     for layer in cache.layers:
         layer.keys, layer.values = select(layer.keys), select(layer.values)
+
+
+def grow(cache, columns: int) -> None:
+    """Room for `columns` more tokens in every layer (the attention mask is padded to the new length)."""
+    import torch.nn.functional as F
+
+    for layer in cache.layers:
+        layer.keys, layer.values = F.pad(layer.keys, (0, 0, 0, columns)), F.pad(layer.values, (0, 0, 0, columns))
+        layer.max_cache_len += columns
 
 
 class Watch:
