@@ -13,8 +13,10 @@ Then the same-answers check: greedy answers of the engine and of plain `model.ge
 """
 
 import argparse
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,18 +55,42 @@ def chats_of(requests) -> tuple[list[list[dict]], int]:
     return [[{"role": role, "content": c} for role, c in m] for m in groups], next(iter(groups.values()))
 
 
+def rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """The most resident memory above the start, sampled every 5 ms while the block runs (MiB)."""
+
+    def __enter__(self):
+        self.start, self.peak, self.stop = rss_mib(), 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def watch(self):
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, rss_mib() - self.start)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage) -> dict[str, list[float]]:
-    """engine name -> [seconds, new tokens], every batch through every engine in turn."""
-    totals = {name: [0.0, 0] for name in [*engines, "stage"]}
+    """engine name -> [seconds, new tokens, peak MiB above the start], every batch through every engine in turn."""
+    totals = {name: [0.0, 0, 0.0] for name in [*engines, "stage"]}
     for b, batch in enumerate(local_batches(requests, cfg.batch_size)):
         chats, n = chats_of([requests[i] for i in batch])
         for name, engine in engines.items():
             torch.manual_seed(b)
             start = time.perf_counter()
-            out = engine(model, tok, chats, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                         num_return_sequences=n, stop_at_answer=cfg.stop_at_answer)
+            with PeakRss() as rss:
+                out = engine(model, tok, chats, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             num_return_sequences=n, stop_at_answer=cfg.stop_at_answer)
             totals[name][0] += time.perf_counter() - start
             totals[name][1] += sum(g.new_tokens for g in out)
+            totals[name][2] = max(totals[name][2], rss.peak)
         start = time.perf_counter()
         done, _ = stage.complete([requests[i] for i in batch])
         totals["stage"][0] += time.perf_counter() - start
@@ -96,9 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     totals = time_engines({"engine": generate, "before": chunked_generate}, model, tok, cfg, requests, stage)
     print(f"requests={len(requests)} batch={cfg.batch_size} max_new_tokens={cfg.max_new_tokens} "
           f"threads={torch.get_num_threads()}")
-    for name, (s, n) in totals.items():
-        print(f"{name:8s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s")
-    rate = {name: n / s for name, (s, n) in totals.items()}
+    for name, (s, n, peak) in totals.items():
+        print(f"{name:8s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
+    rate = {name: n / s for name, (s, n, _) in totals.items()}
     print(f"engine / before = {rate['engine'] / rate['before']:.2f}x   stage / engine = {rate['stage'] / rate['engine']:.3f}")
     chats = [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
     print(f"same answers (greedy, engine vs model.generate): {same_answers(model, tok, chats, 64)}/{len(chats)}")
