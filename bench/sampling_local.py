@@ -77,9 +77,9 @@ class PeakRss:
         self.thread.join()
 
 
-def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage) -> dict[str, list[float]]:
+def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage=None) -> dict[str, list[float]]:
     """engine name -> [seconds, new tokens, peak MiB above the start], every batch through every engine in turn."""
-    totals = {name: [0.0, 0, 0.0] for name in [*engines, "stage"]}
+    totals = {name: [0.0, 0, 0.0] for name in [*engines, *(["stage"] if stage is not None else [])]}
     for b, batch in enumerate(local_batches(requests, cfg.batch_size)):
         chats, n = chats_of([requests[i] for i in batch])
         for name, engine in engines.items():
@@ -91,6 +91,8 @@ def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage) 
             totals[name][0] += time.perf_counter() - start
             totals[name][1] += sum(g.new_tokens for g in out)
             totals[name][2] = max(totals[name][2], rss.peak)
+        if stage is None:
+            continue
         start = time.perf_counter()
         done, _ = stage.complete([requests[i] for i in batch])
         totals["stage"][0] += time.perf_counter() - start
@@ -113,19 +115,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="embedded")
     p.add_argument("--problems", type=int, default=50)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--stage", action=argparse.BooleanOptionalAction, default=True, help="time the stage too")
     args = p.parse_args(argv)
     cfg, requests = workload(args.problems, args.max_new_tokens)
     tok, model = load_tokenizer(args.model), load_model(args.model)
     teacher = LocalTeacher(args.model, cfg.batch_size)
     teacher._tok, teacher._model = tok, model  # one copy of the weights for all three
-    stage = CachedTeacher(teacher, CacheStore(Path(tempfile.mkdtemp()) / "cache.sqlite"))
+    stage = CachedTeacher(teacher, CacheStore(Path(tempfile.mkdtemp()) / "cache.sqlite")) if args.stage else None
     totals = time_engines({"engine": generate, "before": chunked_generate}, model, tok, cfg, requests, stage)
     print(f"requests={len(requests)} batch={cfg.batch_size} max_new_tokens={cfg.max_new_tokens} "
           f"threads={torch.get_num_threads()}")
     for name, (s, n, peak) in totals.items():
         print(f"{name:8s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
     rate = {name: n / s for name, (s, n, _) in totals.items()}
-    print(f"engine / before = {rate['engine'] / rate['before']:.2f}x   stage / engine = {rate['stage'] / rate['engine']:.3f}")
+    print(f"engine / before = {rate['engine'] / rate['before']:.2f}x" +
+          (f"   stage / engine = {rate['stage'] / rate['engine']:.3f}" if args.stage else ""))
     chats = [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
     print(f"same answers (greedy, engine vs model.generate): {same_answers(model, tok, chats, 64)}/{len(chats)}")
 
