@@ -1,70 +1,137 @@
-"""Overhead of the sample stage around the local teacher, as a ratio measured in one run.
+"""Tokens/s of the local engine on the default run's sample workload, as ratios measured in one run.
 
-    .venv/bin/python bench/sampling_local.py [--model embedded] [--problems 24] [--k 2]
+    .venv/bin/python bench/sampling_local.py [--model embedded] [--problems 50] [--max-new-tokens 128]
 
-Times (a) `sample_shard` through CachedTeacher + SQLite on a fresh cache, (b) bare
-`model.generate` on the same prompts in the same batches, (c) `sample_shard` again with every
-request cached. Prints (a)/(b) (target close to 1.0) and (c)/(a).
+The requests are the default run's (synthetic problems with their dataset captions, the train split,
+both prompt variants, k=2, stop at the answer, temperature 0.7), in the batches the sample stage
+makes (`local_batches`). Each batch runs through every engine in turn, so load from elsewhere on the
+machine falls on all of them alike:
+  engine    `students.generate.generate` (what the `local` teacher and evaluation use)
+  before    the loop it replaced (`bench/chunked_generate.py`)
+  stage     the sample stage itself (CachedTeacher + SQLite + LocalTeacher) on a fresh cache
+Then the same-answers check: greedy answers of the engine and of plain `model.generate` on 20 prompts.
 """
 
 import argparse
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from schemas.config import SampleConfig, SyntheticIngest
-from schemas.paths import DataDir
-from students.model import load_model, load_tokenizer
-from tasks.ingest import ingest
-from tasks.sample import build_requests, sample_shard
-from tasks.teachers.local import LocalTeacher
-from teacher_cache import CachedTeacher, CacheStore
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chunked_generate import chunked_generate  # noqa: E402
+
+from schemas.config import SampleConfig, SyntheticIngest  # noqa: E402
+from schemas.paths import DataDir  # noqa: E402
+from students.generate import cut, generate  # noqa: E402
+from students.model import load_model, load_tokenizer  # noqa: E402
+from tasks.ingest import ingest  # noqa: E402
+from tasks.sample import build_requests  # noqa: E402
+from tasks.teachers.local import LocalTeacher  # noqa: E402
+from teacher_cache import CachedTeacher, CacheStore  # noqa: E402
+from teacher_cache.cached import local_batches  # noqa: E402
 
 
-def bare_generate(model_name: str, cfg: SampleConfig, requests) -> float:
-    tok, model = load_tokenizer(model_name), load_model(model_name)
-    start = time.perf_counter()
-    for i in range(0, len(requests), cfg.batch_size):
-        chats = [[{"role": r, "content": c} for r, c in req.messages] for req in requests[i:i + cfg.batch_size]]
-        enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
-        torch.manual_seed(i)
-        with torch.no_grad():
-            model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
-                           max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id)
-    return time.perf_counter() - start
+def workload(n_problems: int, max_new_tokens: int) -> tuple[SampleConfig, list]:
+    tmp = Path(tempfile.mkdtemp())
+    ingest(SyntheticIngest(n_problems=n_problems), DataDir(tmp / "data"))
+    problems = pl.read_parquet(tmp / "data" / "problems" / "**" / "*.parquet")
+    cfg = SampleConfig(max_new_tokens=max_new_tokens)
+    captions = dict(zip(problems["problem_id"], problems["caption"], strict=True))  # the `dataset` captioner
+    return cfg, [r for _, _, r in build_requests(cfg, problems, captions)[0]]
+
+
+def chats_of(requests) -> tuple[list[list[dict]], int]:
+    """A batch's distinct chats and how many samples each (the k sample indices of one prompt)."""
+    groups: dict[tuple, int] = {}
+    for r in requests:
+        groups[r.messages] = groups.get(r.messages, 0) + 1
+    assert len(set(groups.values())) == 1, "a batch whose prompts are asked unequally often"
+    return [[{"role": role, "content": c} for role, c in m] for m in groups], next(iter(groups.values()))
+
+
+def rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """The most resident memory above the start, sampled every 5 ms while the block runs (MiB)."""
+
+    def __enter__(self):
+        self.start, self.peak, self.stop = rss_mib(), 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def watch(self):
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, rss_mib() - self.start)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage=None) -> dict[str, list[float]]:
+    """engine name -> [seconds, new tokens, peak MiB above the start], every batch through every engine in turn."""
+    totals = {name: [0.0, 0, 0.0] for name in [*engines, *(["stage"] if stage is not None else [])]}
+    for b, batch in enumerate(local_batches(requests, cfg.batch_size)):
+        chats, n = chats_of([requests[i] for i in batch])
+        for name, engine in engines.items():
+            torch.manual_seed(b)
+            start = time.perf_counter()
+            with PeakRss() as rss:
+                out = engine(model, tok, chats, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             num_return_sequences=n, stop_at_answer=cfg.stop_at_answer)
+            totals[name][0] += time.perf_counter() - start
+            totals[name][1] += sum(g.new_tokens for g in out)
+            totals[name][2] = max(totals[name][2], rss.peak)
+        if stage is None:
+            continue
+        start = time.perf_counter()
+        done, _ = stage.complete([requests[i] for i in batch])
+        totals["stage"][0] += time.perf_counter() - start
+        totals["stage"][1] += sum(c.completion_tokens for c in done)
+    return totals
+
+
+def same_answers(model, tok, chats: list[list[dict]], max_new_tokens: int) -> int:
+    """How many of the chats get token-for-token the answer of one plain greedy `model.generate` call."""
+    ours = generate(model, tok, chats, max_new_tokens)
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+    rows = ref[:, enc["input_ids"].shape[1]:].tolist()
+    return sum(g.text == tok.decode(cut(tok, row, False)[0], skip_special_tokens=True) for g, row in zip(ours, rows, strict=True))
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="embedded")
-    p.add_argument("--problems", type=int, default=24)
-    p.add_argument("--k", type=int, default=2)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--problems", type=int, default=50)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--stage", action=argparse.BooleanOptionalAction, default=True, help="time the stage too")
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp())
-    data = DataDir(tmp / "data")
-    ingest(SyntheticIngest(n_problems=args.problems, split_fractions={"train": 1.0}), data)
-    problems = pl.read_parquet(data.table("problems") / "**" / "*.parquet")
-    cfg = SampleConfig(model=args.model, k=args.k, max_new_tokens=args.max_new_tokens)
-    requests = [r for _, _, r in build_requests(cfg, problems, {})[0]]
-    load_model(args.model)  # warm the file cache so neither timing pays the first read
-
-    teacher = CachedTeacher(LocalTeacher(args.model, cfg.batch_size), CacheStore(tmp / "cache.sqlite"))
-    teacher.teacher._load()  # model load is not sampling work
-    start = time.perf_counter()
-    sample_shard(cfg, problems, {}, teacher)
-    staged = time.perf_counter() - start
-    bare = bare_generate(args.model, cfg, requests)
-    start = time.perf_counter()
-    sample_shard(cfg, problems, {}, teacher)
-    cached = time.perf_counter() - start
-    print(f"requests={len(requests)} batch={cfg.batch_size} max_new_tokens={cfg.max_new_tokens}")
-    print(f"sample stage / bare generate = {staged / bare:.3f}   ({staged:.1f}s / {bare:.1f}s)")
-    print(f"fully cached re-run / first run = {cached / staged:.4f}   ({cached:.3f}s)")
+    cfg, requests = workload(args.problems, args.max_new_tokens)
+    tok, model = load_tokenizer(args.model), load_model(args.model)
+    teacher = LocalTeacher(args.model, cfg.batch_size)
+    teacher._tok, teacher._model = tok, model  # one copy of the weights for all three
+    stage = CachedTeacher(teacher, CacheStore(Path(tempfile.mkdtemp()) / "cache.sqlite")) if args.stage else None
+    totals = time_engines({"engine": generate, "before": chunked_generate}, model, tok, cfg, requests, stage)
+    print(f"requests={len(requests)} batch={cfg.batch_size} max_new_tokens={cfg.max_new_tokens} "
+          f"threads={torch.get_num_threads()}")
+    for name, (s, n, peak) in totals.items():
+        print(f"{name:8s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
+    rate = {name: n / s for name, (s, n, _) in totals.items()}
+    print(f"engine / before = {rate['engine'] / rate['before']:.2f}x" +
+          (f"   stage / engine = {rate['stage'] / rate['engine']:.3f}" if args.stage else ""))
+    chats = [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
+    print(f"same answers (greedy, engine vs model.generate): {same_answers(model, tok, chats, 64)}/{len(chats)}")
 
 
 if __name__ == "__main__":

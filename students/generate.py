@@ -1,10 +1,14 @@
 """One generate loop for every local model: the `local` teacher's sampling and the students'
 evaluation both call `generate`.
 
-Chats are batched with left padding. The prompts are prefilled once into a KV cache, which is
-repeated for their k samples (`num_return_sequences`). transformers' `generate` then runs in
-chunks of `CHUNK` tokens, and rows that have finished leave the batch (and the cache) between
-chunks, so a batch costs what its rows generate rather than its longest row times its size.
+Chats are batched with left padding. The prompts are prefilled once into a preallocated KV cache
+(`StaticCache`: each token's keys and values are written in place, where a DynamicCache copies the
+whole cache every token; it grows by `GROW` columns when full), which is repeated for their k samples (`num_return_sequences`). Then one
+forward runs per token for the rows still going; rows that have finished leave the batch (and the
+cache) every `CHUNK` tokens, or at once when half the batch is done, so a batch costs about what
+its rows generate rather than its longest row times its size. Greedy answers are those of
+transformers' `generate` (tests/test_generate.py).
+
 With `stop_at_answer`, a row finishes once the sentence that commits to its final answer ("The
 answer is (B).") is complete, which the prompts ask every answer to end with; never inside an open
 `<think>` block or an open quote (the `mistakes` arm quotes a wrong attempt's "The answer is (B)."
@@ -14,7 +18,8 @@ before the answer it commits to), never at "the answer is not ...".
 import re
 from dataclasses import dataclass
 
-CHUNK = 16  # tokens generated between two looks for finished rows
+CHUNK = 16  # tokens between two re-layouts of the cache for rows that finished (each one copies the cache)
+GROW = 32  # cache columns added at a time: memory follows the rows still going, at a copy every 32 tokens
 # "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
 ANSWER_DONE = re.compile(r"answer is\b(?!\s+(?:(?:definitely|certainly|clearly|surely|probably|obviously)\s+)?not\b)"
                          r"[^\n]*?(?:\)\.|\.\s|\n)", re.I)
@@ -83,47 +88,130 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
     """`num_return_sequences` generations per chat (chat-major order); greedy when temperature is 0.
     `adapter_names`: a peft LoRA model's adapter for each chat (`__base__`: none), one batch of mixed adapters."""
     import torch
-    from transformers import DynamicCache
 
     enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
                                   return_dict=True).to(model.device)
     if soft_prompt(model):
         return whole(model, tok, enc, max_new_tokens, temperature, top_p, num_return_sequences, stop_at_answer)
+    with torch.inference_mode():
+        tails = decode(model, enc, max_new_tokens, picker(model, temperature, top_p), num_return_sequences,
+                       Watch(tok, stop_at_answer), adapter_names)
+    return outputs(tok, enc, num_return_sequences, tails, stop_at_answer)
+
+
+def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
+           adapter_names: list[str] | None = None) -> list[list[int]]:
+    """The new token ids of each of the n samples per prompt: one prefill into a preallocated cache,
+    repeated n times, then one forward per token for the rows still going (each with its adapter)."""
+    import torch
+    from transformers import StaticCache
+
     ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, P), left padded: the last column is real
-    prompt_len, n = ids.shape[1], num_return_sequences
-    cache = DynamicCache(config=model.config)
+    prompt_len = ids.shape[1]
+    cache = StaticCache(config=model.config, max_cache_len=prompt_len + min(GROW, max_new_tokens))  # written in place
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-    with torch.no_grad():  # all but the last prompt token; generate feeds that one itself
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-              past_key_values=cache, use_cache=True, logits_to_keep=1,  # (B, P, vocab) logits would be ~1 GB
-              **peft_rows(adapter_names))
-    cache.batch_repeat_interleave(n)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1, **peft_rows(adapter_names)).logits[:, -1]
+    cache_rows(cache, lambda t: t.repeat_interleave(n, dim=0))
+    logits, position = logits.repeat_interleave(n, dim=0), positions[:, -1:].repeat_interleave(n, dim=0) + 1
+    full = torch.cat([mask, mask.new_zeros(mask.shape[0], max_new_tokens)], dim=1).repeat_interleave(n, dim=0)
+    rows, tails = list(range(full.shape[0])), [[] for _ in range(full.shape[0])]  # rows: the output of each batch row
     names = None if adapter_names is None else [a for a in adapter_names for _ in range(n)]  # (B * n,)
-    ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (B * n, P)
-    rows = list(range(ids.shape[0]))  # which output each remaining batch row is
-    new: dict[int, list[int]] = {}
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-    stops = [answer_stop(tok, prompt_len)] if stop_at_answer else None
-    while rows:
-        step = min(CHUNK, max_new_tokens - (ids.shape[1] - prompt_len))
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=step,
-                                 pad_token_id=tok.pad_token_id, stopping_criteria=stops,
-                                 return_dict_in_generate=True, **sampling, **peft_rows(names))
-        ids, cache = out.sequences, out.past_key_values  # (b, L + step') and its cache
-        mask = torch.cat([mask, mask.new_ones(ids.shape[0], ids.shape[1] - mask.shape[1])], dim=1)
-        tails = ids[:, prompt_len:].tolist()
-        over = ids.shape[1] - prompt_len >= max_new_tokens
-        keep = [i for i, t in enumerate(tails) if not over and not finished(tok, t, stop_at_answer)]
-        for i, t in enumerate(tails):
-            if i not in keep:
-                new[rows[i]] = t
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, dtype=torch.long, device=ids.device)
-            cache.batch_select_indices(index)
-            ids, mask, rows = ids[index], mask[index], [rows[i] for i in keep]
-            names = None if names is None else [names[i] for i in keep]
-    return outputs(tok, enc, n, [new[row] for row in range(len(new))], stop_at_answer)
+    for step in range(max_new_tokens):
+        token = pick(logits)  # (b,)
+        going = watch.step(rows, tails, token.tolist())
+        if not going or step + 1 == max_new_tokens:
+            break
+        if len(going) < len(rows) and (step % CHUNK == CHUNK - 1 or 2 * len(going) <= len(rows)):
+            index = torch.tensor([rows.index(r) for r in going], device=token.device)
+            cache_rows(cache, lambda t, index=index: t[index])  # a copy of the cache: a few times a batch
+            token, position, full, rows = token[index], position[index], full[index], going
+            names = None if names is None else [names[i] for i in index.tolist()]
+        if prompt_len + step + 1 > cache.layers[0].max_cache_len:
+            grow(cache, GROW)
+        full[:, prompt_len + step] = 1
+        logits = model(input_ids=token[:, None], attention_mask=full[:, :prompt_len + step + 1], position_ids=position,
+                       past_key_values=cache, use_cache=True, **peft_rows(names)).logits[:, -1]
+        position = position + 1
+    return tails
+
+
+def cache_rows(cache, select) -> None:
+    """Applies `select` to the batch rows of every layer's keys and values (a StaticCache has no
+    batch_repeat_interleave / batch_select_indices; its layers write into whatever tensors they hold)."""
+    for layer in cache.layers:
+        layer.keys, layer.values = select(layer.keys), select(layer.values)
+
+
+def grow(cache, columns: int) -> None:
+    """Room for `columns` more tokens in every layer (the attention mask is padded to the new length)."""
+    import torch.nn.functional as F
+
+    for layer in cache.layers:
+        layer.keys, layer.values = F.pad(layer.keys, (0, 0, 0, columns)), F.pad(layer.values, (0, 0, 0, columns))
+        layer.max_cache_len += columns
+
+
+class Watch:
+    """Which rows go on after each token: not those that wrote eos, nor (with `stop_at_answer`) those whose
+    text holds a complete final answer sentence. A row's text grows by one token's text a step (each token
+    decoded once); an answer seen there is confirmed on the row's whole decoded text, as `cut` reads it."""
+
+    def __init__(self, tok, stop_at_answer: bool):
+        self.tok, self.stop_at_answer = tok, stop_at_answer
+        self.pieces: dict[int, str] = {}  # token id -> its text
+        self.texts: dict[int, str] = {}  # output row -> its new text so far
+        self.done: set[int] = set()
+
+    def step(self, rows: list[int], tails: list[list[int]], tokens: list[int]) -> list[int]:
+        """Appends each row's token (rows already done get none); the rows still going."""
+        for row, t in zip(rows, tokens, strict=True):
+            if row not in self.done:
+                tails[row].append(t)
+                if self.ends(row, tails[row], t):
+                    self.done.add(row)
+        return [r for r in rows if r not in self.done]
+
+    def ends(self, row: int, tail: list[int], token: int) -> bool:
+        if token == self.tok.eos_token_id:
+            return True
+        if not self.stop_at_answer:
+            return False
+        if token not in self.pieces:
+            self.pieces[token] = self.tok.decode([token], skip_special_tokens=True)
+        text = self.texts[row] = self.texts.get(row, "") + self.pieces[token]
+        return answer_done(text) and answer_done(self.tok.decode(tail, skip_special_tokens=True))
+
+
+def picker(model, temperature: float, top_p: float):
+    """logits (b, vocab) -> next tokens (b,): argmax, or a draw as `generate` samples (its default top-k is
+    50 unless the model's generation config says otherwise)."""
+    import torch
+
+    if temperature <= 0:
+        return lambda logits: logits.argmax(dim=-1)
+    top_k = getattr(model.generation_config, "top_k", None)
+    top_k = 50 if top_k is None else top_k  # 0: no top-k
+
+    def pick(logits):
+        index, probs = sampling_weights(logits, temperature, top_p, top_k)
+        return index.gather(1, torch.multinomial(probs, num_samples=1)).squeeze(1)
+
+    return pick
+
+
+def sampling_weights(logits, temperature: float, top_p: float, top_k: int):
+    """(token ids (b, k), their probabilities (b, k)) after transformers' own temperature and top-p
+    warpers on the k best logits: the distribution `generate` samples from (temperature, top-k, top-p
+    over the whole vocabulary), without sorting 49,152 logits a token."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    best, index = logits.topk(min(top_k or logits.shape[-1], logits.shape[-1]), dim=-1)
+    if temperature != 1.0:
+        best = TemperatureLogitsWarper(temperature)(None, best)
+    if top_p < 1.0:
+        best = TopPLogitsWarper(top_p)(None, best)
+    return index, best.softmax(dim=-1)
 
 
 def peft_rows(names: list[str] | None) -> dict:
@@ -156,10 +244,3 @@ def whole(model, tok, enc, max_new_tokens, temperature, top_p, n, stop_at_answer
         out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                              num_return_sequences=n, stopping_criteria=stops, **sampling)
     return outputs(tok, enc, n, out[:, enc["input_ids"].shape[1]:].tolist(), stop_at_answer)
-
-
-def finished(tok, tail: list[int], stop_at_answer: bool) -> bool:
-    """Whether a row's new tokens end it: eos, or (with stop_at_answer) a complete answer sentence."""
-    if tok.eos_token_id in tail:
-        return True
-    return stop_at_answer and answer_done(tok.decode(tail, skip_special_tokens=True))

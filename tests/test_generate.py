@@ -197,3 +197,55 @@ def test_a_truncated_answer_is_recorded_and_counted_wrong(tiny_model):
 ])
 def test_final_answer_done(text, done):
     assert answer_done(text) is done
+
+
+# -- the hand-written decode loop against transformers' own generate ---------------------------------------
+QUESTIONS = ["Hi", "What is 2+2? Think.", "Name three colours", "Which is heavier, 3 kg or 5 kg?",
+             "Count the sides of a square.", "Is a shark a fish?", "Spell cat.", "What comes after Monday?",
+             "Explain rain in one sentence.", "How many legs has a spider?", "Pick (A) red or (B) blue.",
+             "Say the alphabet backwards, please, all of it.", "7*8=?", "Which planet is largest?",
+             "A longer question that goes on for a while about boxes of fruit on a shelf: how many apples?",
+             "Why?", "Name a fruit that is yellow.", "Is 17 prime?", "Half of 10?", "Write a haiku."]
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tiny_model):
+    """The tiny Llama with large random weights: its next token depends on the context and on positions
+    (at the default initialisation it mostly echoes the last token), so a wrong cache or mask shows."""
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_greedy_answers_equal_plain_generate_token_for_token_on_20_prompts(sharp_model, tiny_model):
+    from students.generate import generate
+
+    model, tok = sharp_model, load_tokenizer(tiny_model)
+    chats = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    ours = generate(model, tok, chats, 40)  # past GROW: the cache grows once
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
+    rows = [cut(tok, row, stop_at_answer=False)[0] for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
+    assert [g.new_tokens for g in ours] == [len(r) for r in rows]
+    assert [g.text for g in ours] == [tok.decode(r, skip_special_tokens=True) for r in rows]
+
+
+@pytest.mark.parametrize("temperature, top_p, top_k", [(0.7, 0.95, 50), (1.0, 0.5, 0), (1.3, 1.0, 5)])
+def test_sampling_weights_are_the_distribution_of_transformers_warpers_over_the_whole_vocabulary(temperature, top_p,
+                                                                                                  top_k):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from students.generate import sampling_weights
+
+    logits = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0)) * 3
+    ref = logits
+    for warp in [TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k) if top_k else None,
+                 TopPLogitsWarper(top_p) if top_p < 1 else None]:
+        ref = warp(None, ref) if warp else ref
+    index, probs = sampling_weights(logits, temperature, top_p, top_k)
+    ours = torch.zeros_like(logits).scatter(1, index, probs)
+    assert torch.allclose(ours, ref.softmax(dim=-1), atol=1e-6)
