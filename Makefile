@@ -9,7 +9,7 @@ DEPLOY_STAMP := .venv/.deploy-installed
 LLAMA_CPP := .venv/llama.cpp
 LLAMA_CPP_VERSION := 0.3.36
 
-.PHONY: setup run test lint clean deploy-setup deploy-tools
+.PHONY: setup run test lint clean deploy-setup deploy-tools llama-cpp
 
 setup: $(STAMP)
 
@@ -26,16 +26,22 @@ $(STAMP): pyproject.toml
 run: setup
 	.venv/bin/distillery run --config $(CONFIG) --data-dir $(DATA)
 
-# The deploy stage's extra (compiles llama.cpp: slow, not part of `make run`) and llama.cpp's GGUF
-# converter, which ships in llama-cpp-python's sdist only (vendor/llama.cpp).
+# The deploy stage's extra (torchao, sentencepiece: wheels, seconds) and llama.cpp's GGUF converter,
+# which ships in llama-cpp-python's sdist only (vendor/llama.cpp): what `make test` needs besides setup.
 deploy-setup: $(DEPLOY_STAMP) deploy-tools
 
-# llama.cpp built for x86-64-v3 (AVX2, FMA, F16C) without AMX: -march=native enables AMX tiles, which
-# fault (illegal instruction) where the kernel or a sandbox does not grant their state.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
 $(DEPLOY_STAMP): $(STAMP) pyproject.toml
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,deploy]'
+	$(PIP) install -q -e '.[dev,deploy]'
 	touch $(DEPLOY_STAMP)
+
+# llama-cpp-python (GGUF answers, the q4_k_m quantizer) compiles llama.cpp on install: 47 min on this
+# 2-core machine while it was busy, far past a first `make setup` or CI's 30 minutes, so neither
+# `make run` nor `make test` builds it; the GGUF tests that need it skip, saying so. Built for
+# x86-64-v3 (AVX2, FMA, F16C) without AMX: -march=native enables AMX tiles, which fault (illegal
+# instruction) where the kernel or a sandbox does not grant their state.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+llama-cpp: deploy-setup
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,deploy,llama]'
 
 deploy-tools: $(LLAMA_CPP)/convert_hf_to_gguf.py
 
