@@ -60,7 +60,7 @@ def rss_mib() -> float:
 
 
 class PeakRss:
-    """The most resident memory above the start, sampled every 5 ms while the block runs (MiB)."""
+    """The most resident memory above the start, sampled every 50 ms while the block runs (MiB)."""
 
     def __enter__(self):
         self.start, self.peak, self.stop = rss_mib(), 0.0, threading.Event()
@@ -69,7 +69,7 @@ class PeakRss:
         return self
 
     def watch(self):
-        while not self.stop.wait(0.005):
+        while not self.stop.wait(0.05):
             self.peak = max(self.peak, rss_mib() - self.start)
 
     def __exit__(self, *exc):
