@@ -203,11 +203,11 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
 
 
 def run_evaluations(cfg: FactoryConfig, data: DataDir, names: list[str]) -> dict[str, dict]:
-    """`run_evaluate` of each named student; the text LoRA students (and the base) that need answers
-    share one loaded base model and answer in mixed-adapter batches (students/shared.py)."""
+    """`run_evaluate` of each named student; with `evaluate.shared`, the text LoRA students (and the base)
+    that need answers share one loaded base model and answer in mixed-adapter batches (students/shared.py)."""
     jobs = {s: pending(cfg, data, s) for s in names}
     group = [j for j in jobs.values() if isinstance(j, Pending) and shareable(cfg, j.adapter_dir)]
-    done = evaluate_group(cfg, data, group) if len(group) > 1 else {}
+    done = evaluate_group(cfg, data, group) if cfg.evaluate.shared and len(group) > 1 else {}
     return {s: done.get(s) or (j if isinstance(j, dict) else run_evaluate(cfg, data, s)) for s, j in jobs.items()}
 
 
