@@ -46,7 +46,7 @@ llama-cpp: deploy-setup
 deploy-tools: $(LLAMA_CPP)/convert_hf_to_gguf.py
 
 $(LLAMA_CPP)/convert_hf_to_gguf.py: | setup
-	rm -rf .venv/llama-sdist && $(PIP) download -q --no-deps --no-binary :all: -d .venv/llama-sdist \
+	rm -rf .venv/llama-sdist && $(PIP) download -q --no-deps --no-binary llama-cpp-python -d .venv/llama-sdist \
 		llama-cpp-python==$(LLAMA_CPP_VERSION)
 	tar -xzf .venv/llama-sdist/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C .venv/llama-sdist
 	rm -rf $(LLAMA_CPP) && mv .venv/llama-sdist/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp $(LLAMA_CPP)

@@ -303,11 +303,14 @@ def train_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) 
 def evaluate_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Greedy answers of every trained student and the untuned base on the evaluation split, graded."""
     config = configured(config, config_file)
-    run = task(student_stages.run_evaluations, cache_policy=NO_CACHE, task_run_name="evaluate-students")
+    shared = task(student_stages.run_evaluations, cache_policy=NO_CACHE, task_run_name="evaluate-students")
+    each = task(student_stages.run_evaluate, cache_policy=NO_CACHE, task_run_name="evaluate-{student}")
     reference = task(run_reference, cache_policy=NO_CACHE, task_run_name="reference-{ref.name}")
     student_stages.require_trained(config, data_of(config))  # before any model is loaded
-    with stage_progress("evaluate"):  # one task: the LoRA students share one loaded base model
-        results = run(config, data_of(config), student_stages.students(config))
+    names = student_stages.students(config)
+    with stage_progress("evaluate"):  # evaluate.shared: one task, the LoRA students over one loaded base
+        results = shared(config, data_of(config), names) if config.evaluate.shared else \
+            {s: each(config, data_of(config), s) for s in names}
         results |= {f"reference:{r.name}": reference(config, data_of(config), r) for r in config.reference}
     return results
 

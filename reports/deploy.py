@@ -104,7 +104,8 @@ def render_deployment(s: dict) -> list[str]:
         if r["status"] != "measured":
             lines.append(f"| {r['student']} | {r['format']} | {mb(r['size_bytes'])} | {r['reason']} | | | | | |")
             continue
-        acc = f"{r['accuracy'] * 100:.1f}% ({r['ci_low'] * 100:.1f}-{r['ci_high'] * 100:.1f}, n={r['n']})"
+        acc = "no gradable answer" if r.get("accuracy") is None else \
+            f"{r['accuracy'] * 100:.1f}% ({r['ci_low'] * 100:.1f}-{r['ci_high'] * 100:.1f}, n={r['n']})"
         diff = "reference" if r.get("change") is None else (
             f"{r['change'] * 100:+.1f} ({r['change_low'] * 100:+.1f} to {r['change_high'] * 100:+.1f}, "
             f"p={r['change_p']:.3g})")
@@ -121,7 +122,8 @@ def render_deployment(s: dict) -> list[str]:
 
 def plot_deployment(summary: dict, path, pyplot) -> bool:
     """Accuracy against peak memory, one point per measured format, the Pareto front joined."""
-    rows = [r for r in (summary.get("deployment") or {}).get("rows", []) if r["status"] == "measured"]
+    rows = [r for r in (summary.get("deployment") or {}).get("rows", [])
+            if r["status"] == "measured" and r.get("accuracy") is not None]
     if not rows:
         return False
     plt = pyplot()

@@ -56,8 +56,12 @@ def save_dir(out: Path, write) -> Path:
 
 def torchao_config(fmt: str, cfg: DeployConfig):
     import torch
-    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
-    from torchao.quantization.granularity import PerGroup
+
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
+        from torchao.quantization.granularity import PerGroup
+    except ImportError as e:
+        raise Unavailable(f"{fmt} needs torchao: pip install -e '.[deploy]' ({e})") from None
 
     if fmt == "int8":
         return Int8WeightOnlyConfig()
@@ -102,7 +106,7 @@ def q4_k_m(merged: Path, out: Path, cfg: DeployConfig) -> Path:
     try:
         import llama_cpp
     except ImportError as e:
-        raise Unavailable(f"q4_k_m needs llama.cpp's quantizer: pip install -e '.[deploy]' (llama-cpp-python: {e})") \
+        raise Unavailable(f"q4_k_m needs llama.cpp's quantizer: make llama-cpp, or pip install -e '.[llama]' (llama-cpp-python: {e})") \
             from None
     f16 = convert(merged, "f16", out.with_suffix(".f16.gguf"), cfg)
     params = llama_cpp.llama_model_quantize_default_params()

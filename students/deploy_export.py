@@ -41,8 +41,8 @@ def figures_line(r: dict) -> str:
     if r["status"] != "measured":
         return f"{size}; not measured here ({r['reason']})"
     return (f"{size}; peak memory {r['peak_rss_mb']:.0f} MiB while answering; {r['prompt_tps']:.1f} prompt and "
-            f"{r['generation_tps']:.1f} generated tokens/s, first token in {r['ttft_s']:.3f} s; accuracy "
-            f"{r['accuracy'] * 100:.1f}% on {r['n']} problems")
+            f"{r['generation_tps']:.1f} generated tokens/s, first token in {r['ttft_s']:.3f} s; "
+            + ("no gradable answer" if r.get("accuracy") is None else f"accuracy {r['accuracy'] * 100:.1f}% on {r['n']} problems"))
 
 
 def model_card(cfg: FactoryConfig, student: str, meta: dict, row: dict, rows: list[dict], threads: int) -> str:

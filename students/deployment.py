@@ -42,6 +42,9 @@ def chosen(cfg: FactoryConfig, data: DataDir, names: list[str]) -> list[str]:
     out = []
     for name in names:
         if name == BEST:
+            if "val" not in cfg.evaluate.splits:  # best_student would fall back to test: chosen on the reported split
+                raise InputError("deploy.students names `best`, which is chosen on val: add val to evaluate.splits "
+                                 "(or name the student)")
             best = best_student(run_evals(cfg, data), None)
             if best is None:
                 raise InputError(f"deploy.students names `best`, but run {cfg.run!r} has no evaluated trained "
@@ -151,7 +154,7 @@ def one_format(cfg: FactoryConfig, fmt: str, merged: Path, out_dir: Path, prompt
         log.warning("deploy %s %s: %s", student, fmt, e)
         return missing(student, fmt, str(e)), None
     if fmt in GGUF and importlib.util.find_spec("llama_cpp") is None:  # written; answering needs the runtime
-        why = "written, not measured: llama-cpp-python is not installed (pip install -e '.[deploy]')"
+        why = "written, not measured: llama-cpp-python is not installed (make llama-cpp)"
         return missing(student, fmt, why) | dict(status="written", path=str(path), size_bytes=size_bytes(path)), None
     got = measured(fmt, path, prompts, cfg)
     df = graded(got, rows, info | dict(student=f"{student}@{fmt}"), cfg)

@@ -59,14 +59,24 @@ def answer_stop(tok, prompt_len: int):
     return AnswerStop()
 
 
-def cut(tok, ids: list[int], stop_at_answer: bool) -> tuple[list[int], bool]:
-    """The row's tokens up to eos (included) or the end of its final answer sentence; finished?
-    (A row stopped at its answer is padded after it, and pad may be eos: the answer is looked for first.)"""
-    eos = tok.eos_token_id
-    end = ids.index(eos) + 1 if eos in ids else len(ids)
+def eos_ids(model, tok) -> set[int]:
+    """Every id that ends a row, as `generate` stops: the tokenizer's eos and the generation config's
+    (an id or a list: Qwen and Llama-3 instruct models end turns with one and text with another)."""
+    ids = set() if tok.eos_token_id is None else {tok.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    return ids | set(configured if isinstance(configured, list) else [] if configured is None else [configured])
+
+
+def cut(tok, ids: list[int], stop_at_answer: bool, eos: set[int] | None = None) -> tuple[list[int], bool]:
+    """The row's tokens up to eos (included; `eos`: every id that ends a row, default the tokenizer's)
+    or the end of its final answer sentence; finished? (A row stopped at its answer is padded after
+    it, and pad may be eos: the answer is looked for first.)"""
+    eos = {tok.eos_token_id} if eos is None else eos
+    at = next((i for i, t in enumerate(ids) if t in eos), None)
+    end = len(ids) if at is None else at + 1
     if stop_at_answer and answer_done(tok.decode(ids[:end], skip_special_tokens=True)):
         return ids[:first_done(tok, ids[:end])], True
-    return ids[:end], eos in ids
+    return ids[:end], at is not None
 
 
 def first_done(tok, ids: list[int]) -> int:
@@ -91,12 +101,35 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
 
     enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
                                   return_dict=True).to(model.device)
-    if soft_prompt(model):
-        return whole(model, tok, enc, max_new_tokens, temperature, top_p, num_return_sequences, stop_at_answer)
+    eos = eos_ids(model, tok)
+    if soft_prompt(model) or processed(model) or sliding(model):
+        return whole(model, tok, enc, max_new_tokens, temperature, top_p, num_return_sequences, stop_at_answer,
+                     adapter_names)
     with torch.inference_mode():
         tails = decode(model, enc, max_new_tokens, picker(model, temperature, top_p), num_return_sequences,
-                       Watch(tok, stop_at_answer), adapter_names)
-    return outputs(tok, enc, num_return_sequences, tails, stop_at_answer)
+                       Watch(tok, stop_at_answer, eos), adapter_names)
+    return outputs(tok, enc, num_return_sequences, tails, stop_at_answer, eos)
+
+
+# generation-config settings the hand-written loop does not apply: a model that sets one answers
+# through `generate` itself, so its answers stay those of transformers
+PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None, "min_length": 0,
+              "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+              "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
+              "encoder_repetition_penalty": 1.0, "exponential_decay_length_penalty": None}
+
+
+def processed(model) -> bool:
+    config = getattr(model, "generation_config", None)
+    return config is not None and any(getattr(config, k, off) not in (off, None) for k, off in PROCESSORS.items())
+
+
+def sliding(model) -> bool:
+    """Sliding-window or hybrid attention (Gemma 2/3, Mistral v0.1): the grown static cache assumes full attention."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "get_text_config", lambda: config)()
+    return bool(getattr(config, "sliding_window", None) or getattr(config, "layer_types", None)
+                and any(t != "full_attention" for t in config.layer_types))
 
 
 def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
@@ -157,9 +190,9 @@ class Watch:
     text holds a complete final answer sentence. A row's text grows by one token's text a step (each token
     decoded once); an answer seen there is confirmed on the row's whole decoded text, as `cut` reads it."""
 
-    def __init__(self, tok, stop_at_answer: bool):
+    def __init__(self, tok, stop_at_answer: bool, eos: set[int] | None = None):
         self.tok, self.stop_at_answer = tok, stop_at_answer
-        self.pieces: dict[int, str] = {}  # token id -> its text
+        self.eos = {tok.eos_token_id} if eos is None else eos
         self.texts: dict[int, str] = {}  # output row -> its new text so far
         self.done: set[int] = set()
 
@@ -173,14 +206,21 @@ class Watch:
         return [r for r in rows if r not in self.done]
 
     def ends(self, row: int, tail: list[int], token: int) -> bool:
-        if token == self.tok.eos_token_id:
+        if token in self.eos:
             return True
         if not self.stop_at_answer:
             return False
-        if token not in self.pieces:
-            self.pieces[token] = self.tok.decode([token], skip_special_tokens=True)
-        text = self.texts[row] = self.texts.get(row, "") + self.pieces[token]
-        return answer_done(text) and answer_done(self.tok.decode(tail, skip_special_tokens=True))
+        text = self.texts[row] = self.texts.get(row, "") + self.piece(tail)
+        if answer_done(text) or len(tail) % CHUNK == 0:  # the piece-wise text may miss one: look every CHUNK
+            return answer_done(self.tok.decode(tail, skip_special_tokens=True))
+        return False
+
+    def piece(self, tail: list[int]) -> str:
+        """The last token's text in its context: a SentencePiece tokenizer drops a lone piece's leading
+        space ("▁is" decodes to "is"), which would read "theansweris" and never stop."""
+        before = self.tok.decode(tail[-3:-1], skip_special_tokens=True)
+        now = self.tok.decode(tail[-3:], skip_special_tokens=True)
+        return now[len(before):] if now.startswith(before) else self.tok.decode(tail[-1:], skip_special_tokens=True)
 
 
 def picker(model, temperature: float, top_p: float):
@@ -219,11 +259,12 @@ def peft_rows(names: list[str] | None) -> dict:
     return {} if names is None else {"adapter_names": names}
 
 
-def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool) -> list[Generated]:
+def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool,
+            eos: set[int] | None = None) -> list[Generated]:
     prompt_tokens = enc["attention_mask"].sum(dim=1).repeat_interleave(n).tolist()
     result = []
     for tail, p in zip(tails, prompt_tokens, strict=True):
-        kept, done = cut(tok, tail, stop_at_answer)
+        kept, done = cut(tok, tail, stop_at_answer, eos)
         result.append(Generated(tok.decode(kept, skip_special_tokens=True), int(p), len(kept), done))
     return result
 
@@ -234,13 +275,17 @@ def soft_prompt(model) -> bool:
     return bool(config is not None and config.is_prompt_learning)
 
 
-def whole(model, tok, enc, max_new_tokens, temperature, top_p, n, stop_at_answer) -> list[Generated]:
-    """One plain `generate` call for the batch (soft-prompt students)."""
+def whole(model, tok, enc, max_new_tokens, temperature, top_p, n, stop_at_answer,
+          adapter_names: list[str] | None = None) -> list[Generated]:
+    """One plain `generate` call for the batch (soft-prompt students, models whose generation config
+    asks for logits processors, sliding-window attention)."""
     import torch
 
+    if adapter_names is not None and n > 1:
+        raise ValueError("mixed-adapter batches sample through the fast loop only; this model needs generate()")
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
     stops = [answer_stop(tok, enc["input_ids"].shape[1])] if stop_at_answer else None
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             num_return_sequences=n, stopping_criteria=stops, **sampling)
-    return outputs(tok, enc, n, out[:, enc["input_ids"].shape[1]:].tolist(), stop_at_answer)
+                             num_return_sequences=n, stopping_criteria=stops, **sampling, **peft_rows(adapter_names))
+    return outputs(tok, enc, n, out[:, enc["input_ids"].shape[1]:].tolist(), stop_at_answer, eos_ids(model, tok))

@@ -216,3 +216,6 @@ def test_best_is_the_most_accurate_trained_student_on_val(tmp_path):
         df = pl.concat([evals_rows(name, arm, "val", val[name]), evals_rows(name, arm, "test", test[name])])
         write_table(df, data.evals(cfg.run) / f"{name}.parquet", "evals")
     assert chosen(cfg, data, ["best", "base", "answer_only-lora"]) == ["answer_only-lora", "base"]
+    on_test = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"splits": ["test"]})})
+    with pytest.raises(InputError, match="chosen on val"):  # never a fall-back to the reported split
+        chosen(on_test, data, ["best"])
