@@ -249,3 +249,55 @@ def test_sampling_weights_are_the_distribution_of_transformers_warpers_over_the_
     index, probs = sampling_weights(logits, temperature, top_p, top_k)
     ours = torch.zeros_like(logits).scatter(1, index, probs)
     assert torch.allclose(ours, ref.softmax(dim=-1), atol=1e-6)
+
+
+def test_rows_end_at_every_eos_the_generation_config_names_as_generate_does(sharp_model, tiny_model):
+    """Qwen / Llama-3 instruct models list two eos ids in their generation config: generate() stops at
+    either, and so must the fast loop (and `cut` must end the text there)."""
+    from students.generate import eos_ids, generate
+
+    model, tok = sharp_model, load_tokenizer(tiny_model)
+    chats = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        plain = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
+    tails = plain[:, enc["input_ids"].shape[1]:].tolist()
+    other = max(set(t for row in tails for t in row[3:10]), key=lambda t: sum(t in row for row in tails))
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tok.eos_token_id, other]
+    try:
+        eos = eos_ids(model, tok)
+        ours = generate(model, tok, chats, 40)
+        with torch.no_grad():
+            ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
+    finally:
+        model.generation_config.eos_token_id = saved
+    rows = [cut(tok, row, stop_at_answer=False, eos=eos)[0] for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
+    assert sum(len(r) < 40 and r[-1] == other for r in rows) >= 5  # the second eos really ends rows
+    assert [g.new_tokens for g in ours] == [len(r) for r in rows]
+    assert [g.text for g in ours] == [tok.decode(r, skip_special_tokens=True) for r in rows]
+
+
+def metaspace_tokenizer():
+    """A real SentencePiece-style (Metaspace) tokenizer: a lone piece decodes without its leading space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "</s>", "▁We", "▁think", "▁the", "▁answer", "▁is", "▁(B).", "▁Next", "▁line"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace()
+    core.decoder = decoders.Metaspace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="</s>")
+
+
+def test_the_stop_rule_reads_sentencepiece_pieces_in_context():
+    from students.generate import Watch
+
+    tok = metaspace_tokenizer()
+    assert tok.decode(tok.convert_tokens_to_ids(["▁is"])) == "is"  # alone, the space is gone
+    ids = tok("We think the answer is (B). Next line", add_special_tokens=False)["input_ids"]
+    watch, tails = Watch(tok, stop_at_answer=True), [[]]
+    for t in ids:
+        if not watch.step([0], tails, [t]):
+            break
+    assert tok.decode(tails[0]) == "We think the answer is (B)."  # piece by piece, "Theansweris(B)." never stops
