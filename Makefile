@@ -9,7 +9,7 @@ DEPLOY_STAMP := .venv/.deploy-installed
 LLAMA_CPP := .venv/llama.cpp
 LLAMA_CPP_VERSION := 0.3.36
 
-.PHONY: setup run test lint clean deploy-setup deploy-tools llama-cpp
+.PHONY: setup run test lint clean deploy-setup deploy-extra deploy-tools llama-cpp
 
 setup: $(STAMP)
 
@@ -26,13 +26,17 @@ $(STAMP): pyproject.toml
 run: setup
 	.venv/bin/distillery run --config $(CONFIG) --data-dir $(DATA)
 
-# The deploy stage's extra (torchao, sentencepiece: wheels, seconds) and llama.cpp's GGUF converter,
-# which ships in llama-cpp-python's sdist only (vendor/llama.cpp): what `make test` needs besides setup.
+# What `make test` needs besides setup: sentencepiece and llama.cpp's GGUF converter, which ships in
+# llama-cpp-python's sdist only (vendor/llama.cpp). torchao (int8 / int4) is `make deploy-extra`'s:
+# once installed, transformers imports it on every model load (~4 s a process).
 deploy-setup: $(DEPLOY_STAMP) deploy-tools
 
 $(DEPLOY_STAMP): $(STAMP) pyproject.toml
-	$(PIP) install -q -e '.[dev,deploy]'
+	$(PIP) install -q -e '.[dev,gguf]'
 	touch $(DEPLOY_STAMP)
+
+deploy-extra: deploy-setup
+	$(PIP) install -q -e '.[dev,gguf,deploy]'
 
 # llama-cpp-python (GGUF answers, the q4_k_m quantizer) compiles llama.cpp on install: 47 min on this
 # 2-core machine while it was busy, far past a first `make setup` or CI's 30 minutes, so neither
@@ -41,7 +45,7 @@ $(DEPLOY_STAMP): $(STAMP) pyproject.toml
 # instruction) where the kernel or a sandbox does not grant their state.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
 llama-cpp: deploy-setup
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,deploy,llama]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -e '.[dev,gguf,llama]'
 
 deploy-tools: $(LLAMA_CPP)/convert_hf_to_gguf.py
 

@@ -61,7 +61,7 @@ def torchao_config(fmt: str, cfg: DeployConfig):
         from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
         from torchao.quantization.granularity import PerGroup
     except ImportError as e:
-        raise Unavailable(f"{fmt} needs torchao: pip install -e '.[deploy]' ({e})") from None
+        raise Unavailable(f"{fmt} needs torchao: make deploy-extra, or pip install -e '.[deploy]' ({e})") from None
 
     if fmt == "int8":
         return Int8WeightOnlyConfig()
