@@ -19,6 +19,17 @@ MAX_NEW = 40  # past two of generate's chunks: rows that end leave the batch (an
 
 
 @pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    """This module's own tiny Llama, seeded: which rows end early depends on its weights, and the
+    session's tiny model is drawn from whatever random state the tests before it left (in the whole
+    suite its rows never ended early, alone they did)."""
+    from conftest import make_tiny_llama
+
+    torch.manual_seed(0)
+    return str(make_tiny_llama(tmp_path_factory.mktemp("seeded-llama")))
+
+
+@pytest.fixture(scope="module")
 def adapters(tiny_model, tmp_path_factory) -> dict[str, str]:
     """Two real LoRA adapters with random (not zero) updates, so each student answers differently."""
     from peft import LoraConfig, get_peft_model
