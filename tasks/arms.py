@@ -57,10 +57,14 @@ def cot(trace: dict) -> str | None:
 def commit(text: str, sentence: str) -> str:
     """`text` ending with `sentence`: a closing line that already says it (up to markdown, case and the
     final full stop; for an option, with its text after it: "The answer is (C) grapes") is replaced by
-    it, else it is appended."""
+    it, as is a closing line's last sentence that says it ("... the right pan. The answer is (B)."), else it
+    is appended: the sentence is said once."""
     lines = text.strip().splitlines()
+    head, _, tail = lines[-1].rpartition(". ") if lines else ("", "", "")
     if lines and says(lines[-1], sentence):
         lines = lines[:-1]
+    elif head and says(tail, sentence):
+        lines[-1] = head + "."
     return "\n".join([*lines, sentence]).strip()
 
 

@@ -109,7 +109,8 @@ def test_all_arm_keeps_every_finished_sample_unverified_with_its_own_answer():
 
 @pytest.mark.parametrize("text", ["Five beats three.\nThe answer is (B).", "Five beats three.\n**The answer is (B).**",
                                   "Five beats three.\nthe answer is (B)", "Five beats three.",
-                                  "Five beats three.\nThe answer is (B) right"])
+                                  "Five beats three.\nThe answer is (B) right",
+                                  "Five beats three. The answer is (B)."])  # the teacher's inline closing sentence
 def test_the_answer_sentence_ends_every_completion_once(text):
     assert commit(text, "The answer is (B).") == "Five beats three.\nThe answer is (B)."
 
