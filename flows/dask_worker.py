@@ -1,4 +1,4 @@
-"""Preloaded in every worker process of the local dask cluster (`flows.stages.cluster_runner`).
+"""Preloaded in every worker process of the local dask cluster (`flows.clusters`).
 
 A terminal's Ctrl-C reaches the whole foreground process group, the cluster's worker processes
 included. Only the CLI acts on it: it tells the workers through its stop file

@@ -12,9 +12,10 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
 from flows.cli import quiet_explained_tracebacks
+from flows.clusters import cluster_runner
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
-from schemas.config import FactoryConfig, RunnerConfig
+from schemas.config import FactoryConfig
 from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
@@ -102,20 +103,6 @@ def results_of(futures) -> list:
     if errors:
         raise max(errors, key=lambda e: len(str(e)))
     return results
-
-
-def cluster_runner(runner: RunnerConfig):
-    """prefect-dask's or prefect-ray's task runner: a local cluster of `workers` processes, or `address`."""
-    if runner.kind == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=runner.address) if runner.address else DaskTaskRunner(
-            cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
-                            "dashboard_address": None, "preload": ["flows.dask_worker"]})
-    from prefect_ray import RayTaskRunner
-
-    return RayTaskRunner(address=runner.address) if runner.address else RayTaskRunner(
-        init_kwargs={"num_cpus": runner.workers, "include_dashboard": False})
 
 
 def log_spend(stage: str, total: CacheStats, priced: bool) -> dict:

@@ -47,6 +47,9 @@ def test_dask_and_ray_runners_write_the_tables_the_threads_runner_writes(tmp_pat
             runs[kind], logs[kind] = run_cli(["run", "--config", str(cfg)], api_env)
     assert "sample-shards" in logs["dask"] and "distributed.scheduler" in logs["dask"]  # in the dask subflow
     assert "sample-shards" in logs["ray"] and "ray" in logs["ray"].lower()
+    for kind in ("dask", "ray"):  # one cluster for the run's shard stages, not one per stage
+        assert logs[kind].count(f"a local {kind} cluster of 2 workers") == 1, logs[kind][-3000:]
+        assert "Creating a new Dask cluster" not in logs[kind] and "Creating a local Ray instance" not in logs[kind]
     for kind in ("dask", "ray"):
         for name in DATA_TABLES:
             assert table(tmp_path / kind, name).equals(table(tmp_path / "threads", name)), (kind, name)
