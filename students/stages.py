@@ -105,7 +105,7 @@ def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, metho
         by_id = {p["problem_id"]: p for p in read_table(data.table("problems"), "problems").iter_rows(named=True)}
         arm_df = arm_df.unique("problem_id", keep="first", maintain_order=True)  # one prompt per problem
         return grpo_rows(arm_df["prompt"].to_list(), [by_id[i] for i in arm_df["problem_id"]], cfg.verify)
-    if cfg.train.student == "vlm":
+    if cfg.train.student in ("vlm", "compose"):
         from students.vlm import training_rows as vlm_rows
 
         problems = read_table(data.table("problems"), "problems")
@@ -127,8 +127,10 @@ def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
-    payload = json.dumps([adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions,
-                          problem_ids])
+    parts = [adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions, problem_ids]
+    if cfg.train.student == "compose":  # the untrained composition's parts (a trained one's are in its adapter)
+        parts.append(cfg.train.compose.model_dump())
+    payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -273,18 +275,18 @@ def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, probl
         if (why := usable(adapter_dir, cfg.train.student)) is None:
             return VllmSolver(cfg.train.model, adapter_dir)
         log.warning("evaluate.engine vllm: %s answers through transformers (%s)", adapter_dir or "the base", why)
-    model = load_student(cfg.train.model, adapter_dir, cfg.train.student)
-    if cfg.train.student == "vlm":
+    model = load_student(cfg.train.model, adapter_dir, cfg.train.student, cfg.train.compose)
+    if cfg.train.student in ("vlm", "compose"):
         from students.vlm import image_of, load_processor
 
-        return Solver(model, processor=load_processor(cfg.train.model),
-                      images=[image_of(data, sha) for sha in problems["image_sha"]])
+        processor = model.processor if cfg.train.student == "compose" else load_processor(cfg.train.model)
+        return Solver(model, processor=processor, images=[image_of(data, sha) for sha in problems["image_sha"]])
     return Solver(model, load_tokenizer(cfg.train.model))
 
 
 def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
     """Captions in the students' prompts (training and evaluation): always for a text student, on request
-    for a vlm (it sees the image)."""
-    if cfg.train.student == "vlm" and not cfg.train.captions:
+    for a vlm or compose student (it sees the image)."""
+    if cfg.train.student in ("vlm", "compose") and not cfg.train.captions:
         return {}
     return captions_of(data, cfg.caption.captioner)
