@@ -155,6 +155,7 @@ def test_compose_rejects_methods_it_does_not_train(tiny_vit, image_data):
 
 def test_compose_student_trains_and_is_evaluated_with_pictures_through_the_stages(tiny_vit, image_data, tiny_model):
     cfg = compose_config(tiny_vit, image_data, tiny_model, image_tokens=4)  # pooled: 17 patch embeddings -> 4
+    cfg = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"k": 2})})  # and 2 samples each
     meta = run_train(cfg, image_data, "raw", "lora")
     assert meta["status"] == "trained" and meta["student_kind"] == "compose" and meta["train_tokens"] > 0
     assert meta["steps"] == meta["stage1_steps"] + meta["stage2_steps"] == 2 + 2
@@ -166,7 +167,8 @@ def test_compose_student_trains_and_is_evaluated_with_pictures_through_the_stage
         hook.remove()
     evals = read_table(image_data.evals("compose") / "raw-lora.parquet", "evals")
     test = read_table(image_data.table("problems"), "problems").filter(pl.col("split").is_in(["val", "test"]))
-    assert result["status"] == "evaluated" and evals.height == test.height and seen
+    counts = {k: g.height for (k,), g in evals.group_by("decoding")}
+    assert result["status"] == "evaluated" and counts == {"greedy": test.height, "sampled": 2 * test.height} and seen
     assert evals["generated_tokens"].min() > 0 and evals["prompt_tokens"].min() > 4
     assert run_evaluate(cfg, image_data, "raw-lora")["status"] == "reused"
     assert run_train(cfg, image_data, "raw", "lora")["reused"] is True
