@@ -14,7 +14,7 @@ torch loop with the loss on the completion tokens only:
 2. projector + LoRA on the LM's linear layers (peft; `train.epochs`, `train.lora`).
 The student directory holds `projector.safetensors`, the LoRA adapter (`adapter_config.json`,
 `adapter_model.safetensors`), `compose.json` (encoder, LM, projector kind and shape, image tokens)
-and train_meta.json; `load_compose(dir)` needs nothing else. The untrained composition (the
+and train_meta.json; `load_compose(dir)` loads the encoder and LM it names. The untrained composition (the
 `base` student) has a projector drawn from seed 0. No checkpoints: a killed run trains again.
 """
 
@@ -50,11 +50,7 @@ def load_encoder(name: str):
     blank = processor([Image.new("RGB", (32, 32))], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         n, c = encoder(pixel_values=blank).last_hidden_state.shape[1:]  # (1, N, C)
-    return encoder.to(device()), processor, int(n), int(c)
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return encoder.to("cuda" if torch.cuda.is_available() else "cpu"), processor, int(n), int(c)
 
 
 def projector(kind: str, c: int, d: int) -> nn.Module:

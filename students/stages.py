@@ -127,10 +127,8 @@ def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
-    parts = [adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions, problem_ids]
-    if cfg.train.student == "compose":  # the untrained composition's parts (a trained one's are in its adapter)
-        parts.append(cfg.train.compose.model_dump())
-    payload = json.dumps(parts)
+    payload = json.dumps([adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions,
+                          problem_ids])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -165,10 +163,16 @@ class Pending:
                     seed=self.meta.get("seed"), eval_fingerprint=self.key)
 
 
+def base_fingerprint(cfg: FactoryConfig) -> str:
+    """The untuned student's identity; an untrained composition's parts too (a trained one's train fingerprint has them)."""
+    parts = f":{cfg.train.compose.model_dump_json()}" if cfg.train.student == "compose" else ""
+    return f"base:{cfg.train.model}{parts}"
+
+
 def pending(cfg: FactoryConfig, data: DataDir, student: str) -> dict | Pending:
     """The result of a student that needs no new answers (skipped, reused), else what answering it needs."""
     adapter_dir = None if student == BASE else data.student(cfg.run, student)
-    meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none", "seed": None} \
+    meta = {"fingerprint": base_fingerprint(cfg), "arm": BASE, "method": "none", "seed": None} \
         if adapter_dir is None else read_meta(adapter_dir)
     if meta is None:
         raise InputError(f"{adapter_dir} has no trained adapter: run `distillery train` first")

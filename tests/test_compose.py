@@ -172,3 +172,12 @@ def test_compose_student_trains_and_is_evaluated_with_pictures_through_the_stage
     assert evals["generated_tokens"].min() > 0 and evals["prompt_tokens"].min() > 4
     assert run_evaluate(cfg, image_data, "raw-lora")["status"] == "reused"
     assert run_train(cfg, image_data, "raw", "lora")["reused"] is True
+
+
+def test_compose_base_student_is_the_untrained_composition_and_its_parts_name_its_answers(tiny_vit, image_data,
+                                                                                           tiny_model):
+    cfg = compose_config(tiny_vit, image_data, tiny_model)
+    assert run_evaluate(cfg, image_data, "base")["status"] == "evaluated"
+    assert run_evaluate(cfg, image_data, "base")["status"] == "reused"
+    other = compose_config(tiny_vit, image_data, tiny_model, projector="linear")  # another untrained composition
+    assert run_evaluate(other, image_data, "base")["status"] == "evaluated"
