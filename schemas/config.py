@@ -397,12 +397,30 @@ class GrpoConfig(Section):
                        "is installed and a GPU is there; transformers otherwise.")
 
 
+class ComposeConfig(Section):
+    """`train.student: compose`: a vision encoder + a projector + `train.model` as the language model."""
+
+    encoder: str = Field("google/siglip-base-patch16-224", description="Vision encoder (frozen): any transformers "
+                         "image model with its image processor (SigLIP, ViT, CLIP vision), a hub id or a directory.")
+    projector: Literal["linear", "mlp2"] = Field(
+        "mlp2", description="Encoder features -> the LM's embeddings: `linear`, or `mlp2` (linear, GELU, linear).")
+    image_tokens: int | None = Field(None, ge=1, description="Image embeddings per picture: the encoder's patch "
+                                     "embeddings average-pooled to this many; none: every one of them.")
+    stage1_epochs: float = Field(1.0, gt=0.0, description="Stage 1 (the projector alone): passes over the examples.")
+    stage1_max_steps: int | None = Field(None, ge=1, description="Stage 1 optimiser steps; overrides stage1_epochs.")
+    stage1_learning_rate: float = Field(1e-3, gt=0.0, description="Stage 1 learning rate of the projector (stage 2 "
+                                        "trains projector and LoRA at train.lora.learning_rate).")
+
+
 class TrainConfig(Section):
-    model: str = Field(EMBEDDED, description="Student base model: `embedded`, a local directory or a hub id.")
-    student: Literal["causal_lm", "vlm"] = Field(
+    model: str = Field(EMBEDDED, description="Student base model: `embedded`, a local directory or a hub id (compose: "
+                       "the language model).")
+    student: Literal["causal_lm", "vlm", "compose"] = Field(
         "causal_lm", description="`causal_lm`: a text model that reads the image's caption; `vlm`: an "
-        "image-text-to-text model (Qwen2-VL, SmolVLM / Idefics3, PaliGemma, LLaVA) that is shown the image.")
-    captions: bool = Field(False, description="vlm: also put the image's caption in the prompt.")
+        "image-text-to-text model (Qwen2-VL, SmolVLM / Idefics3, PaliGemma, LLaVA) that is shown the image; "
+        "`compose`: train.compose's vision encoder and projector in front of train.model, shown the image.")
+    captions: bool = Field(False, description="vlm and compose: also put the image's caption in the prompt.")
+    compose: ComposeConfig = Field(ComposeConfig(), description="`compose` student settings.")
     methods: Annotated[list[Literal["lora", "prompt_tuning", "grpo", "lora+grpo"]], AfterValidator(unique)] = Field(
         ["lora"], description="One adapter per arm and method: `lora` (low-rank updates of the linear layers), "
         "`prompt_tuning` (a trained soft prompt), `grpo` (reinforcement learning with the verifier's verdict as "
@@ -427,6 +445,9 @@ class TrainConfig(Section):
         if self.student == "vlm" and {"grpo", "lora+grpo"} & set(self.methods):
             raise ValueError("train.methods: grpo trains causal_lm students here; a vlm student trains with lora "
                              "or prompt_tuning")
+        if self.student == "compose" and self.methods != ["lora"]:
+            raise ValueError("train.methods: a compose student trains with lora only (projector, then projector + "
+                             "LoRA on the language model)")
         if self.init != "base" and "grpo" not in self.methods:
             raise ValueError(f"train.init {self.init!r} is where grpo starts: add grpo to train.methods")
         return self

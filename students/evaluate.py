@@ -13,8 +13,13 @@ from tasks.progress import Progress
 from tasks.prompts import user_message
 
 
-def load_student(base: str, adapter_dir: str | None, kind: str = "causal_lm"):
-    """The base model (a vlm: image-text-to-text) with the adapter applied; LoRA merged in."""
+def load_student(base: str, adapter_dir: str | None, kind: str = "causal_lm", compose=None):
+    """The base model (a vlm: image-text-to-text) with the adapter applied; LoRA merged in. A compose
+    student: its directory, or the untrained composition of `base` and `compose` (a ComposeConfig)."""
+    if kind == "compose":
+        from students.compose import load_compose
+
+        return load_compose(adapter_dir, base, compose)
     if kind == "vlm":
         from students.vlm import load_vlm
 

@@ -105,7 +105,7 @@ def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, metho
         by_id = {p["problem_id"]: p for p in read_table(data.table("problems"), "problems").iter_rows(named=True)}
         arm_df = arm_df.unique("problem_id", keep="first", maintain_order=True)  # one prompt per problem
         return grpo_rows(arm_df["prompt"].to_list(), [by_id[i] for i in arm_df["problem_id"]], cfg.verify)
-    if cfg.train.student == "vlm":
+    if cfg.train.student in ("vlm", "compose"):
         from students.vlm import training_rows as vlm_rows
 
         problems = read_table(data.table("problems"), "problems")
@@ -163,10 +163,16 @@ class Pending:
                     seed=self.meta.get("seed"), eval_fingerprint=self.key)
 
 
+def base_fingerprint(cfg: FactoryConfig) -> str:
+    """The untuned student's identity; an untrained composition's parts too (a trained one's train fingerprint has them)."""
+    parts = f":{cfg.train.compose.model_dump_json()}" if cfg.train.student == "compose" else ""
+    return f"base:{cfg.train.model}{parts}"
+
+
 def pending(cfg: FactoryConfig, data: DataDir, student: str) -> dict | Pending:
     """The result of a student that needs no new answers (skipped, reused), else what answering it needs."""
     adapter_dir = None if student == BASE else data.student(cfg.run, student)
-    meta = {"fingerprint": f"base:{cfg.train.model}", "arm": BASE, "method": "none", "seed": None} \
+    meta = {"fingerprint": base_fingerprint(cfg), "arm": BASE, "method": "none", "seed": None} \
         if adapter_dir is None else read_meta(adapter_dir)
     if meta is None:
         raise InputError(f"{adapter_dir} has no trained adapter: run `distillery train` first")
@@ -273,18 +279,18 @@ def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, probl
         if (why := usable(adapter_dir, cfg.train.student)) is None:
             return VllmSolver(cfg.train.model, adapter_dir)
         log.warning("evaluate.engine vllm: %s answers through transformers (%s)", adapter_dir or "the base", why)
-    model = load_student(cfg.train.model, adapter_dir, cfg.train.student)
-    if cfg.train.student == "vlm":
+    model = load_student(cfg.train.model, adapter_dir, cfg.train.student, cfg.train.compose)
+    if cfg.train.student in ("vlm", "compose"):
         from students.vlm import image_of, load_processor
 
-        return Solver(model, processor=load_processor(cfg.train.model),
-                      images=[image_of(data, sha) for sha in problems["image_sha"]])
+        processor = model.processor if cfg.train.student == "compose" else load_processor(cfg.train.model)
+        return Solver(model, processor=processor, images=[image_of(data, sha) for sha in problems["image_sha"]])
     return Solver(model, load_tokenizer(cfg.train.model))
 
 
 def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
     """Captions in the students' prompts (training and evaluation): always for a text student, on request
-    for a vlm (it sees the image)."""
-    if cfg.train.student == "vlm" and not cfg.train.captions:
+    for a vlm or compose student (it sees the image)."""
+    if cfg.train.student in ("vlm", "compose") and not cfg.train.captions:
         return {}
     return captions_of(data, cfg.caption.captioner)

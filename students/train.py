@@ -2,7 +2,8 @@
 or trl's GRPOTrainer with the verifier as reward (students/grpo.py).
 
 Methods: `lora`, `prompt_tuning` (a soft prompt initialised from text), `grpo` and `lora+grpo`.
-A `vlm` student trains on the same arms with the image (students/vlm.py). Examples longer than
+A `vlm` student trains on the same arms with the image (students/vlm.py); a `compose` student (encoder
++ projector + LM) with its own two-stage loop (students/compose.py). Examples longer than
 `max_length` tokens are left out and counted (trl would cut their completions, or drop them
 without a word when the prompt alone fills the limit); an arm with none left is skipped with
 the reason. Checkpoints make a killed run resumable; a finished adapter whose fingerprint
@@ -64,7 +65,8 @@ def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int =
     rows (and pictures), the adapter it starts from and what else it depends on (`init`)."""
     columns = [c for c in ("prompt", "completion", "image_sha") if c in arm_df.columns]
     data = json.dumps(arm_df.select(columns).to_dicts(), sort_keys=True)
-    payload = json.dumps({"cfg": cfg.model_dump(exclude={"methods", "seeds"}), "method": method, "data": data,
+    unused = {"methods", "seeds"} | ({"compose"} if cfg.student != "compose" else set())  # others' keys unchanged
+    payload = json.dumps({"cfg": cfg.model_dump(exclude=unused), "method": method, "data": data,
                           "seed": seed, "init": init}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -106,10 +108,13 @@ def write_meta(out_dir: Path, meta: dict) -> None:
 
 def example_lengths(cfg: TrainConfig, rows: list[dict]) -> list[int]:
     """Tokens of each example as trl lays it out: chat template over prompt + completion (and the image)."""
-    if cfg.student == "vlm":
+    if cfg.student in ("vlm", "compose"):
+        from students.compose import compose_processor
         from students.vlm import example_length, load_processor
 
-        return [example_length(load_processor(cfg.model), r) for r in rows]
+        processor = load_processor(cfg.model) if cfg.student == "vlm" else \
+            compose_processor(cfg.model, cfg.compose.encoder, cfg.compose.image_tokens)
+        return [example_length(processor, r) for r in rows]
     from students.model import load_tokenizer
 
     tok = load_tokenizer(cfg.model)
@@ -155,7 +160,7 @@ def train_student(cfg: TrainConfig, method: str, arm: str, arm_df: pl.DataFrame,
     else:
         with Progress(f"train {out_dir.name}", total=0, unit="steps") as progress:
             trained = run_trainer(cfg, method, usable, out_dir, progress, seed, init_dir)
-        if "grpo" not in method:  # SFT: every example's tokens, once per epoch
+        if "grpo" not in method and cfg.student != "compose":  # SFT: every example's tokens, once per epoch
             trained["train_tokens"] = int(sum(fits.values()) * cfg.epochs)
         meta = base | trained | {"status": "trained", "train_examples": len(usable)}
     write_meta(out_dir, meta)
@@ -220,6 +225,10 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
                 progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None) -> dict:
     if read_meta(out_dir) is not None:  # stale adapter from other data or settings
         (out_dir / META).unlink()
+    if cfg.student == "compose":  # its own two-stage loop, no trl trainer
+        from students.compose import train_compose
+
+        return train_compose(cfg, rows, out_dir, progress, seed)
     checkpoints = out_dir / "checkpoints"
     try:
         trainer = build_trainer(cfg, method, rows, checkpoints, progress, seed, init_dir)
