@@ -1,0 +1,151 @@
+"""Tool-calling students (students/tools.py): a tiny Llama built to call `caption` until a tool has
+answered, then to answer, runs the production loop (template, parse, the factory's reply, the next turn);
+the report's tool-use table is checked against a brute-force count of planted evals rows."""
+
+import polars as pl
+import pytest
+import torch
+from conftest import raw_arm_data
+
+from schemas.config import EvaluateConfig, FactoryConfig, VerifyConfig
+from schemas.tables import SCHEMAS, read_table, write_table
+
+CALL = '<tool_call>{"name": "caption"}</tool_call>'
+ANSWER = "The answer is (A)."
+ADDED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]  # as Qwen2.5's vocabulary has them
+
+
+def chain(tok, text: str) -> list[int]:
+    return tok.encode(text, add_special_tokens=False)
+
+
+def make_tool_caller(target) -> str:
+    """A 1-layer Llama whose greedy turn is CALL while no `<tool_response>` is in its context and ANSWER after
+    one (then eos). Each token of the two sequences has a one-hot embedding and the lm_head maps it to its
+    successor; one attention head with a constant query and a key only on `<tool_response>` (on the slowest
+    rotary pair, theta 1e12: no rotation over a chat) writes a flag that turns the turn's first token from
+    CALL's to ANSWER's."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from students.model import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("embedded"))
+    tok.add_tokens(ADDED)
+    newline, call, answer = chain(tok, "\n")[0], chain(tok, CALL), chain(tok, ANSWER)
+    states = [newline, *call, *answer]
+    assert len(set(states)) == len(states)  # a token's successor is its own: no token twice
+    key, flag, hidden = len(states), len(states) + 1, 64
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=8, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, attention_bias=True, tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e12}, max_position_embeddings=4096,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for norm in (model.model.norm, model.model.layers[0].input_layernorm,
+                     model.model.layers[0].post_attention_layernorm):
+            norm.weight.fill_(1.0)
+        emb, head, attn = model.model.embed_tokens.weight, model.lm_head.weight, model.model.layers[0].self_attn
+        for i, t in enumerate(states):
+            emb[t, i] = 1.0
+        emb[tok.convert_tokens_to_ids("<tool_response>"), key] = 1.0
+        slow = hidden // 2 - 1  # rotary pair (31, 63): the lowest frequency
+        attn.q_proj.bias[slow] = 1.0
+        attn.k_proj.weight[slow, key] = 30.0  # score 30 on a tool response, 0 elsewhere
+        attn.v_proj.weight[0, key] = 1.0
+        attn.o_proj.weight[flag, 0] = 1.0
+        for seq in (call, answer):
+            for a, b in zip(seq, [*seq[1:], tok.eos_token_id], strict=True):
+                head[b, states.index(a)] = 100.0
+        head[call[0], 0], head[answer[0], 0], head[call[0], flag] = 100.0, 50.0, -100.0
+    model.save_pretrained(target)
+    tok.save_pretrained(target)
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def tool_caller(tmp_path_factory) -> str:
+    return make_tool_caller(tmp_path_factory.mktemp("tool-caller"))
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory):
+    """Synthetic problems with pictures and their dataset captions in the captions table."""
+    from tasks.caption import dataset_captions
+
+    data = raw_arm_data(tmp_path_factory.mktemp("tools_data"), 12)
+    problems = read_table(data.table("problems"), "problems")
+    write_table(dataset_captions(problems), data.table("captions") / "dataset" / "all.parquet", "captions")
+    return data
+
+
+def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_caller, image_data):
+    from students.model import load_model, load_tokenizer
+    from students.tools import tool_frame
+    from tasks.stages import captions_of
+
+    problems = read_table(image_data.table("problems"), "problems").filter(pl.col("image_sha").is_not_null()).head(2)
+    captions = captions_of(image_data, "dataset")
+    model, tok = load_model(tool_caller), load_tokenizer(tool_caller)
+    prompts = []  # the prompt of each forward that reads a whole chat (a turn's prefill)
+    hook = model.model.embed_tokens.register_forward_hook(
+        lambda m, args, out: prompts.append(args[0].clone()) if args[0].shape[1] > 1 else None)
+    cfg = EvaluateConfig(tools=["caption", "lecture"], max_new_tokens=24, batch_size=2)
+    info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
+    try:
+        df = tool_frame(model, tok, problems, captions, info, cfg, VerifyConfig())
+    finally:
+        hook.remove()
+    assert len(prompts) == 2  # two turns of the batch: the call, then the answer
+    first, second = ([tok.decode(row, skip_special_tokens=True) for row in p] for p in prompts)
+    for pid, one, two in zip(problems["problem_id"], first, second, strict=True):
+        assert captions[pid] not in one and captions[pid] in two  # the factory's answer, in the next turn only
+        assert f"<tool_response>\n{captions[pid]}\n</tool_response>" in two  # as the tool's turn
+        assert '<tool_call>\n{"name": "caption", "arguments": {}}\n</tool_call>' in two  # its call, as a turn
+    assert df["tool_calls"].to_list() == [["caption"], ["caption"]] and df["response"].to_list() == [ANSWER] * 2
+    gold_a = [p["answer_index"] == 0 if p["choices"] else False for p in problems.to_dicts()]
+    assert df["correct"].to_list() == gold_a and set(df["variant"]) == {"tools"}
+    assert (df["generated_tokens"] == len(chain(tok, CALL)) + 1 + len(chain(tok, ANSWER))).all()
+
+
+def test_tools_calls_stop_at_max_tool_calls_and_a_lecture_call_gets_the_lecture():
+    from students.tools import parse_call, tool_reply
+
+    names = ["caption", "lecture"]
+    assert parse_call('Let me look. <tool_call>\n{"name": "lecture", "arguments": {}}\n</tool_call>', names) == (
+        "Let me look.", "lecture")
+    assert parse_call('<tool_call>{"name": "search"}</tool_call>', names) is None  # not offered
+    assert parse_call("<tool_call>{name: caption}</tool_call>", names) is None  # not JSON
+    assert parse_call("The answer is (B).", names) is None
+    problem = {"problem_id": "p", "lecture": "Magnets attract iron."}
+    assert tool_reply("lecture", problem, {}) == "Magnets attract iron."
+    assert tool_reply("caption", problem, {}) == "This problem has no image."
+
+
+def test_tools_evaluation_through_the_stage_writes_tools_rows_beside_plain_ones(tool_caller, image_data):
+    """`evaluate.tools` on: the base student answers plain (caption in the prompt) and with tools; the tool
+    loop stops after max_tool_calls (1 here) and the next turn is the answer."""
+    from students.stages import run_evaluate
+
+    cfg = FactoryConfig.model_validate({
+        "data_dir": str(image_data.root), "run": "tools", "arms": {"arms": ["raw"]}, "train": {"model": tool_caller},
+        "evaluate": {"max_new_tokens": 24, "batch_size": 8, "tools": ["caption", "lecture"], "max_tool_calls": 1}})
+    assert run_evaluate(cfg, image_data, "base")["status"] == "evaluated"
+    evals = read_table(image_data.evals("tools") / "base.parquet", "evals")
+    plain, tools = (evals.filter(pl.col("variant") == v) for v in ("plain", "tools"))
+    assert plain.height == tools.height > 0 and plain["tool_calls"].null_count() == plain.height
+    assert tools["tool_calls"].to_list() == [["caption"]] * tools.height  # one call each, then the answer
+    assert (tools["response"] == ANSWER).all() and (plain["response"].str.starts_with("<tool_call>")).all()
+    assert run_evaluate(cfg, image_data, "base")["status"] == "reused"
+
+
+def test_tools_old_evals_files_without_tool_calls_still_read(tmp_path):
+    old = pl.DataFrame(schema={k: v for k, v in SCHEMAS["evals"].items() if k != "tool_calls"})
+    old = pl.concat([old, pl.DataFrame([{"run": "r", "student": "s", "correct": True}], schema=old.schema)])
+    old.write_parquet(tmp_path / "s.parquet")
+    back = read_table(tmp_path / "s.parquet", "evals")
+    assert back["tool_calls"].to_list() == [None] and back["correct"].to_list() == [True]
+    pl.DataFrame({"run": ["r"]}).write_parquet(tmp_path / "bad.parquet")  # lacks more than the later column
+    with pytest.raises(ValueError, match="do not match the evals schema"):
+        read_table(tmp_path / "bad.parquet", "evals")
