@@ -149,3 +149,102 @@ def test_tools_old_evals_files_without_tool_calls_still_read(tmp_path):
     pl.DataFrame({"run": ["r"]}).write_parquet(tmp_path / "bad.parquet")  # lacks more than the later column
     with pytest.raises(ValueError, match="do not match the evals schema"):
         read_table(tmp_path / "bad.parquet", "evals")
+
+
+def planted_tools(rng, n: int = 60) -> pl.DataFrame:
+    """Two students' tools answers on val and test with random calls and outcomes, a reference's plain
+    answers, and plain answers of the students that the tool-use table must leave out."""
+    from test_reports import evals
+
+    frames = []
+    for student, arm, method in (("base", "base", "none"), ("raw-lora", "raw", "lora")):
+        for split in ("val", "test"):
+            calls = [[str(t) for t in rng.choice(["caption", "lecture"], size=rng.integers(0, 3))] for _ in range(n)]
+            correct = [bool(x) if rng.random() > 0.1 else None for x in rng.random(n) < 0.5]
+            frames += [evals(student, arm, method, correct, split=split, variant="tools", tool_calls=calls),
+                       evals(student, arm, method, [True] * n, split=split, variant="plain")]
+    for split in ("val", "test"):
+        frames.append(evals("reference:big", "reference", "zero-shot", list(rng.random(n) < 0.4), split=split,
+                            variant="plain"))
+    return pl.concat(frames)
+
+
+def brute_force(rows: list[dict], student: str, split: str) -> dict:
+    mine = [r for r in rows if r["student"] == student and r["split"] == split and r["variant"] == "tools"]
+    used = [r for r in mine if r["tool_calls"]]
+    unused = [r for r in mine if not r["tool_calls"]]
+    ref = [r for r in rows if r["student"] == "reference:big" and r["split"] == split]
+
+    def acc(rs):
+        judged = [r["correct"] for r in rs if r["correct"] is not None]
+        return sum(judged) / len(judged), len(judged)
+
+    return dict(answers=len(mine), rate=(len(used) / len(mine), len(mine)), with_=acc(used), without=acc(unused),
+                caption=sum("caption" in r["tool_calls"] for r in mine) / len(mine),
+                lecture=sum("lecture" in r["tool_calls"] for r in mine) / len(mine),
+                per_answer=sum(len(r["tool_calls"]) for r in mine) / len(mine), ref=acc(ref))
+
+
+def test_tools_report_table_matches_a_brute_force_count(tmp_path):
+    import numpy as np
+    from test_reports import report
+
+    ev = planted_tools(np.random.default_rng(3))
+    text, summary = report(tmp_path, ev)
+    rows, table = ev.to_dicts(), summary["tool_use"]
+    assert {(r["student"], r["split"]) for r in table} == {(s, p) for s in ("base", "raw-lora") for p in ("val", "test")}
+    for r in table:
+        want = brute_force(rows, r["student"], r["split"])
+        assert r["answers"] == want["answers"]
+        assert (r["tool_call_rate"]["accuracy"], r["tool_call_rate"]["n"]) == pytest.approx(want["rate"])
+        assert (r["with_tool_use"]["accuracy"], r["with_tool_use"]["n"]) == pytest.approx(want["with_"])
+        assert (r["without_tool_use"]["accuracy"], r["without_tool_use"]["n"]) == pytest.approx(want["without"])
+        assert (r["calls caption"], r["calls lecture"]) == pytest.approx((want["caption"], want["lecture"]))
+        assert float(r["calls_per_answer"]) == pytest.approx(want["per_answer"], abs=0.005)
+        ref = r["reference:big (zero-shot)"]
+        assert (ref["accuracy"], ref["n"]) == pytest.approx(want["ref"])
+    assert "## Tool use (evaluate.tools)" in text and "| student | split | answers | tool_call_rate |" in text
+
+
+PLANTS = {"supported": ([True] * 40 + [False] * 20, [True] * 15 + [False] * 45),
+          "contradicted": ([True] * 15 + [False] * 45, [True] * 40 + [False] * 20),
+          "inconclusive": ([True, False] * 30, [False, True] * 30)}
+
+
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_tools_h1_is_decided_on_val_and_follows_its_printed_test(tmp_path, plant):
+    """The tools student against the reference: val decides (test planted the other way round)."""
+    from test_reports import evals, report
+    from test_verdicts import follows_printed_test, printed_rows
+
+    student, ref = PLANTS[plant]
+    calls = [["caption"]] * 60
+    ev = pl.concat([evals("base", "base", "none", student, split="val", variant="tools", tool_calls=calls),
+                    evals("reference:big", "reference", "zero-shot", ref, split="val", variant="plain"),
+                    evals("base", "base", "none", ref, split="test", variant="tools", tool_calls=calls),
+                    evals("reference:big", "reference", "zero-shot", student, split="test", variant="plain")])
+    text, summary = report(tmp_path, ev)
+    (h1,) = [r for r in summary["hypotheses"] if r["hypothesis"] == "H1"]
+    assert (h1["treatment"], h1["control"], h1["n"], h1["verdict"]) == ("base (tools)", "reference:big", 60, plant)
+    (printed,) = printed_rows(text, "H1")
+    follows_printed_test(printed, 0.05)
+
+
+def test_tools_h1_says_what_it_needs():
+    from test_reports import evals
+
+    from reports.verdicts import hypothesis_rows
+    from schemas.config import ReportConfig
+
+    tools = evals("base", "base", "none", [True] * 30, split="val", variant="tools", tool_calls=[[]] * 30)
+    ref = evals("reference:big", "reference", "zero-shot", [False] * 30, split="val", variant="plain")
+
+    def verdict(ev):
+        return next(r["verdict"] for r in hypothesis_rows(ev, ["lora"], {}, ReportConfig()) if r["hypothesis"] == "H1")
+
+    assert verdict(ref) == "not tested: needs evaluate.tools (students answering with the caption and lecture tools)"
+    assert verdict(tools) == ("not tested: needs a zero-shot reference model evaluated on val (`reference:` in the "
+                              "config)")
+    assert verdict(pl.concat([tools, ref]).with_columns(split=pl.lit("test"))) == (
+        "not tested: needs a val split (H1 is decided on val: evaluate.splits)")
+    assert verdict(pl.concat([tools, ref])) == "supported"
