@@ -5,7 +5,7 @@ the report's tool-use table is checked against a brute-force count of planted ev
 import polars as pl
 import pytest
 import torch
-from conftest import raw_arm_data
+from conftest import ROOT, raw_arm_data
 
 from schemas.config import EvaluateConfig, FactoryConfig, VerifyConfig
 from schemas.tables import SCHEMAS, read_table, write_table
@@ -248,3 +248,15 @@ def test_tools_h1_says_what_it_needs():
     assert verdict(pl.concat([tools, ref]).with_columns(split=pl.lit("test"))) == (
         "not tested: needs a val split (H1 is decided on val: evaluate.splits)")
     assert verdict(pl.concat([tools, ref])) == "supported"
+
+
+def test_tools_config_needs_a_text_student_through_transformers():
+    from pydantic import ValidationError
+
+    assert FactoryConfig.from_yaml(ROOT / "configs" / "tools.yaml").evaluate.tools == ["caption", "lecture"]
+    with pytest.raises(ValidationError, match="evaluate.tools: tool-calling answers come from text students"):
+        FactoryConfig.model_validate({"train": {"student": "vlm"}, "evaluate": {"tools": ["caption"]}})
+    with pytest.raises(ValidationError, match="unique|differ|twice|duplicate"):
+        FactoryConfig.model_validate({"evaluate": {"tools": ["caption", "caption"]}})
+    plain = FactoryConfig().evaluate
+    assert "tools" not in plain.fingerprinted() and "tools" in plain.model_copy(update={"tools": ["lecture"]}).fingerprinted()
