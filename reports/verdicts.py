@@ -161,23 +161,22 @@ def h1_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
     val, as the plan states it."""
     base = dict(hypothesis="H1", claim=H1_CLAIM, short="tool-calling student more accurate than a zero-shot "
                 "reference (on val)", direction="higher", context=TOOLS, **BLANK)
+    blank = base | dict(method="", treatment="tool-calling student", control="reference")
+    if evals.filter(pl.col("variant") == TOOLS).is_empty():  # first: most runs have no tools answers
+        return [decided(blank, "needs evaluate.tools (students answering with the caption and lecture tools)",
+                        cfg.alpha)]
     tools, refs = (f(evals).filter(pl.col("split") == "val") for f in (tool_answers, reference_answers))
-    why = ("needs evaluate.tools (students answering with the caption and lecture tools)"
-           if tools_absent(evals) else "needs a val split (H1 is decided on val: evaluate.splits)" if tools.is_empty()
-           else "needs a zero-shot reference model evaluated on val (`reference:` in the config)" if refs.is_empty()
-           else None)
+    why = ("needs a val split (H1 is decided on val: evaluate.splits)" if tools.is_empty() else
+           "needs a zero-shot reference model evaluated on val (`reference:` in the config)" if refs.is_empty() else
+           None)
     if why:
-        return [decided(base | dict(method="", treatment="tool-calling student", control="reference"), why, cfg.alpha)]
+        return [decided(blank, why, cfg.alpha)]
     return [decided(base | dict(method=g["method"][0], treatment=f"{student} (tools)", control=ref),
                     compare({0: g.select("problem_id", "correct")},
                             {0: refs.filter(pl.col("student") == ref).select("problem_id", "correct")}, "higher", cfg),
                     cfg.alpha)
             for (student,), g in tools.group_by("student", maintain_order=True)
             for ref in refs["student"].unique(maintain_order=True)]
-
-
-def tools_absent(evals: pl.DataFrame) -> bool:
-    return evals.filter(pl.col("variant") == TOOLS).is_empty()
 
 
 def h2_rows(evals: pl.DataFrame, kinds: dict[str, str], report: str, cfg: ReportConfig) -> list[dict]:

@@ -155,6 +155,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "split": pl.String,
         "prompt_style": pl.String,  # cot (reason, then answer) | direct (the answer alone)
         "variant": pl.String,  # the prompt variant asked under: plain | lecture (the lecture as test-time context)
+        # | tools (the caption and lecture tools offered, neither in the prompt: students/tools.py)
+        # | tools (the caption and lecture tools offered, neither in the prompt: students/tools.py)
         "decoding": pl.String,  # greedy | sampled (pass@k)
         "sample_index": pl.Int32,  # 0 for greedy; 0..k-1 for sampled answers
         "response": pl.String,  # the answer text that is graded
