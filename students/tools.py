@@ -30,17 +30,21 @@ SPECS = {
     "lecture": "Background knowledge for the question: a short lecture on the principle it tests.",
 }
 CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)  # the JSON may nest braces
+# ChatML with the tools in the system turn and calls and responses as Qwen2.5's template writes them; every
+# newline is inside an expression, since transformers renders with trim_blocks (a newline right after a block
+# tag is dropped)
 TOOL_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant. You may call one or more functions to assist with the user "
     "query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-    "{%- for t in tools %}\n{{ t | tojson }}{%- endfor %}\n</tools>\n\nFor each function call, return a json object "
-    "with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
-    "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
-    "{%- for m in messages %}{%- if m.role == 'tool' %}\n<|im_start|>user\n<tool_response>\n{{ m.content }}\n"
-    "</tool_response><|im_end|>{%- else %}\n<|im_start|>{{ m.role }}\n{{ m.content or '' }}"
-    "{%- for c in m.tool_calls or [] %}\n<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": "
-    "{{ c.function.arguments | tojson }}}\n</tool_call>{%- endfor %}<|im_end|>{%- endif %}{%- endfor %}\n"
-    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% for t in tools %}{{ '\n' + (t | tojson) }}{% endfor %}{{ '\n' }}</tools>\n\nFor each function call, return "
+    "a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+    "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>{{ '\n' }}"
+    "{% for m in messages %}{% if m.role == 'tool' %}"
+    "{{ '<|im_start|>user\n<tool_response>\n' + m.content + '\n</tool_response><|im_end|>\n' }}"
+    "{% else %}{{ '<|im_start|>' + m.role + ('\n' + m.content if m.content else '') }}{% for c in m.tool_calls or [] %}"
+    "{{ '\n<tool_call>\n{\"name\": \"' + c.function.name + '\", \"arguments\": ' + (c.function.arguments | tojson)"
+    " + '}\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 def tool_specs(names: list[str]) -> list[dict]:

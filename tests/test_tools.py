@@ -101,6 +101,8 @@ def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_
     first, second = ([tok.decode(row, skip_special_tokens=True) for row in p] for p in prompts)
     for pid, one, two in zip(problems["problem_id"], first, second, strict=True):
         assert captions[pid] not in one and captions[pid] in two  # the factory's answer, in the next turn only
+        offered = one.split("<tools>\n")[1].split("</tools>")[0]  # the tools listed in the first turn's system turn
+        assert '"name": "caption"' in offered and '"name": "lecture"' in offered
         assert f"<tool_response>\n{captions[pid]}\n</tool_response>" in two  # as the tool's turn
         assert '<tool_call>\n{"name": "caption", "arguments": {}}\n</tool_call>' in two  # its call, as a turn
     assert df["tool_calls"].to_list() == [["caption"], ["caption"]] and df["response"].to_list() == [ANSWER] * 2
@@ -109,7 +111,7 @@ def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_
     assert (df["generated_tokens"] == len(chain(tok, CALL)) + 1 + len(chain(tok, ANSWER))).all()
 
 
-def test_tools_calls_stop_at_max_tool_calls_and_a_lecture_call_gets_the_lecture():
+def test_tools_calls_are_parsed_strictly_and_a_lecture_call_gets_the_lecture():
     from students.tools import parse_call, tool_reply
 
     names = ["caption", "lecture"]
@@ -118,6 +120,18 @@ def test_tools_calls_stop_at_max_tool_calls_and_a_lecture_call_gets_the_lecture(
     assert parse_call('<tool_call>{"name": "search"}</tool_call>', names) is None  # not offered
     assert parse_call("<tool_call>{name: caption}</tool_call>", names) is None  # not JSON
     assert parse_call("The answer is (B).", names) is None
+    from students.model import load_tokenizer
+    from students.tools import template_for
+
+    tok = load_tokenizer("embedded")
+    chat = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "caption", "arguments": {}}}]},
+        {"role": "tool", "name": "caption", "content": "A red ball."}]
+    text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True, **template_for(tok, names))
+    assert text.endswith('</tool_call><|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n'
+                         '<tool_call>\n{"name": "caption", "arguments": {}}\n</tool_call><|im_end|>\n<|im_start|>user\n'
+                         '<tool_response>\nA red ball.\n</tool_response><|im_end|>\n<|im_start|>assistant\n')
+    assert parse_call(text.split("<|im_start|>assistant\n")[1], names) == ("", "caption")  # its own call parses
     problem = {"problem_id": "p", "lecture": "Magnets attract iron."}
     assert tool_reply("lecture", problem, {}) == "Magnets attract iron."
     assert tool_reply("caption", problem, {}) == "This problem has no image."
