@@ -64,7 +64,8 @@ def template_for(tok, names: list[str]) -> dict:
 
 def parse_call(text: str, names: list[str]) -> tuple[str, str] | None:
     """(the text before the call, the tool's name) of the first well-formed call of an offered tool, else None
-    (no call, JSON that does not parse, a tool not offered: the turn is the answer)."""
+    (no call, JSON that does not parse, a tool not offered: the turn is the answer). What follows the call
+    (a model that goes on to imagine the reply) is left out of the chat."""
     m = CALL.search(text)
     if m is None:
         return None
