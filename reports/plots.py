@@ -38,6 +38,7 @@ def forest(summary: dict, path: Path) -> bool:
                 fontsize=8, color=color)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{h['hypothesis']} {h['method']} vs {h['control']}" if h["hypothesis"] == "H3.6"
+                        else f"{h['hypothesis']} {h['treatment']} vs {h['control']}" if h["hypothesis"] in ("H1", "H2")
                         else f"{h['hypothesis']} {h['method']}" for h in reversed(rows)], fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("accuracy difference, treatment - control (points)")

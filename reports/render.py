@@ -100,7 +100,7 @@ def verdict_cell(h: dict) -> str:
 
 
 def context(h: dict) -> str:
-    return "the lecture" if h.get("context") == "lecture" else "none"
+    return {"lecture": "the lecture", "tools": "the tools (treatment); plain (control)"}.get(h.get("context"), "none")
 
 
 def hypothesis_row(h: dict) -> list:
@@ -126,7 +126,9 @@ def hypotheses(s: dict) -> list[str]:
              f"Detectable: the smallest difference these pairs detect with power {s['power']:.0%} at level "
              f"{s['alpha']} under the stated discordance; problems needed: for the observed difference, only when "
              "it points the predicted way. Both sides of a row are asked with the same test-time context: the "
-             "treatment's prompt variant (with the lecture, or none).", ""]
+             "treatment's prompt variant (with the lecture, or none); H1 compares a student answering with the tools "
+             "offered (neither caption nor lecture in its prompt) with a reference asked plain (caption in its "
+             "prompt), on `val` as the plan states it.", ""]
     rows = [hypothesis_row(h) for h in s["hypotheses"]]
     lines += table(["hypothesis", "verdict", "method", "treatment", "control", "test-time context", "predicted",
                     "difference",
@@ -145,7 +147,8 @@ def answer(s: dict) -> list[str]:
         if len(rows) > 1 and len({h["verdict"] for h in rows}) == 1 and rows[0]["difference"] is None:
             lines.append(f"- **{hid}** ({rows[0]['short']}): every method {rows[0]['verdict']}")
             continue
-        parts = [(f"{h['method']} " if h["method"] else "") + (f"vs {h['control']} " if hid == "H3.6" else "")
+        parts = [(f"{h['treatment']} vs {h['control']} " if hid in ("H1", "H2") and h["difference"] is not None else
+                  (f"{h['method']} " if h["method"] else "") + (f"vs {h['control']} " if hid == "H3.6" else ""))
                  + (f"{verdict_cell(h)} {signed(h['difference'])} {interval(h['ci_low'], h['ci_high'])}, "
                     f"n {h['n']}" if h["difference"] is not None else h["verdict"]) for h in rows]
         lines.append(f"- **{hid}** ({rows[0]['short']}): " + "; ".join(parts))
@@ -220,6 +223,11 @@ VIEWS = (
      "Share of each student's reported answers (greedy) counted wrong before their content is judged, each in the "
      "first that applies: the request failed; cut by the token limit; the grader timed out or failed; no answer "
      "committed to."),
+    ("tool_use", "Tool use (evaluate.tools)", "Greedy answers given with the tools offered (neither caption nor "
+     "lecture in the prompt), per student and split: tool-call rate (answers that called at least one tool; Wilson "
+     "interval, n), the share of answers calling each tool, accuracy over all, with and without tool use, and each "
+     "zero-shot reference's accuracy on the same split (asked plain, the caption in its prompt). H1 tests the val "
+     "pairs."),
     ("answer_vs_reasoning", "Answer vs reasoning accuracy",
      "Greedy chain-of-thought answers with a gold solution: answer and reasoning accuracy (interval, n) and the 2x2 "
      "counts of answer and reasoning."))

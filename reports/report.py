@@ -1,5 +1,5 @@
 """report: accuracy per student with intervals, the hypothesis verdicts (relative to what the plan
-predicts), H3.6 with costs side by side, the evaluation views. Writes data/reports/RUN/report.md,
+predicts), H3.6 with costs side by side, the evaluation views (tool use among them). Writes data/reports/RUN/report.md,
 report.html (one self-contained page, plots embedded), summary.json and the plots as PNG files.
 """
 
@@ -14,6 +14,7 @@ from reports.deploy import deployment_summary
 from reports.html import write_html
 from reports.plots import write_plots
 from reports.render import render
+from reports.tools import tool_use
 from reports.training_sets import training_set_rows
 from reports.verdicts import hypothesis_rows
 from reports.views import (
@@ -67,9 +68,11 @@ def analyse(inputs: ReportInputs, cfg: ReportConfig) -> dict:
     views = dict(cot_vs_direct=cot_vs_direct(inputs.evals, c), methods=methods_by_arm(inputs.evals, c),
                  pass_at_k=pass_at_k_table(inputs.evals, c), answer_vs_reasoning=answer_vs_reasoning(inputs.evals, c),
                  answer_outcomes=answer_outcomes(inputs.evals),
-                 breakdowns=breakdowns(inputs.evals, inputs.problems, c), trained_sources=trained_sources(inputs.problems))
+                 breakdowns=breakdowns(inputs.evals, inputs.problems, c), trained_sources=trained_sources(inputs.problems),
+                 tool_use=tool_use(inputs.evals, c))
     why = inputs.not_built | skipped(inputs)
-    rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg)
+    kinds = {s: m.get("student_kind", "causal_lm") for s, m in inputs.metas.items()}
+    rows = hypothesis_rows(inputs.evals, methods(inputs), why, cfg, kinds)
     return dict(
         run=inputs.run, counts=inputs.counts, training_sets=training_set_rows(inputs.arm_stats, inputs.metas),
         costs=inputs.costs, students=students, seeds=seed_summary(students),

@@ -5,7 +5,9 @@ The verdict is the test: the exact McNemar test on the test split's paired answe
 seeds pooled as strata (their discordant pairs add up), Holm-adjusted over the rows tested;
 supported / contradicted when the adjusted p <= report.alpha, by the sign of the difference
 relative to the prediction, else inconclusive. Anything chosen (H3.6's best student) is chosen on
-val (`students/choose.py`); without a val split H3.6 is exploratory and has no verdict.
+val (`students/choose.py`); without a val split H3.6 is exploratory and has no verdict. H1 (the
+tool-calling student against a zero-shot reference) is decided on val, as the plan states it; H2 (a
+soft-prompted vlm against the same model zero-shot) on the reported split; both join the Holm family.
 """
 
 import math
@@ -14,9 +16,11 @@ import numpy as np
 import polars as pl
 
 from reports.stats import detectable_difference, holm, mcnemar_p, paired_interval, problems_needed
+from reports.tools import reference_answers, tool_answers
 from schemas.config import ReportConfig
-from schemas.experiment import ARM, H36_CLAIM, HYPOTHESES, Hypothesis
+from schemas.experiment import ARM, H1_CLAIM, H2_CLAIM, H36_CLAIM, HYPOTHESES, Hypothesis
 from students.choose import best_student, context_of, greedy, splits
+from students.tools import TOOLS
 
 # Methods whose training data is the arm's prompts alone (GRPO from train.init samples its own
 # completions), so two arms with the same prompts give them the same data.
@@ -143,6 +147,62 @@ def h36_rows(evals: pl.DataFrame, report: str, cfg: ReportConfig) -> list[dict]:
     return rows
 
 
+def decided(row: dict, c: dict | str, alpha: float) -> dict:
+    """A row with its comparison, or "not tested" with the reason (no comparison, too few pairs)."""
+    if isinstance(c, str):
+        return row | dict(verdict=f"not tested: {c}", tested=False)
+    if few := too_few(c["n"], alpha):
+        return row | c | dict(verdict=f"not tested: {few}", tested=False)
+    return row | c | dict(verdict=None, tested=True)
+
+
+def h1_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
+    """H1: each student answering with the tools offered against each zero-shot reference (asked plain), on
+    val, as the plan states it."""
+    base = dict(hypothesis="H1", claim=H1_CLAIM, short="tool-calling student more accurate than a zero-shot "
+                "reference (on val)", direction="higher", context=TOOLS, **BLANK)
+    blank = base | dict(method="", treatment="tool-calling student", control="reference")
+    if evals.filter(pl.col("variant") == TOOLS).is_empty():  # first: most runs have no tools answers
+        return [decided(blank, "needs evaluate.tools (students answering with the caption and lecture tools)",
+                        cfg.alpha)]
+    tools, refs = (f(evals).filter(pl.col("split") == "val") for f in (tool_answers, reference_answers))
+    why = ("needs a val split (H1 is decided on val: evaluate.splits)" if tools.is_empty() else
+           "needs a zero-shot reference model evaluated on val (`reference:` in the config)" if refs.is_empty() else
+           None)
+    if why:
+        return [decided(blank, why, cfg.alpha)]
+    return [decided(base | dict(method=g["method"][0], treatment=f"{student} (tools)", control=ref),
+                    compare({0: g.select("problem_id", "correct")},
+                            {0: refs.filter(pl.col("student") == ref).select("problem_id", "correct")}, "higher", cfg),
+                    cfg.alpha)
+            for (student,), g in tools.group_by("student", maintain_order=True)
+            for ref in refs["student"].unique(maintain_order=True)]
+
+
+def h2_rows(evals: pl.DataFrame, kinds: dict[str, str], report: str, cfg: ReportConfig) -> list[dict]:
+    """H2: per arm, its soft-prompted (prompt_tuning) vlm students, seeds pooled, against the same model
+    zero-shot (the `base` student) on the reported split, both asked with the arm's test-time context."""
+    base = dict(hypothesis="H2", claim=H2_CLAIM, short="soft-prompted vlm more accurate than the same model "
+                "zero-shot", method="prompt_tuning", direction="higher", control="base", **BLANK)
+    soft = evals.filter((pl.col("method") == "prompt_tuning") & pl.col("student").is_in(
+        [s for s, k in kinds.items() if k == "vlm"]))
+    arms = soft["arm"].unique(maintain_order=True).to_list()
+    why = ("needs a `vlm` student trained with `prompt_tuning` (train.student: vlm, train.methods: [prompt_tuning])"
+           if not arms else "needs the same model zero-shot (evaluate.baseline: true)"
+           if evals.filter(pl.col("arm") == "base").is_empty() else None)
+    if why:
+        return [decided(base | dict(treatment="soft-prompted vlm", context="plain"), why, cfg.alpha)]
+    rows = []
+    for arm in arms:
+        answers = greedy(evals, context_of(arm)).filter(pl.col("split") == report)
+        treat = strata({(arm, "prompt_tuning"): answers.filter(pl.col("student").is_in(soft["student"].unique()))},
+                       arm, "prompt_tuning")
+        zero = answers.filter(pl.col("arm") == "base").select("problem_id", "correct")
+        rows.append(decided(base | dict(treatment=f"{arm}-prompt_tuning (vlm)", context=context_of(arm)),
+                            compare(treat, dict.fromkeys(treat, zero), "higher", cfg), cfg.alpha))
+    return rows
+
+
 def too_few(n: int, alpha: float) -> str | None:
     """Decided by n alone, before any outcome is looked at: pairs that could not reach alpha even if
     every one of them went one way do not enter the family."""
@@ -158,15 +218,17 @@ def word(p_holm: float, difference: float, direction: str, alpha: float) -> str:
     return "supported" if agrees else "contradicted"
 
 
-def hypothesis_rows(evals: pl.DataFrame, methods: list[str], why: dict[str, str], cfg: ReportConfig) -> list[dict]:
-    """Every declared hypothesis per method, then H3.6; Holm over the rows tested. Both sides of a row are
-    asked with the treatment's test-time context (with the lecture, or plain)."""
+def hypothesis_rows(evals: pl.DataFrame, methods: list[str], why: dict[str, str], cfg: ReportConfig,
+                    kinds: dict[str, str] | None = None) -> list[dict]:
+    """Every declared hypothesis per method, then H3.6, H1 and H2 (`kinds`: each trained student's kind,
+    causal_lm or vlm); Holm over the rows tested. Both sides of an arm's row are asked with the treatment's
+    test-time context (with the lecture, or plain)."""
     report, _ = splits(evals)
     contexts = {context_of(h.treatment) for h in declared(cfg)}
     arms = {c: greedy(evals, c).filter(pl.col("split") == report).partition_by("arm", "method", as_dict=True)
             for c in contexts}  # context -> (arm, method) -> its answers
     rows = [arm_row(h, m, arms[context_of(h.treatment)], why, cfg) for h in declared(cfg) for m in methods]
-    rows += h36_rows(evals, report, cfg)
+    rows += h36_rows(evals, report, cfg) + h1_rows(evals, cfg) + h2_rows(evals, kinds or {}, report, cfg)
     tested = [r for r in rows if r["tested"]]
     for r, p in zip(tested, holm([r["p_value"] for r in tested]), strict=True):
         r["p_holm"], r["verdict"] = p, word(p, r["difference"], r["direction"], cfg.alpha)

@@ -481,6 +481,18 @@ class EvaluateConfig(Section):
                                       "gold solution; without one, reasoning is scored by ROUGE-L overlap.")
     rouge_threshold: float = Field(0.4, gt=0.0, le=1.0, description="Without a judge: reasoning counts as right "
                                    "when its ROUGE-L F1 with the gold solution reaches this.")
+    tools: Annotated[list[Literal["caption", "lecture"]], AfterValidator(unique)] = Field(
+        [], description="Tool-calling evaluation (hypothesis H1; text students): each student also answers with "
+        "these tools offered in its chat template and neither caption nor lecture in the prompt; a call is answered "
+        "from the data (`caption`: the captions table; `lecture`: the problem's lecture) and the student goes on. "
+        "Rows of variant `tools`; the report shows tool-call rates and H1 against the references on val. [] = off.")
+    max_tool_calls: int = Field(2, ge=1, le=8, description="With tools: calls answered per answer; after them the "
+                                "student's next turn is its answer.")
+
+    def fingerprinted(self) -> dict:
+        """The settings answers depend on: the tool settings only when tools are on, so an evaluation without
+        them keeps the fingerprint it had before they existed."""
+        return self.model_dump(exclude=None if self.tools else {"tools", "max_tool_calls"})
 
 
 class LeaderboardEntry(Section):
@@ -604,6 +616,10 @@ class FactoryConfig(Section):
         if self.rounds > 1 and self.train.student != "causal_lm":
             raise ValueError("rounds: a later round's teacher is a student answering text prompts; train.student "
                              f"{self.train.student!r} cannot teach (use causal_lm students for rounds)")
+        if self.evaluate.tools and (self.train.student != "causal_lm" or self.evaluate.engine != "transformers"):
+            raise ValueError("evaluate.tools: tool-calling answers come from text students through transformers "
+                             f"(train.student causal_lm, evaluate.engine transformers), not {self.train.student!r} "
+                             f"through {self.evaluate.engine!r}")
         if self.report.best_arm and self.report.best_arm not in self.arms.arms:
             raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
         names = [r.name for r in self.reference]

@@ -99,3 +99,9 @@ H36_CLAIM = ("fine-tuning on reasoning paths of domain task (with or without ret
              "efficient than fine-tuning on whole domain texts (compare performance of our best method to "
              "zero-shot inference of science model NOT tuned on this dataset, also compare with leaderboard. "
              "Also report differences in training and inference costs)")
+# H1 and H2 compare a model with a zero-shot one, not two arms (reports/verdicts.py: h1_rows, h2_rows).
+H1_CLAIM = ("a very small LM that decides to call tools (an image-captioning tool and a retrieval tool, simulated by "
+            "the dataset's captions and lectures) compared with a big model zero-shot, on validation: the tool-calling "
+            "student is predicted more accurate")
+H2_CLAIM = ("soft prompting improves an existing good multimodal model: the soft-prompted (prompt_tuning) vlm student "
+            "is predicted more accurate than the same model zero-shot")

@@ -155,6 +155,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "split": pl.String,
         "prompt_style": pl.String,  # cot (reason, then answer) | direct (the answer alone)
         "variant": pl.String,  # the prompt variant asked under: plain | lecture (the lecture as test-time context)
+        # | tools (the caption and lecture tools offered, neither in the prompt: students/tools.py)
+        # | tools (the caption and lecture tools offered, neither in the prompt: students/tools.py)
         "decoding": pl.String,  # greedy | sampled (pass@k)
         "sample_index": pl.Int32,  # 0 for greedy; 0..k-1 for sampled answers
         "response": pl.String,  # the answer text that is graded
@@ -174,8 +176,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "reasoning_correct": pl.Boolean,  # the judge's verdict, or ROUGE-L >= evaluate.rouge_threshold
         "reasoning_judge": pl.String,  # the judge's identity, or `rouge-l>=T`
         "eval_fingerprint": pl.String,  # hash of (adapter, evaluation settings, test problems)
+        "tool_calls": pl.List(pl.String),  # variant `tools`: the tools the student called, in order ([]: none);
+        # null: no tools offered (students/tools.py)
     },
 }
+LATER = {"evals": {"tool_calls"}}  # columns added after a table's first files: read as null from older files
 
 
 def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
@@ -244,9 +249,21 @@ def read_table(path: Path, table: str) -> pl.DataFrame:
     if not files:
         return empty(table)
     try:
-        return pl.read_parquet(files, schema=SCHEMAS[table])
+        return pl.read_parquet(files, schema=SCHEMAS[table], missing_columns="insert" if older(files, table) else "raise")
     except (pl.exceptions.PolarsError, OSError) as e:
         raise unreadable(files, table, e) from None
+
+
+def older(files: list[Path], table: str) -> bool:
+    """Whether some file lacks only columns added later (LATER): those are read as null."""
+    later = LATER.get(table, set())
+    if not later:
+        return False
+    try:
+        lacking = [set(SCHEMAS[table]) - set(pl.read_parquet_schema(f)) for f in files]
+    except (pl.exceptions.PolarsError, OSError):
+        return False  # unreadable: the read says which file
+    return any(lacking) and all(gone <= later for gone in lacking)
 
 
 def unreadable(files: list[Path], table: str, e: Exception) -> ValueError:

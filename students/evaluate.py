@@ -8,6 +8,7 @@ import polars as pl
 
 from schemas.config import EvaluateConfig, VerifyConfig
 from students.generate import Generated, generate
+from students.tools import TOOLS, tool_frame
 from tasks.evals import eval_frame
 from tasks.progress import Progress
 from tasks.prompts import user_message
@@ -80,9 +81,12 @@ def answer(solver: Solver, prompts: list[str], max_new_tokens: int, batch_size: 
 def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variant: str, info: dict,
                      cfg: EvaluateConfig, seed: int, verify: VerifyConfig, judge=None) -> pl.DataFrame:
     """Evals rows for one student, graded as `verify` grades samples (`judge`: a CachedTeacher for
-    `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint."""
+    `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint. Variant `tools`:
+    answers with the tools offered (students/tools.py)."""
     import torch
 
+    if variant == TOOLS:
+        return tool_frame(solver.model, solver.tok, problems, captions, info, cfg, verify, judge)
     rows, info = problems.to_dicts(), info | dict(variant=variant)
     frames = []
     for style in cfg.prompts:

@@ -94,13 +94,14 @@ def first_done(tok, ids: list[int]) -> int:
 
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temperature: float = 0.0,
              top_p: float = 1.0, num_return_sequences: int = 1, stop_at_answer: bool = False,
-             adapter_names: list[str] | None = None) -> list[Generated]:
+             adapter_names: list[str] | None = None, template: dict | None = None) -> list[Generated]:
     """`num_return_sequences` generations per chat (chat-major order); greedy when temperature is 0.
-    `adapter_names`: a peft LoRA model's adapter for each chat (`__base__`: none), one batch of mixed adapters."""
+    `adapter_names`: a peft LoRA model's adapter for each chat (`__base__`: none), one batch of mixed adapters.
+    `template`: more arguments of apply_chat_template (the tools offered, a chat template: students/tools.py)."""
     import torch
 
     enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                  return_dict=True).to(model.device)
+                                  return_dict=True, **(template or {})).to(model.device)
     eos = eos_ids(model, tok)
     if soft_prompt(model) or processed(model) or sliding(model):
         return whole(model, tok, enc, max_new_tokens, temperature, top_p, num_return_sequences, stop_at_answer,

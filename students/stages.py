@@ -18,6 +18,7 @@ from schemas.tables import read_table, write_table
 from students.evaluate import Solver, evaluate_student, load_student
 from students.model import load_tokenizer, release_memory
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
+from students.tools import TOOLS
 from students.train import read_meta, train_student, write_meta
 from tasks.arms import variant_of
 from tasks.evals import judge_reasoning, rouge_reasoning
@@ -127,7 +128,7 @@ def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
-    payload = json.dumps([adapter, cfg.evaluate.model_dump(), cfg.train.model, cfg.train.student, cfg.train.captions,
+    payload = json.dumps([adapter, cfg.evaluate.fingerprinted(), cfg.train.model, cfg.train.student, cfg.train.captions,
                           problem_ids])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -213,7 +214,8 @@ def run_evaluations(cfg: FactoryConfig, data: DataDir, names: list[str]) -> dict
     that need answers share one loaded base model and answer in mixed-adapter batches (students/shared.py)."""
     jobs = {s: pending(cfg, data, s) for s in names}
     group = [j for j in jobs.values() if isinstance(j, Pending) and shareable(cfg, j.adapter_dir)]
-    done = evaluate_group(cfg, data, group) if cfg.evaluate.shared and len(group) > 1 else {}
+    share = cfg.evaluate.shared and not cfg.evaluate.tools and len(group) > 1  # the tool loop answers one at a time
+    done = evaluate_group(cfg, data, group) if share else {}
     return {s: done.get(s) or (j if isinstance(j, dict) else run_evaluate(cfg, data, s)) for s, j in jobs.items()}
 
 
@@ -234,14 +236,17 @@ def eval_variants(cfg: FactoryConfig, arm: str) -> list[str]:
     """The prompt variants (test-time context: `lecture` shows the lecture) an arm's students are evaluated
     under, their own first, then the treatment's of each declared hypothesis they are a side of, so both
     sides of H3.4 / H3.5 are also asked alike; the base student: plain; a reference: every variant the
-    evaluated arms are asked under (H3.6 compares it under the best arm's)."""
+    evaluated arms are asked under (H3.6 compares it under the best arm's). With `evaluate.tools`, every
+    student also answers under `tools` (with the tools offered; references do not)."""
     own = {a: variant_of(a) for a in cfg.arms.arms}
+    tools = [TOOLS] if cfg.evaluate.tools else []  # the students' answers with the tools offered (H1)
     if arm == BASE:
-        return ["plain"]
+        return ["plain", *tools]
     if arm not in own:
         return list(dict.fromkeys(["plain", *sorted(own.values())]))
     pairs = [(h.treatment, h.control) for h in [*HYPOTHESES, *cfg.report.hypotheses]]
-    return list(dict.fromkeys([own[arm], *(own[t] for t, c in pairs if arm in (t, c) and {t, c} <= own.keys())]))
+    return list(dict.fromkeys([own[arm], *(own[t] for t, c in pairs if arm in (t, c) and {t, c} <= own.keys()),
+                               *tools]))
 
 
 def greedy_accuracy(df: pl.DataFrame, cfg: FactoryConfig, variant: str) -> dict:

@@ -13,7 +13,7 @@ from schemas.tables import SCHEMAS
 
 
 def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy", index=0, reasoning=None,
-          split="test"):
+          split="test", variant=None, tool_calls=None):
     n = len(correct)
     return pl.DataFrame(dict(run=["r"] * n, student=[student] * n, arm=[arm] * n, method=[method] * n,
                              seed=[None if arm in ("base", "reference") else seed] * n,
@@ -21,10 +21,11 @@ def evals(student, arm, method, correct, seed=0, style="cot", decoding="greedy",
                              split=[split] * n, prompt_style=[style] * n,
                              decoding=[decoding] * n, sample_index=[index] * n, response=["x"] * n, reasoning=[None] * n,
                              extracted=["A"] * n, correct=correct, grader=["choice_index"] * n, found_by=["marker"] * n,
-                             finished=[True] * n, variant=[None] * n, prompt_tokens=[9] * n,
+                             finished=[True] * n, variant=[variant] * n, prompt_tokens=[9] * n,
                              generated_tokens=[3] * n, latency_s=[0.5] * n, cost_usd=[0.0] * n,
                              reasoning_score=[None] * n, reasoning_correct=reasoning or [None] * n,
-                             reasoning_judge=[None] * n, eval_fingerprint=["f"] * n), schema=SCHEMAS["evals"])
+                             reasoning_judge=[None] * n, eval_fingerprint=["f"] * n,
+                             tool_calls=tool_calls or [None] * n), schema=SCHEMAS["evals"])
 
 
 def report(tmp_path, ev, problems=None, metas=None, cfg=None, **inputs):
@@ -126,7 +127,9 @@ def test_holm_family_seeds_pooled_and_users_own_hypothesis(tmp_path):
                                                                         method="holm")[1])
     assert all(r["verdict"] == "supported" for r in tested)
     not_tested = {r["hypothesis"]: r["verdict"] for r in summary["hypotheses"] if not r["tested"]}
-    assert set(not_tested) == {h.id for h in HYPOTHESES if h.id != "baseline"} | {"H3.6"}
+    assert set(not_tested) == {h.id for h in HYPOTHESES if h.id != "baseline"} | {"H3.6", "H1", "H2"}
+    assert not_tested["H1"] == "not tested: needs evaluate.tools (students answering with the caption and lecture tools)"
+    assert not_tested["H2"].startswith("not tested: needs a `vlm` student trained with `prompt_tuning`")
     assert not_tested["H3.3"] == "not tested: teacher_cot not trained: not in this run"
     seeds = summary["seeds"]
     assert {(s["arm"], s["seeds"]) for s in seeds} == {("raw", 3), ("answer_only", 3)}

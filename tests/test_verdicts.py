@@ -120,8 +120,12 @@ def test_every_declared_hypothesis_has_a_row_with_the_reason_when_not_tested():
     why = {"teacher_lecture-lora": "built from the teacher's `lecture` samples, and sample.variants has no `lecture`",
            "teacher_cot": "no separate chain of thought"}
     rows = hypothesis_rows(ev, ["lora", "grpo"], why, ReportConfig())
-    assert {(r["hypothesis"], r["method"]) for r in rows if r["hypothesis"] != "H3.6"} == {
+    assert {(r["hypothesis"], r["method"]) for r in rows if r["hypothesis"] not in ("H3.6", "H1", "H2")} == {
         (h.id, m) for h in HYPOTHESES for m in ("lora", "grpo")}
+    assert [r["verdict"] for r in rows if r["hypothesis"] in ("H1", "H2")] == [
+        "not tested: needs evaluate.tools (students answering with the caption and lecture tools)",
+        "not tested: needs a `vlm` student trained with `prompt_tuning` (train.student: vlm, train.methods: "
+        "[prompt_tuning])"]
     assert row(rows, "baseline", "grpo")["verdict"] == ("not tested: same training data (grpo trains on the "
                                                         "arms' prompts, identical for these arms)")
     assert row(rows, "H3.4", "grpo")["tested"]  # lecture prompts differ from plain ones
@@ -163,3 +167,63 @@ def test_null_simulation_family_wise_error_at_most_alpha():
     finally:
         gc.unfreeze()
     assert wrong / 1000 <= cfg.alpha + 0.02
+
+
+def printed_rows(text: str, hid: str) -> list[dict]:
+    """The hypotheses table's rows of `hid` in report.md, cell by header."""
+    section = text.split("\n| hypothesis | verdict |")[1].split("\n\n")[0]
+    lines = ("| hypothesis | verdict |" + section).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[2:]]
+    return [dict(zip(header, c, strict=True)) for c in cells if c[0] == hid]
+
+
+def follows_printed_test(row: dict, alpha: float) -> None:
+    """The printed verdict is what the printed numbers decide: the McNemar p of the printed discordant
+    counts (scipy's exact binomial test), then the printed Holm p against alpha and the printed sign."""
+    from scipy.stats import binomtest
+
+    b, c = (int(x) for x in row["discordant (t/c)"].split("/"))
+    assert float(row["McNemar p"]) == pytest.approx(binomtest(b, b + c).pvalue if b + c else 1.0, rel=1e-2)
+    difference, holm_p = float(row["difference"].rstrip("%")), float(row["Holm p"])
+    agrees = difference > 0 if row["predicted"] == "higher" else difference < 0
+    word = "inconclusive" if holm_p > alpha else "supported" if agrees else "contradicted"
+    assert row["verdict"] == f"**{word}**", row
+
+
+H2_PLANTS = {"supported": ([True] * 40 + [False] * 20, [True] * 15 + [False] * 45),
+             "contradicted": ([True] * 15 + [False] * 45, [True] * 40 + [False] * 20),
+             "inconclusive": ([True, False] * 30, [False, True] * 30)}
+
+
+@pytest.mark.parametrize("plant", list(H2_PLANTS))
+def test_h2_soft_prompted_vlm_against_the_same_model_zero_shot_follows_its_printed_test(tmp_path, plant):
+    """Two seeds of raw-prompt_tuning (a vlm student) against the base student on test: the H2 row pools
+    them, and its verdict is what its printed test decides."""
+    from test_reports import report
+
+    treat, zero = H2_PLANTS[plant]
+    ev = pl.concat([evals("raw-prompt_tuning", "raw", "prompt_tuning", treat),
+                    evals("raw-prompt_tuning-s1", "raw", "prompt_tuning", treat, seed=1),
+                    evals("base", "base", "none", zero)])
+    metas = {s: {"arm": "raw", "method": "prompt_tuning", "student_kind": "vlm"}
+             for s in ("raw-prompt_tuning", "raw-prompt_tuning-s1")}
+    text, summary = report(tmp_path, ev, metas=metas)
+    (h2,) = [r for r in summary["hypotheses"] if r["hypothesis"] == "H2"]
+    assert (h2["treatment"], h2["control"], h2["seeds"], h2["n"]) == ("raw-prompt_tuning (vlm)", "base", [0, 1], 120)
+    assert h2["verdict"] == plant and h2["tested"]
+    (printed,) = printed_rows(text, "H2")
+    follows_printed_test(printed, 0.05)
+
+
+def test_h2_needs_a_vlm_prompt_tuning_student_and_the_base_zero_shot():
+    ev = pl.concat([evals("raw-prompt_tuning", "raw", "prompt_tuning", [True] * 30),
+                    evals("base", "base", "none", [False] * 30)])
+    text_student = hypothesis_rows(ev, ["prompt_tuning"], {}, ReportConfig(), {"raw-prompt_tuning": "causal_lm"})
+    assert row(text_student, "H2", "prompt_tuning")["verdict"].startswith("not tested: needs a `vlm` student")
+    no_base = hypothesis_rows(ev.filter(pl.col("arm") != "base"), ["prompt_tuning"], {}, ReportConfig(),
+                              {"raw-prompt_tuning": "vlm"})
+    assert row(no_base, "H2", "prompt_tuning")["verdict"] == ("not tested: needs the same model zero-shot "
+                                                             "(evaluate.baseline: true)")
+    assert row(hypothesis_rows(ev, ["prompt_tuning"], {}, ReportConfig(), {"raw-prompt_tuning": "vlm"}), "H2",
+               "prompt_tuning")["verdict"] == "supported"
