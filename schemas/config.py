@@ -424,9 +424,6 @@ class TrainConfig(Section):
     def _methods_fit(self) -> "TrainConfig":
         if "lora+grpo" in self.methods and "lora" not in self.methods:
             raise ValueError("train.methods: lora+grpo starts from the arm's lora adapter: add lora to the methods")
-        if self.student == "vlm" and {"grpo", "lora+grpo"} & set(self.methods):
-            raise ValueError("train.methods: grpo trains causal_lm students here; a vlm student trains with lora "
-                             "or prompt_tuning")
         if self.init != "base" and "grpo" not in self.methods:
             raise ValueError(f"train.init {self.init!r} is where grpo starts: add grpo to train.methods")
         return self
@@ -580,9 +577,6 @@ class FactoryConfig(Section):
         if self.runner.kind != "threads" and "vllm" in (self.sample.teacher, self.caption.captioner):
             raise ValueError(f"runner {self.runner.kind}: the vllm backend starts `vllm serve` inside the stage; "
                              "with workers, serve it once and name it as an openai teacher with endpoint.base_urls")
-        if self.rounds > 1 and self.train.student != "causal_lm":
-            raise ValueError("rounds: a later round's teacher is a student answering text prompts; train.student "
-                             f"{self.train.student!r} cannot teach (use causal_lm students for rounds)")
         if self.report.best_arm and self.report.best_arm not in self.arms.arms:
             raise ValueError(f"report.best_arm {self.report.best_arm!r} is not one of arms.arms {self.arms.arms}")
         names = [r.name for r in self.reference]

@@ -2,7 +2,8 @@
 or trl's GRPOTrainer with the verifier as reward (students/grpo.py).
 
 Methods: `lora`, `prompt_tuning` (a soft prompt initialised from text), `grpo` and `lora+grpo`.
-A `vlm` student trains on the same arms with the image (students/vlm.py). Examples longer than
+A `vlm` student trains on the same arms with the image (students/vlm.py), with any method: SFT
+(`lora`, `prompt_tuning`) and GRPO (`grpo`, `lora+grpo`) see the picture. Examples longer than
 `max_length` tokens are left out and counted (trl would cut their completions, or drop them
 without a word when the prompt alone fills the limit); an arm with none left is skipped with
 the reason. Checkpoints make a killed run resumable; a finished adapter whose fingerprint
@@ -122,7 +123,7 @@ def fitting(cfg: TrainConfig, method: str, rows: list[dict]) -> tuple[dict[int, 
     room = cfg.max_length - (cfg.prompt_tuning.num_virtual_tokens if method == "prompt_tuning" else 0)
     if "grpo" in method:
         room -= cfg.grpo.max_completion_length
-        rows = [{"prompt": r["prompt"], "completion": []} for r in rows]
+        rows = [r | {"completion": []} for r in rows]  # the prompt (and a vlm's picture) alone
     fits = {i: n for i, n in enumerate(example_lengths(cfg, rows)) if n <= room}
     return fits, len(rows) - len(fits)
 

@@ -10,6 +10,7 @@ language model's linear layers and the vision tower and projector stay frozen un
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import polars as pl
 
@@ -58,11 +59,13 @@ def load_vlm(name: str):
 
 def image_of(data: DataDir, sha: str | None):
     """The problem's picture (RGB), or None when it has none."""
-    if not sha:
-        return None
+    return picture(data.image(sha)) if sha else None
+
+
+def picture(path: Path):
+    """The picture stored at `path` (a data directory's images/...), in RGB."""
     from PIL import Image
 
-    path = data.image(sha)
     if not path.exists():
         raise FileNotFoundError(f"{path}: the image of a problem is missing from the data directory (run ingest)")
     with Image.open(path) as im:
@@ -91,9 +94,9 @@ def training_rows(cfg: TrainConfig, arm_df: pl.DataFrame, problems: pl.DataFrame
 
 
 def example_length(processor, row: dict) -> int:
-    """Tokens of one training row as the model sees it (image tokens included)."""
+    """Tokens of one training row as the model sees it (image tokens included); a GRPO row has no completion."""
     messages = chat(row["prompt"][0]["content"], bool(row["images"])) + [
-        {"role": "assistant", "content": [{"type": "text", "text": row["completion"][0]["content"]}]}]
+        {"role": "assistant", "content": [{"type": "text", "text": m["content"]}]} for m in row["completion"]]
     text = processor.apply_chat_template(messages)
     enc = processor(text=[text], images=[row["images"]] if row["images"] else None, return_tensors="pt")
     return int(enc["input_ids"].shape[1])
