@@ -270,7 +270,8 @@ class SampleConfig(Section):
     batch_size: int = Field(64, ge=1, description="local teacher: sequences generated together (rows leave the "
                             "batch as they finish).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
-    images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
+    images: bool = Field(False, description="Send the problem's image inline (vision teachers, a vlm student "
+                         "teacher) besides its caption; rounds with vlm students turn it on.")
     batch: bool = Field(False, description="openai / gemini: ask through the provider's batch API (about half the "
                         "price, answers within a day); a run that dies while a batch runs resumes polling it.")
     batch_poll_s: float = Field(60.0, gt=0, description="batch: seconds between polls of a running batch.")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from schemas.config import TrainConfig, VerifyConfig
 from students.generate import answer_done
-from students.vlm import load_processor, load_vlm
 from tasks.verify import grade_all
 
 
@@ -81,17 +80,18 @@ def grpo_args(cfg: TrainConfig, checkpoints: Path, seed: int):
 
 
 def start_model(cfg: TrainConfig, init_dir: Path | None):
-    """The model GRPO trains and its peft config: base + a new adapter, or a trained adapter continued.
-    A vlm's new adapter goes on its language model only (`train.lora.targets: auto`)."""
-    from students.model import load_model, resolve
-    from students.train import peft_config
+    """The model GRPO trains, its processing class and peft config: base + a new adapter, or a trained
+    adapter continued. A vlm's new adapter goes on its language model only (`train.lora.targets: auto`)."""
+    from students.model import resolve
+    from students.train import peft_config, trainee
 
-    model = (load_vlm(cfg.model) if cfg.student == "vlm" else load_model(cfg.model)).train()
+    model, processing = trainee(cfg)
+    model.train()
     if init_dir is None:
-        return model, peft_config("grpo", cfg, resolve(cfg.model), model)
+        return model, processing, peft_config("grpo", cfg, resolve(cfg.model), model)
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(init_dir), is_trainable=True), None
+    return PeftModel.from_pretrained(model, str(init_dir), is_trainable=True), processing, None
 
 
 def build_grpo(cfg: TrainConfig, rows: list[dict], checkpoints: Path, callbacks, seed: int = 0,
@@ -99,10 +99,7 @@ def build_grpo(cfg: TrainConfig, rows: list[dict], checkpoints: Path, callbacks,
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from students.model import load_tokenizer
-
-    model, peft = start_model(cfg, init_dir)
-    processing = load_processor(cfg.model) if cfg.student == "vlm" else load_tokenizer(cfg.model)
+    model, processing, peft = start_model(cfg, init_dir)
     return GRPOTrainer(model=model, reward_funcs=[correctness_reward, format_reward],
                        args=grpo_args(cfg, checkpoints, seed), train_dataset=Dataset.from_list(rows),
                        processing_class=processing, peft_config=peft, callbacks=callbacks)

@@ -192,6 +192,18 @@ def progress_callback(progress: Progress):
     return StepProgress()
 
 
+def trainee(cfg: TrainConfig, shared: bool = False):
+    """(the base model a trainer starts from, its processing class): a vlm with its processor, a text model
+    with its tokenizer (`shared`: the one base of `one_base()`, which SFT restores after each arm)."""
+    from students.model import load_model, load_tokenizer
+
+    if cfg.student == "vlm":
+        from students.vlm import load_processor, load_vlm
+
+        return load_vlm(cfg.model), load_processor(cfg.model)
+    return (base_model(cfg.model) if shared else load_model(cfg.model)), load_tokenizer(cfg.model)
+
+
 def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: Path,
                   progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None):
     """trl's SFTTrainer on prompt/completion rows with the method's peft config (a vlm student: with
@@ -199,19 +211,14 @@ def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: 
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from students.model import load_tokenizer, resolve
+    from students.model import resolve
 
     callbacks = [progress_callback(progress)] if progress else None
     if "grpo" in method:
         from students.grpo import build_grpo
 
         return build_grpo(cfg, rows, checkpoints, callbacks, seed, init_dir)
-    if cfg.student == "vlm":
-        from students.vlm import load_processor, load_vlm
-
-        model, processing = load_vlm(cfg.model), load_processor(cfg.model)
-    else:
-        model, processing = base_model(cfg.model), load_tokenizer(cfg.model)
+    model, processing = trainee(cfg, shared=True)
     return SFTTrainer(model=model, args=sft_args(cfg, method, checkpoints, seed), train_dataset=Dataset.from_list(rows),
                       processing_class=processing, peft_config=peft_config(method, cfg, resolve(cfg.model), model),
                       callbacks=callbacks)

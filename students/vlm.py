@@ -2,10 +2,12 @@
 LLaVA) that are shown the problem's image instead of (or besides, `train.captions`) its caption.
 
 The arms hold the image's sha, so the same arm trains a text or a vision student: the rows are
-rebuilt here with the picture from the data directory. Training is trl's SFTTrainer with the
-model's processor (trl lays the image placeholder before the user text); LoRA goes on the
-language model's linear layers and the vision tower and projector stay frozen unless
-`train.lora.targets` says otherwise. Generation is one `generate` per batch through the processor.
+rebuilt here with the picture from the data directory. Training is trl's SFTTrainer, or its
+GRPOTrainer (students/grpo.py: the same rows' prompts, each with its picture), with the model's
+processor (trl lays the image placeholder before the user text); LoRA goes on the language
+model's linear layers and the vision tower and projector stay frozen unless `train.lora.targets`
+says otherwise. Generation is one `generate` per batch through the processor: evaluation, and a
+vlm student teaching a later round (tasks/teachers/local.py StudentTeacher).
 """
 
 import re

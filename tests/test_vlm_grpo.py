@@ -28,12 +28,12 @@ def vlm_grpo_data(tmp_path_factory) -> DataDir:
     return raw_arm_data(tmp_path_factory.mktemp("vlm_grpo_data"), 8)
 
 
-def vlm_grpo_config(tiny_vlm: str, data: DataDir, methods: list[str]) -> FactoryConfig:
+def vlm_grpo_config(tiny_vlm: str, data: DataDir, methods: list[str], steps: int = STEPS) -> FactoryConfig:
     return FactoryConfig.model_validate({
         "data_dir": str(data.root), "run": "vlmrl", "arms": {"arms": ["raw"]},
         "train": {"model": tiny_vlm, "student": "vlm", "methods": methods, "epochs": 1, "batch_size": 2,
                   "max_length": 256, "grpo": {"num_generations": GROUP, "max_completion_length": 8,
-                                              "max_steps": STEPS}},
+                                              "max_steps": steps}},
         "evaluate": {"max_new_tokens": 4, "batch_size": 8, "baseline": False}})
 
 
@@ -107,7 +107,7 @@ def test_vlm_sft_then_grpo_starts_from_the_sft_adapter_and_every_method_is_evalu
         tiny_vlm, vlm_grpo_data):
     from reports.views import methods_by_arm
 
-    cfg = vlm_grpo_config(tiny_vlm, vlm_grpo_data, ["lora", "grpo", "lora+grpo"])
+    cfg = vlm_grpo_config(tiny_vlm, vlm_grpo_data, ["lora", "grpo", "lora+grpo"], steps=2)
     assert run_train(cfg, vlm_grpo_data, "raw", "lora")["status"] == "trained"
     sft_dir = vlm_grpo_data.student("vlmrl", "raw-lora")
     sft = load_file(sft_dir / "adapter_model.safetensors")
@@ -123,6 +123,7 @@ def test_vlm_sft_then_grpo_starts_from_the_sft_adapter_and_every_method_is_evalu
     for method in ("lora", "grpo", "lora+grpo"):
         meta = run_train(cfg, vlm_grpo_data, "raw", method)
         assert meta["status"] == "trained" and meta["student_kind"] == "vlm" and math.isfinite(meta["train_loss"])
+        assert meta["steps"] == (2 if "grpo" in method else 3)  # grpo: max_steps; lora: 5 examples, batch 2
         assert meta["init"] == ("raw-lora" if method == "lora+grpo" else "base")
         assert not any("vision" in k for k in load_file(vlm_grpo_data.student("vlmrl", f"raw-{method}")
                                                        / "adapter_model.safetensors"))
