@@ -1,5 +1,6 @@
 """`distillery distill`: two rounds on a tiny config through the real CLI and a Prefect server;
-round 2's teacher is round 1's best student, cached under its own identity."""
+round 2's teacher is round 1's best student, cached under its own identity; with vlm students
+(the tiny random LLaVA), round 2's teacher is shown each problem's picture."""
 
 import polars as pl
 import pytest
