@@ -270,7 +270,8 @@ class SampleConfig(Section):
     batch_size: int = Field(64, ge=1, description="local teacher: sequences generated together (rows leave the "
                             "batch as they finish).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
-    images: bool = Field(False, description="Send the problem's image inline (vision teachers) besides its caption.")
+    images: bool = Field(False, description="Send the problem's image inline (vision teachers, a vlm student "
+                         "teacher) besides its caption; rounds with vlm students turn it on.")
     batch: bool = Field(False, description="openai / gemini: ask through the provider's batch API (about half the "
                         "price, answers within a day); a run that dies while a batch runs resumes polling it.")
     batch_poll_s: float = Field(60.0, gt=0, description="batch: seconds between polls of a running batch.")
@@ -442,9 +443,6 @@ class TrainConfig(Section):
     def _methods_fit(self) -> "TrainConfig":
         if "lora+grpo" in self.methods and "lora" not in self.methods:
             raise ValueError("train.methods: lora+grpo starts from the arm's lora adapter: add lora to the methods")
-        if self.student == "vlm" and {"grpo", "lora+grpo"} & set(self.methods):
-            raise ValueError("train.methods: grpo trains causal_lm students here; a vlm student trains with lora "
-                             "or prompt_tuning")
         if self.student == "compose" and self.methods != ["lora"]:
             raise ValueError("train.methods: a compose student trains with lora only (projector, then projector + "
                              "LoRA on the language model)")
@@ -613,9 +611,9 @@ class FactoryConfig(Section):
         if self.runner.kind != "threads" and "vllm" in (self.sample.teacher, self.caption.captioner):
             raise ValueError(f"runner {self.runner.kind}: the vllm backend starts `vllm serve` inside the stage; "
                              "with workers, serve it once and name it as an openai teacher with endpoint.base_urls")
-        if self.rounds > 1 and self.train.student != "causal_lm":
-            raise ValueError("rounds: a later round's teacher is a student answering text prompts; train.student "
-                             f"{self.train.student!r} cannot teach (use causal_lm students for rounds)")
+        if self.rounds > 1 and self.train.student == "compose":
+            raise ValueError("rounds: a later round's teacher is a causal_lm or vlm student; a compose student "
+                             "cannot teach yet (use vlm or causal_lm students for rounds)")
         if self.evaluate.tools and (self.train.student != "causal_lm" or self.evaluate.engine != "transformers"):
             raise ValueError("evaluate.tools: tool-calling answers come from text students through transformers "
                              f"(train.student causal_lm, evaluate.engine transformers), not {self.train.student!r} "

@@ -16,10 +16,13 @@ from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import Solver, evaluate_student, load_student
+from students.grpo import grpo_rows
 from students.model import load_tokenizer, release_memory
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
 from students.tools import TOOLS
 from students.train import read_meta, train_student, write_meta
+from students.vlm import image_of, load_processor
+from students.vlm import training_rows as vlm_rows
 from tasks.arms import variant_of
 from tasks.evals import judge_reasoning, rouge_reasoning
 from tasks.stages import arm_not_built, arm_unavailable, captions_of, opened
@@ -98,20 +101,21 @@ def grpo_start(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: i
 
 
 def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, method: str) -> list[dict] | None:
-    """The trainer's rows when they are not the arm's own prompt/completion: a vlm's (with images),
-    grpo's (the prompt with the problem to grade)."""
+    """The trainer's rows when they are not the arm's own prompt/completion: a vlm's or compose's (with images),
+    grpo's (the prompt with the problem to grade; a vlm's with its picture too)."""
+    if "grpo" not in method and cfg.train.student not in ("vlm", "compose"):
+        return None
+    problems = read_table(data.table("problems"), "problems")
     if "grpo" in method:
-        from students.grpo import grpo_rows
-
-        by_id = {p["problem_id"]: p for p in read_table(data.table("problems"), "problems").iter_rows(named=True)}
         arm_df = arm_df.unique("problem_id", keep="first", maintain_order=True)  # one prompt per problem
-        return grpo_rows(arm_df["prompt"].to_list(), [by_id[i] for i in arm_df["problem_id"]], cfg.verify)
-    if cfg.train.student in ("vlm", "compose"):
-        from students.vlm import training_rows as vlm_rows
-
-        problems = read_table(data.table("problems"), "problems")
-        return vlm_rows(cfg.train, arm_df, problems, eval_captions(cfg, data), data)
-    return None
+    vlm = vlm_rows(cfg.train, arm_df, problems, eval_captions(cfg, data), data) \
+        if cfg.train.student in ("vlm", "compose") else None
+    if "grpo" not in method:
+        return vlm
+    by_id = {p["problem_id"]: p for p in problems.iter_rows(named=True)}
+    prompts = arm_df["prompt"].to_list() if vlm is None else [r["prompt"] for r in vlm]  # a vlm's: without the caption
+    return grpo_rows(prompts, [by_id[i] for i in arm_df["problem_id"]], cfg.verify,
+                     None if vlm is None else [r["images"] for r in vlm])
 
 
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
@@ -286,8 +290,6 @@ def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, probl
         log.warning("evaluate.engine vllm: %s answers through transformers (%s)", adapter_dir or "the base", why)
     model = load_student(cfg.train.model, adapter_dir, cfg.train.student, cfg.train.compose)
     if cfg.train.student in ("vlm", "compose"):
-        from students.vlm import image_of, load_processor
-
         processor = model.processor if cfg.train.student == "compose" else load_processor(cfg.train.model)
         return Solver(model, processor=processor, images=[image_of(data, sha) for sha in problems["image_sha"]])
     return Solver(model, load_tokenizer(cfg.train.model))

@@ -2,7 +2,8 @@
 or trl's GRPOTrainer with the verifier as reward (students/grpo.py).
 
 Methods: `lora`, `prompt_tuning` (a soft prompt initialised from text), `grpo` and `lora+grpo`.
-A `vlm` student trains on the same arms with the image (students/vlm.py); a `compose` student (encoder
+A `vlm` student trains on the same arms with the image (students/vlm.py), with any method: SFT
+(`lora`, `prompt_tuning`) and GRPO (`grpo`, `lora+grpo`) see the picture; a `compose` student (encoder
 + projector + LM) with its own two-stage loop (students/compose.py). Examples longer than
 `max_length` tokens are left out and counted (trl would cut their completions, or drop them
 without a word when the prompt alone fills the limit); an arm with none left is skipped with
@@ -127,7 +128,7 @@ def fitting(cfg: TrainConfig, method: str, rows: list[dict]) -> tuple[dict[int, 
     room = cfg.max_length - (cfg.prompt_tuning.num_virtual_tokens if method == "prompt_tuning" else 0)
     if "grpo" in method:
         room -= cfg.grpo.max_completion_length
-        rows = [{"prompt": r["prompt"], "completion": []} for r in rows]
+        rows = [r | {"completion": []} for r in rows]  # the prompt (and a vlm's picture) alone
     fits = {i: n for i, n in enumerate(example_lengths(cfg, rows)) if n <= room}
     return fits, len(rows) - len(fits)
 
@@ -196,6 +197,18 @@ def progress_callback(progress: Progress):
     return StepProgress()
 
 
+def trainee(cfg: TrainConfig, shared: bool = False):
+    """(the base model a trainer starts from, its processing class): a vlm with its processor, a text model
+    with its tokenizer (`shared`: the one base of `one_base()`, which SFT restores after each arm)."""
+    from students.model import load_model, load_tokenizer
+
+    if cfg.student == "vlm":
+        from students.vlm import load_processor, load_vlm
+
+        return load_vlm(cfg.model), load_processor(cfg.model)
+    return (base_model(cfg.model) if shared else load_model(cfg.model)), load_tokenizer(cfg.model)
+
+
 def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: Path,
                   progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None):
     """trl's SFTTrainer on prompt/completion rows with the method's peft config (a vlm student: with
@@ -203,19 +216,14 @@ def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: 
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from students.model import load_tokenizer, resolve
+    from students.model import resolve
 
     callbacks = [progress_callback(progress)] if progress else None
     if "grpo" in method:
         from students.grpo import build_grpo
 
         return build_grpo(cfg, rows, checkpoints, callbacks, seed, init_dir)
-    if cfg.student == "vlm":
-        from students.vlm import load_processor, load_vlm
-
-        model, processing = load_vlm(cfg.model), load_processor(cfg.model)
-    else:
-        model, processing = base_model(cfg.model), load_tokenizer(cfg.model)
+    model, processing = trainee(cfg, shared=True)
     return SFTTrainer(model=model, args=sft_args(cfg, method, checkpoints, seed), train_dataset=Dataset.from_list(rows),
                       processing_class=processing, peft_config=peft_config(method, cfg, resolve(cfg.model), model),
                       callbacks=callbacks)

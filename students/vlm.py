@@ -2,14 +2,17 @@
 LLaVA) that are shown the problem's image instead of (or besides, `train.captions`) its caption.
 
 The arms hold the image's sha, so the same arm trains a text or a vision student: the rows are
-rebuilt here with the picture from the data directory. Training is trl's SFTTrainer with the
-model's processor (trl lays the image placeholder before the user text); LoRA goes on the
-language model's linear layers and the vision tower and projector stay frozen unless
-`train.lora.targets` says otherwise. Generation is one `generate` per batch through the processor.
+rebuilt here with the picture from the data directory. Training is trl's SFTTrainer, or its
+GRPOTrainer (students/grpo.py: the same rows' prompts, each with its picture), with the model's
+processor (trl lays the image placeholder before the user text); LoRA goes on the language
+model's linear layers and the vision tower and projector stay frozen unless `train.lora.targets`
+says otherwise. Generation is one `generate` per batch through the processor: evaluation, and a
+vlm student teaching a later round (tasks/teachers/local.py StudentTeacher).
 """
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import polars as pl
 
@@ -58,11 +61,13 @@ def load_vlm(name: str):
 
 def image_of(data: DataDir, sha: str | None):
     """The problem's picture (RGB), or None when it has none."""
-    if not sha:
-        return None
+    return picture(data.image(sha)) if sha else None
+
+
+def picture(path: Path):
+    """The picture stored at `path` (a data directory's images/...), in RGB."""
     from PIL import Image
 
-    path = data.image(sha)
     if not path.exists():
         raise FileNotFoundError(f"{path}: the image of a problem is missing from the data directory (run ingest)")
     with Image.open(path) as im:
@@ -91,9 +96,9 @@ def training_rows(cfg: TrainConfig, arm_df: pl.DataFrame, problems: pl.DataFrame
 
 
 def example_length(processor, row: dict) -> int:
-    """Tokens of one training row as the model sees it (image tokens included)."""
+    """Tokens of one training row as the model sees it (image tokens included); a GRPO row has no completion."""
     messages = chat(row["prompt"][0]["content"], bool(row["images"])) + [
-        {"role": "assistant", "content": [{"type": "text", "text": row["completion"][0]["content"]}]}]
+        {"role": "assistant", "content": [{"type": "text", "text": m["content"]}]} for m in row["completion"]]
     text = processor.apply_chat_template(messages)
     enc = processor(text=[text], images=[row["images"]] if row["images"] else None, return_tensors="pt")
     return int(enc["input_ids"].shape[1])

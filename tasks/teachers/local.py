@@ -1,5 +1,6 @@
 """`local` teacher: transformers on a small model (default: the embedded SmolLM2-135M); `student`
-teacher: a trained student (base + adapter) answering the next round's problems."""
+teacher: a trained student (base + adapter) answering the next round's problems: a text student
+reads the prompt, a `vlm` student is also shown the picture each request carries (`sample.images`)."""
 
 import hashlib
 import threading
@@ -53,24 +54,18 @@ class LocalTeacher:
         is prefilled once and sampled that many times."""
         import torch
 
-        from students.generate import generate
-
-        chats: dict[tuple, list[int]] = {}  # messages -> positions in `requests`
+        chats: dict[tuple, list[int]] = {}  # (messages, pictures) -> positions in `requests`
         for i, r in enumerate(requests):
-            chats.setdefault(r.messages, []).append(i)
+            chats.setdefault((r.messages, r.images), []).append(i)
         n = len(next(iter(chats.values())))
         if any(len(idx) != n for idx in chats.values()):
-            chats, n = {(r.messages, i): [i] for i, r in enumerate(requests)}, 1
+            chats, n = {(r.messages, r.images, i): [i] for i, r in enumerate(requests)}, 1
         with self._lock:
-            tok, model = self._load()
             # Seeded from the batch's own requests, so a re-run of the same batch samples the same.
             seed = int(hashlib.sha256(repr([(r.messages, r.sample_index) for r in requests]).encode()).hexdigest()[:8], 16)
             torch.manual_seed(seed + params.seed)
             start = time.perf_counter()
-            out = generate(model, tok, [[{"role": r, "content": c} for r, c in requests[idx[0]].messages]
-                                        for idx in chats.values()],
-                           params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                           num_return_sequences=n, stop_at_answer=params.stop_at_answer)
+            out = self._answer([requests[idx[0]] for idx in chats.values()], params, n)
             latency = (time.perf_counter() - start) / len(requests)  # the batch's time shared out
         order = [i for idx in chats.values() for i in idx]  # chat-major, as `generate` returns them
         completions: list[Completion | None] = [None] * len(requests)
@@ -80,6 +75,15 @@ class LocalTeacher:
                                         finish_reason="stop" if g.finished else "length",
                                         prompt_tokens=g.prompt_tokens, completion_tokens=g.new_tokens, latency_s=latency)
         return completions
+
+    def _answer(self, firsts: list[Request], params, n: int) -> list:
+        """n answers (students.generate.Generated) to each distinct request, request-major."""
+        from students.generate import generate
+
+        tok, model = self._load()
+        return generate(model, tok, [[{"role": r, "content": c} for r, c in req.messages] for req in firsts],
+                        params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                        num_return_sequences=n, stop_at_answer=params.stop_at_answer)
 
 
 class StudentTeacher(LocalTeacher):
@@ -98,18 +102,35 @@ class StudentTeacher(LocalTeacher):
             why = "holds no trained student" if meta is None else f"holds a skipped student ({meta.get('reason')})"
             raise InputError(f"sample.model {adapter_dir!r} {why}: a student teacher is a trained adapter's "
                              "directory, students/RUN/NAME in the data directory")
-        if meta.get("student_kind", "causal_lm") != "causal_lm":
-            raise InputError(f"sample.model {adapter_dir!r} is a {meta['student_kind']} student; a student teacher "
-                             "answers text prompts (a causal_lm student)")
+        self.kind = meta.get("student_kind", "causal_lm")
+        if self.kind not in ("causal_lm", "vlm"):
+            raise InputError(f"sample.model {adapter_dir!r} is a {self.kind} student; a student teacher is a "
+                             "causal_lm or a vlm student")
         super().__init__(meta["base_model"], batch_size)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
         self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}"
 
     def _load(self):
+        """(tokenizer or a vlm's processor, the student with its adapter)."""
         if self._model is None:
             from students.evaluate import load_student
             from students.model import load_tokenizer
+            from students.vlm import load_processor
 
-            self._tok, self._model = load_tokenizer(self.model), load_student(self.model, self.adapter_dir)
+            self._tok = load_processor(self.model) if self.kind == "vlm" else load_tokenizer(self.model)
+            self._model = load_student(self.model, self.adapter_dir, self.kind)
         return self._tok, self._model
+
+    def _answer(self, firsts: list[Request], params, n: int) -> list:
+        """A vlm student answers each request's user message shown the request's picture (the data
+        directory's image its ImageRef names; requests carry at most one), a text student as a local model."""
+        if self.kind != "vlm":
+            return super()._answer(firsts, params, n)
+        from students.vlm import picture, vlm_generate
+
+        processor, model = self._load()
+        return vlm_generate(model, processor, [r.messages[-1][1] for r in firsts],
+                            [picture(r.images[0].path) if r.images else None for r in firsts], params.max_new_tokens,
+                            temperature=params.temperature, top_p=params.top_p, num_return_sequences=n,
+                            stop_at_answer=params.stop_at_answer)
