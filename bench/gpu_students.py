@@ -1,6 +1,8 @@
 """The students' GPU path, checked on a CUDA machine: a tiny random LLaVA trained with LoRA on an
-image arm and evaluated with its pictures, a tiny Llama trained with LoRA, then GRPO from that
-adapter (bf16 on the GPU), every student evaluated through the same stages as on a CPU. Prints the
+image arm and evaluated with its pictures, then GRPO from the base and from that adapter with the
+pictures in the prompts; a tiny Llama trained with LoRA, then GRPO from that adapter (bf16 on the
+GPU); a composed VLM (tiny ViT + projector + tiny Llama) trained in its two stages; every student
+evaluated through the same stages as on a CPU. Prints the
 device, dtype, steps and seconds of each, as JSON (also to $OUT/gpu_students.json when set).
 
     DISTILLERY_MODELS=DIR python bench/gpu_students.py   # DIR/smollm2-135m-instruct: the tokenizer
@@ -19,7 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 def main() -> dict:
     import torch
-    from conftest import make_tiny_llama, make_tiny_vlm, raw_arm_data
+    from conftest import make_tiny_llama, make_tiny_vit, make_tiny_vlm, raw_arm_data
 
     from schemas.config import FactoryConfig
     from students.stages import run_evaluate, run_train
@@ -30,10 +32,12 @@ def main() -> dict:
     vlm, llama = str(make_tiny_vlm(tmp / "vlm")), str(make_tiny_llama(tmp / "llama"))
     out = {"cuda": torch.cuda.is_available(), "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
            else "cpu", "vlm_dtype": str(load_vlm(vlm).dtype)}
-    runs = [("vlm", vlm, {"student": "vlm"}, ["lora"]),
-            ("rl", llama, {"methods": ["lora", "lora+grpo"], "grpo": {"num_generations": 4, "max_steps": 4,
-                                                                        "max_completion_length": 32}},
-             ["lora", "lora+grpo"])]
+    vit = str(make_tiny_vit(tmp / "vit"))
+    grpo = {"num_generations": 4, "max_steps": 4, "max_completion_length": 32}
+    runs = [("vlm", vlm, {"student": "vlm", "methods": ["lora", "grpo", "lora+grpo"], "grpo": grpo},
+             ["lora", "grpo", "lora+grpo"]),
+            ("compose", llama, {"student": "compose", "compose": {"encoder": vit, "stage1_max_steps": 4}}, ["lora"]),
+            ("rl", llama, {"methods": ["lora", "lora+grpo"], "grpo": grpo}, ["lora", "lora+grpo"])]
     for run, model, train, methods in runs:
         cfg = FactoryConfig.model_validate({
             "data_dir": str(data.root), "run": run, "arms": {"arms": ["raw"]},

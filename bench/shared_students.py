@@ -34,7 +34,8 @@ def jobs(cfg, data):
 
 def alone(cfg, data, group) -> list[pl.DataFrame]:
     from students.evaluate import evaluate_student
-    from students.stages import eval_captions, solver_for
+    from students.rows import eval_captions
+    from students.stages import solver_for
 
     frames = []
     for j in group:
@@ -48,8 +49,8 @@ def alone(cfg, data, group) -> list[pl.DataFrame]:
 def shared(cfg, data, group) -> list[pl.DataFrame]:
     from students.evaluate import Solver
     from students.model import load_tokenizer
+    from students.rows import eval_captions
     from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared
-    from students.stages import eval_captions
 
     names = {j.student: f"s{i}" for i, j in enumerate(group) if j.adapter_dir}
     model = load_shared(cfg.train.model, {names[j.student]: str(j.adapter_dir) for j in group if j.adapter_dir})

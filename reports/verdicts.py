@@ -180,26 +180,29 @@ def h1_rows(evals: pl.DataFrame, cfg: ReportConfig) -> list[dict]:
 
 
 def h2_rows(evals: pl.DataFrame, kinds: dict[str, str], report: str, cfg: ReportConfig) -> list[dict]:
-    """H2: per arm, its soft-prompted (prompt_tuning) vlm students, seeds pooled, against the same model
-    zero-shot (the `base` student) on the reported split, both asked with the arm's test-time context."""
+    """H2: each soft-prompted (prompt_tuning) vlm student against the same model zero-shot (the `base`
+    student) on the reported split, both asked with the student's arm's test-time context. One row per
+    student (arm and seed): the zero-shot side is one deterministic set of answers, so pooling seeds
+    against it would count each of its answers once per seed as if independent."""
     base = dict(hypothesis="H2", claim=H2_CLAIM, short="soft-prompted vlm more accurate than the same model "
                 "zero-shot", method="prompt_tuning", direction="higher", control="base", **BLANK)
     soft = evals.filter((pl.col("method") == "prompt_tuning") & pl.col("student").is_in(
         [s for s, k in kinds.items() if k == "vlm"]))
-    arms = soft["arm"].unique(maintain_order=True).to_list()
     why = ("needs a `vlm` student trained with `prompt_tuning` (train.student: vlm, train.methods: [prompt_tuning])"
-           if not arms else "needs the same model zero-shot (evaluate.baseline: true)"
+           if soft.is_empty() else "needs the same model zero-shot (evaluate.baseline: true)"
            if evals.filter(pl.col("arm") == "base").is_empty() else None)
     if why:
         return [decided(base | dict(treatment="soft-prompted vlm", context="plain"), why, cfg.alpha)]
     rows = []
-    for arm in arms:
-        answers = greedy(evals, context_of(arm)).filter(pl.col("split") == report)
-        treat = strata({(arm, "prompt_tuning"): answers.filter(pl.col("student").is_in(soft["student"].unique()))},
-                       arm, "prompt_tuning")
+    for (student, arm), _ in soft.group_by("student", "arm", maintain_order=True):
+        context = context_of(arm)
+        answers = greedy(evals, context).filter(pl.col("split") == report)
         zero = answers.filter(pl.col("arm") == "base").select("problem_id", "correct")
-        rows.append(decided(base | dict(treatment=f"{arm}-prompt_tuning (vlm)", context=context_of(arm)),
-                            compare(treat, dict.fromkeys(treat, zero), "higher", cfg), cfg.alpha))
+        row = base | dict(treatment=f"{student} (vlm)", context=context)
+        c = compare({0: answers.filter(pl.col("student") == student).select("problem_id", "correct")}, {0: zero},
+                    "higher", cfg) if zero.height else \
+            f"the base student has no {report} answers asked with {arm}'s test-time context ({context})"
+        rows.append(decided(row, c, cfg.alpha))
     return rows
 
 

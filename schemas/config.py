@@ -272,6 +272,9 @@ class SampleConfig(Section):
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers, a vlm student "
                          "teacher) besides its caption; rounds with vlm students turn it on.")
+    captions: bool = Field(True, description="Put an image problem's caption in the teacher's prompt; false "
+                           "(with `images`): the picture alone, as rounds of vlm students trained without "
+                           "train.captions are asked.")
     batch: bool = Field(False, description="openai / gemini: ask through the provider's batch API (about half the "
                         "price, answers within a day); a run that dies while a batch runs resumes polling it.")
     batch_poll_s: float = Field(60.0, gt=0, description="batch: seconds between polls of a running batch.")
@@ -287,6 +290,9 @@ class SampleConfig(Section):
     def _batch_needs_a_batch_api(self) -> "SampleConfig":
         if self.batch and self.teacher not in ("openai", "gemini"):
             raise ValueError(f"batch needs the openai or gemini teacher (their batch APIs), not {self.teacher}")
+        if not self.captions and not self.images:
+            raise ValueError("sample.captions false sends image problems without their caption: set sample.images "
+                             "so the teacher sees the picture")
         return self
 
 

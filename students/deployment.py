@@ -27,7 +27,8 @@ from students.choose import best_student, run_evals
 from students.deploy import GGUF, Unavailable, merge, size_bytes, write_format
 from students.deploy_export import export_student, push_student
 from students.generate import Generated
-from students.stages import BASE, eval_captions, eval_variants
+from students.rows import eval_captions
+from students.stages import BASE, eval_variants
 from students.train import read_meta
 from tasks.evals import eval_frame
 from tasks.prompts import user_message

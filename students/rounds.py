@@ -1,8 +1,8 @@
 """Iterative rounds (the `distill` flow, as OpenVLThinker iterates): round 1 samples the configured
 teacher; round r+1 samples round r's best student (`sample.teacher: student`), whose traces are
 verified, selected and turned into arms like any teacher's and cached under its own identity.
-A `vlm` student teaches as it was evaluated, shown each problem's picture (`sample.images` is set
-for its rounds), so the loop is OpenVLThinker's: SFT (and GRPO) -> the next round's traces.
+A `vlm` student teaches as it was trained and evaluated: shown each problem's picture (`sample.images`),
+its caption only with `train.captions` (`sample.captions`), so the loop is OpenVLThinker's: SFT (and GRPO) -> the next round's traces.
 Each round is a run of its own (RUN-r1, RUN-r2, ...: students, evals and report apart); the arms
 directory holds the latest round's arms. `rounds.md` in reports/RUN says how accuracy moved.
 """
@@ -27,9 +27,11 @@ def round_config(cfg: FactoryConfig, r: int, teacher_dir: Path | None) -> Factor
     (the arms then come from that teacher's traces)."""
     data = cfg.model_dump()
     data["run"] = round_run(cfg, r)
-    if teacher_dir is not None:  # a vlm student teaches shown each problem's picture
+    if teacher_dir is not None:  # a vlm student teaches shown each problem's picture, captioned as it trained
+        vlm = cfg.train.student == "vlm"
         data["sample"] |= {"teacher": "student", "model": str(teacher_dir.resolve()), "batch": False,
-                           "images": data["sample"]["images"] or cfg.train.student == "vlm"}
+                           "images": data["sample"]["images"] or vlm,
+                           "captions": cfg.train.captions if vlm else data["sample"]["captions"]}
         data["arms"]["teacher"] = None
     return FactoryConfig.model_validate(data)
 

@@ -16,16 +16,15 @@ from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
 from students.evaluate import Solver, evaluate_student, load_student
-from students.grpo import grpo_rows
 from students.model import load_tokenizer, release_memory
+from students.rows import eval_captions, training_rows
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
-from students.tools import TOOLS
+from students.tools import SPECS, TOOL_TEMPLATE, TOOLS
 from students.train import read_meta, train_student, write_meta
 from students.vlm import image_of, load_processor
-from students.vlm import training_rows as vlm_rows
 from tasks.arms import variant_of
 from tasks.evals import judge_reasoning, rouge_reasoning
-from tasks.stages import arm_not_built, arm_unavailable, captions_of, opened
+from tasks.stages import arm_not_built, arm_unavailable, opened
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student
@@ -100,24 +99,6 @@ def grpo_start(cfg: FactoryConfig, data: DataDir, arm: str, method: str, seed: i
     return start
 
 
-def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, method: str) -> list[dict] | None:
-    """The trainer's rows when they are not the arm's own prompt/completion: a vlm's or compose's (with images),
-    grpo's (the prompt with the problem to grade; a vlm's with its picture too)."""
-    if "grpo" not in method and cfg.train.student not in ("vlm", "compose"):
-        return None
-    problems = read_table(data.table("problems"), "problems")
-    if "grpo" in method:
-        arm_df = arm_df.unique("problem_id", keep="first", maintain_order=True)  # one prompt per problem
-    vlm = vlm_rows(cfg.train, arm_df, problems, eval_captions(cfg, data), data) \
-        if cfg.train.student in ("vlm", "compose") else None
-    if "grpo" not in method:
-        return vlm
-    by_id = {p["problem_id"]: p for p in problems.iter_rows(named=True)}
-    prompts = arm_df["prompt"].to_list() if vlm is None else [r["prompt"] for r in vlm]  # a vlm's: without the caption
-    return grpo_rows(prompts, [by_id[i] for i in arm_df["problem_id"]], cfg.verify,
-                     None if vlm is None else [r["images"] for r in vlm])
-
-
 def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
     """The evaluation splits' problems (`evaluate.splits`), of `evaluate.sources` when it names some."""
     splits = cfg.evaluate.splits
@@ -132,8 +113,10 @@ def eval_problems(cfg: FactoryConfig, data: DataDir) -> pl.DataFrame:
 
 
 def eval_fingerprint(adapter: str, cfg: FactoryConfig, problem_ids: list[str]) -> str:
+    """What a student's answers depend on besides its adapter; with tools on, the tools' wording too."""
+    tools = [[SPECS, TOOL_TEMPLATE]] if cfg.evaluate.tools else []  # absent otherwise: older answers stay reused
     payload = json.dumps([adapter, cfg.evaluate.fingerprinted(), cfg.train.model, cfg.train.student, cfg.train.captions,
-                          problem_ids])
+                          problem_ids, *tools])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -293,11 +276,3 @@ def solver_for(cfg: FactoryConfig, data: DataDir, adapter_dir: str | None, probl
         processor = model.processor if cfg.train.student == "compose" else load_processor(cfg.train.model)
         return Solver(model, processor=processor, images=[image_of(data, sha) for sha in problems["image_sha"]])
     return Solver(model, load_tokenizer(cfg.train.model))
-
-
-def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
-    """Captions in the students' prompts (training and evaluation): always for a text student, on request
-    for a vlm or compose student (it sees the image)."""
-    if cfg.train.student in ("vlm", "compose") and not cfg.train.captions:
-        return {}
-    return captions_of(data, cfg.caption.captioner)

@@ -80,7 +80,10 @@ def parse_call(text: str, names: list[str]) -> tuple[str, str] | None:
 def tool_reply(name: str, problem: dict, captions: dict[str, str]) -> str:
     """What the factory answers a call with: the problem's caption or lecture, or says there is none."""
     if name == "caption":
-        return captions.get(problem["problem_id"]) or "This problem has no image."
+        if caption := captions.get(problem["problem_id"]):
+            return caption
+        return "No caption is available for this problem's image." if problem.get("image_sha") else \
+            "This problem has no image."
     return problem.get("lecture") or "There is no lecture for this problem."
 
 
@@ -104,10 +107,12 @@ def step(c: Conversation, got: Generated, seconds: float, problem: dict, caption
     c.last, c.prompt_tokens, c.new_tokens = got, c.prompt_tokens + got.prompt_tokens, c.new_tokens + got.new_tokens
     c.seconds += seconds
     call = parse_call(got.text, names)
-    if call is None or len(c.calls) >= max_calls:
+    if call is None:
         return False
     before, name = call
-    c.calls.append(name)
+    c.calls.append(name)  # a call past max_calls too: made (and counted), not answered; the turn is graded as is
+    if len(c.calls) > max_calls:
+        return False
     c.chat += [{"role": "assistant", "content": before,
                 "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {}}}]},
                {"role": "tool", "name": name, "content": tool_reply(name, problem, captions)}]

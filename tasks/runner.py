@@ -75,9 +75,10 @@ def caption_compute(cfg, data, shard, frames, captioner):
 
 
 def sample_compute(cfg, data, shard, frames, teacher):
-    captions = dict(zip(frames["captions"]["problem_id"], frames["captions"]["caption"], strict=True))
+    captions = dict(zip(frames["captions"]["problem_id"], frames["captions"]["caption"], strict=True)) \
+        if cfg.sample.captions else {}  # the picture alone (sample.images)
     result = sample_shard(cfg.sample, frames["problems"], captions, teacher, desc=f"sampling {shard}",
-                          image_path=data.image, uncaptioned=cfg.caption.captioner == "none")
+                          image_path=data.image, uncaptioned=cfg.caption.captioner == "none" or not cfg.sample.captions)
     return {"samples": result.samples, "rejects": pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"])}, result
 
 

@@ -67,6 +67,20 @@ def make_tiny_vlm(target: Path) -> Path:
     return target
 
 
+def make_tiny_vit(target: Path) -> Path:
+    """A 1-layer random ViT on 32x32 pictures (16 patches + CLS) with its image processor: a compose
+    student's encoder."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       image_size=32, patch_size=8)).save_pretrained(target)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(target)
+    return target
+
+
 def raw_arm_data(root: Path, n_problems: int):
     """A data dir of synthetic problems (each with its picture) and the `raw` arm built from them
     (the dataset's own solutions: no teacher needed)."""

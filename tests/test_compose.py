@@ -7,7 +7,7 @@ of the 135M LM takes 15-20 s on this CI's shared CPUs."""
 import polars as pl
 import pytest
 import torch
-from conftest import raw_arm_data
+from conftest import make_tiny_vit, raw_arm_data
 from PIL import Image
 
 from schemas.config import FactoryConfig
@@ -25,21 +25,13 @@ from students.compose import (
     stage_two,
 )
 from students.evaluate import load_student
-from students.stages import run_evaluate, run_train, training_rows
+from students.rows import training_rows
+from students.stages import run_evaluate, run_train
 
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory) -> str:
-    """A 1-layer random ViT on 32x32 pictures (16 patches + CLS) with its image processor."""
-    from transformers import ViTConfig, ViTModel
-    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-
-    target = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                       image_size=32, patch_size=8)).save_pretrained(target)
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(target)
-    return str(target)
+    return str(make_tiny_vit(tmp_path_factory.mktemp("tiny-vit")))
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +136,26 @@ def test_compose_of_the_embedded_lm_sees_the_picture(tiny_vit):
     model = load_student("embedded", None, "compose", ComposeConfig(encoder=tiny_vit, projector="linear"))
     tok = model.processor.tokenizer
     assert model.processor.image_token_id == model.lm.get_input_embeddings().num_embeddings == len(tok) - 1
+    black, white = logits_for(model, [colour((0, 0, 0)), colour((255, 255, 255))])
+    assert not torch.allclose(black, white)
+
+
+def test_compose_of_the_embedded_lm_trains_projector_then_lora(tiny_vit, image_data):
+    """The issue's student: a tiny random ViT and the embedded SmolLM2-135M, one step of each stage on two
+    examples. Stage 1 leaves the LM bit for bit as loaded; stage 2 moves LoRA and the projector, not the LM."""
+    cfg = compose_config(tiny_vit, image_data, "embedded", projector="linear", stage1_max_steps=1)
+    train = cfg.train.model_copy(update={"epochs": 1.0, "batch_size": 2})
+    rows = training_rows(cfg, image_data, read_table(image_data.arm("raw") / "train.parquet", "arms"), "lora")[:2]
+    model = assemble(new_spec("embedded", train.compose))
+    examples = [example(model.processor, r) for r in rows]
+    lm, projector = copy(model.lm.named_parameters()), copy(model.projector.named_parameters())
+    first = stage_one(model, examples, train)
+    assert first["stage1_steps"] == 1 and torch.isfinite(torch.tensor(first["stage1_loss"]))
+    assert same(lm, model.lm.named_parameters()) and not same(projector, model.projector.named_parameters())
+    after_one = copy(model.projector.named_parameters())
+    assert stage_two(model, examples, train)["stage2_steps"] == 1
+    assert any(p.abs().sum() > 0 for n, p in model.lm.named_parameters() if "lora_B" in n)
+    assert same(lm, base_weights(model.lm).items()) and not same(after_one, model.projector.named_parameters())
     black, white = logits_for(model, [colour((0, 0, 0)), colour((255, 255, 255))])
     assert not torch.allclose(black, white)
 

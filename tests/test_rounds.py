@@ -78,8 +78,11 @@ def test_vlm_round_two_is_taught_by_the_round_one_vlm_student_shown_each_picture
     assert set(samples["teacher"]) == {r2["teacher"]} and samples.height == train.height == r2["new_requests"]
     # each stored answer's cache key is that of a request carrying its problem's picture (by content hash)
     cfg = round_config(FactoryConfig.from_yaml(vlm_rounds["cfg"]), 2, data.student("vloop-r1", r1["best"]))
-    items, _ = build_requests(cfg.sample, train, captions_of(data, cfg.caption.captioner), data.image)
+    assert not cfg.sample.captions  # its students trained on the picture alone (train.captions false)
+    items, _ = build_requests(cfg.sample, train, {}, data.image, uncaptioned=True)
     assert all(len(r.images) == 1 and r.images[0].path == data.image(p["image_sha"]) for p, _, r in items)
+    captioned, _ = build_requests(cfg.sample, train, captions_of(data, cfg.caption.captioner), data.image)
+    assert {r.key("t") for _, _, r in items}.isdisjoint(r.key("t") for _, _, r in captioned)  # captions were there
     assert set(samples["request_key"]) == {r.key(r2["teacher"]) for _, _, r in items}
     assert [r["new_requests"] for r in vlm_rounds["again"]["rounds"]] == [0, 0]
 

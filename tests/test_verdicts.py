@@ -198,22 +198,29 @@ H2_PLANTS = {"supported": ([True] * 40 + [False] * 20, [True] * 15 + [False] * 4
 
 @pytest.mark.parametrize("plant", list(H2_PLANTS))
 def test_h2_soft_prompted_vlm_against_the_same_model_zero_shot_follows_its_printed_test(tmp_path, plant):
-    """Two seeds of raw-prompt_tuning (a vlm student) against the base student on test: the H2 row pools
-    them, and its verdict is what its printed test decides."""
+    """Two seeds of raw-prompt_tuning and one of teacher_answer-prompt_tuning (vlm students, both arms asked
+    plain) against the base student on test: one H2 row per student, each over the 60 problems once (the
+    base's answers are not counted once per seed, nor one arm's students in another's row), and each
+    verdict is what its printed test decides."""
     from test_reports import report
 
     treat, zero = H2_PLANTS[plant]
     ev = pl.concat([evals("raw-prompt_tuning", "raw", "prompt_tuning", treat),
                     evals("raw-prompt_tuning-s1", "raw", "prompt_tuning", treat, seed=1),
+                    evals("teacher_answer-prompt_tuning", "teacher_answer", "prompt_tuning", zero),
                     evals("base", "base", "none", zero)])
-    metas = {s: {"arm": "raw", "method": "prompt_tuning", "student_kind": "vlm"}
-             for s in ("raw-prompt_tuning", "raw-prompt_tuning-s1")}
+    metas = {s: {"arm": s.split("-")[0], "method": "prompt_tuning", "student_kind": "vlm"}
+             for s in ("raw-prompt_tuning", "raw-prompt_tuning-s1", "teacher_answer-prompt_tuning")}
     text, summary = report(tmp_path, ev, metas=metas)
-    (h2,) = [r for r in summary["hypotheses"] if r["hypothesis"] == "H2"]
-    assert (h2["treatment"], h2["control"], h2["seeds"], h2["n"]) == ("raw-prompt_tuning (vlm)", "base", [0, 1], 120)
-    assert h2["verdict"] == plant and h2["tested"]
-    (printed,) = printed_rows(text, "H2")
-    follows_printed_test(printed, 0.05)
+    h2 = {r["treatment"]: r for r in summary["hypotheses"] if r["hypothesis"] == "H2"}
+    assert set(h2) == {"raw-prompt_tuning (vlm)", "raw-prompt_tuning-s1 (vlm)", "teacher_answer-prompt_tuning (vlm)"}
+    assert all(r["control"] == "base" and r["n"] == 60 and r["tested"] for r in h2.values())
+    assert h2["raw-prompt_tuning (vlm)"]["verdict"] == h2["raw-prompt_tuning-s1 (vlm)"]["verdict"] == plant
+    assert h2["teacher_answer-prompt_tuning (vlm)"]["only_treatment"] == 0  # its answers are the base's
+    printed = printed_rows(text, "H2")
+    assert len(printed) == 3
+    for one in printed:
+        follows_printed_test(one, 0.05)
 
 
 def test_h2_needs_a_vlm_prompt_tuning_student_and_the_base_zero_shot():

@@ -61,7 +61,7 @@ def test_vlm_evaluation_feeds_each_problem_its_own_picture(tiny_vlm):
 
 def test_vlm_sft_changes_adapter_weights_and_not_base_weights(tiny_vlm, image_data):
     cfg = vlm_config(tiny_vlm, image_data)
-    from students.stages import training_rows
+    from students.rows import training_rows
 
     rows = training_rows(cfg, image_data, read_table(image_data.arm("raw") / "train.parquet", "arms"), "lora")
     assert rows and all(len(r["images"]) == 1 for r in rows)  # every synthetic problem has a picture

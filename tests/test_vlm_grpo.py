@@ -15,7 +15,8 @@ from schemas.config import FactoryConfig, VerifyConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
 from students.grpo import correctness_reward
-from students.stages import run_evaluate, run_train, training_rows
+from students.rows import training_rows
+from students.stages import run_evaluate, run_train
 from students.train import build_trainer
 from students.vlm import image_of, load_processor
 from tasks.verify import verify_shard
@@ -32,7 +33,7 @@ def vlm_grpo_config(tiny_vlm: str, data: DataDir, methods: list[str], steps: int
     return FactoryConfig.model_validate({
         "data_dir": str(data.root), "run": "vlmrl", "arms": {"arms": ["raw"]},
         "train": {"model": tiny_vlm, "student": "vlm", "methods": methods, "epochs": 1, "batch_size": 2,
-                  "max_length": 256, "grpo": {"num_generations": GROUP, "max_completion_length": 8,
+                  "max_length": 256, "grpo": {"num_generations": GROUP, "max_completion_length": 12,
                                               "max_steps": steps}},
         "evaluate": {"max_new_tokens": 4, "batch_size": 8, "baseline": False}})
 
@@ -51,18 +52,39 @@ def test_vlm_grpo_rows_carry_each_problems_picture_and_no_caption(tiny_vlm, vlm_
         assert "Image:" not in r["prompt"][0]["content"]  # the picture, not its caption
 
 
-def watch(trainer, data: DataDir):
+def gold_answer(p: dict) -> str:
+    return f"The answer is ({chr(65 + p['answer_index'])})." if p["choices"] else f"The answer is {p['answer']}."
+
+
+def watch(trainer, data: DataDir, processor):
     """Records the pixel batches the vision tower receives inside `generate`, and every reward trl computed
-    with the real correctness reward (completion, problem, reward)."""
+    with the real correctness reward (completion, problem, reward). The first completion of each group is
+    replaced by its problem's gold answer (the problem found by its picture and question in the prompt), so
+    the rewards hold 1s where grading follows the right problem and 0s elsewhere."""
     vision = next(m for n, m in trainer.model.named_modules() if n.endswith("vision_tower"))
     pixels, rewards, generating = [], [], []
     vision.register_forward_hook(lambda m, args, out: pixels.append(args[0].clone()) if generating else None)
-    generate = trainer.model.generate
+    generate, tok = trainer.model.generate, processor.tokenizer
+    problems = read_table(data.table("problems"), "problems").to_dicts()
+    picture = {p["problem_id"]: processor.image_processor([image_of(data, p["image_sha"])],
+                                                          return_tensors="pt")["pixel_values"][0] for p in problems}
+
+    def forced(out, kw):
+        prompt = tok.decode(kw["input_ids"][0])
+        (p,) = [q for q in problems if q["question"] in prompt and torch.equal(picture[q["problem_id"]],
+                                                                              kw["pixel_values"][0])]
+        ids = tok(gold_answer(p), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        n = kw["input_ids"].shape[1]
+        full = torch.full((out.shape[0], max(out.shape[1], n + len(ids))), tok.pad_token_id, dtype=out.dtype)
+        full[:, :out.shape[1]] = out
+        full[0, n:] = tok.pad_token_id
+        full[0, n:n + len(ids)] = torch.tensor(ids)
+        return full
 
     def watched_generate(*a, **kw):
         generating.append(True)
         try:
-            return generate(*a, **kw)
+            return forced(generate(*a, **kw), kw)
         finally:
             generating.clear()
 
@@ -85,12 +107,14 @@ def test_vlm_grpo_sees_the_pictures_when_generating_and_its_rewards_are_the_grad
     trainer = build_trainer(cfg.train, "grpo", rows, tmp_path / "ckpt")
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable and not any("vision_tower" in n or "projector" in n for n in trainable)  # vision frozen
-    pixels, seen = watch(trainer, vlm_grpo_data)
+    processor = load_processor(tiny_vlm)
+    pixels, seen = watch(trainer, vlm_grpo_data, processor)
     result = trainer.train()
     assert result.global_step == STEPS and math.isfinite(result.training_loss)
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
     assert len(seen) == STEPS * GROUP and len(pixels) == STEPS  # one prefill per step's group
-    processor = load_processor(tiny_vlm)
+    assert [r for _, _, r in seen[::GROUP]] == [1.0] * STEPS  # each group's gold answer, graded against its problem
+    assert 0.0 in [r for _, _, r in seen]  # and the random model's own completions are wrong
     for step, got in enumerate(pixels):  # step i's group: one problem's picture, GROUP times
         (p,) = {json.dumps(q, sort_keys=True): q for _, q, _ in seen[step * GROUP:(step + 1) * GROUP]}.values()
         picture = image_of(vlm_grpo_data, p["image_sha"])
