@@ -1,8 +1,8 @@
 """compose students: a tiny random ViT (no hub) + a 2-layer projector + a causal LM, trained in two
 stages (projector, then projector + LoRA), saved and loaded as one directory, and evaluated with the
 picture through the same train / evaluate stages as a vlm student. The embedded SmolLM2-135M is
-composed and shown two pictures; training runs on the session's tiny Llama (same tokenizer): a step
-of the 135M LM takes 15-20 s on this CI's shared CPUs."""
+composed, trained one step of each stage and shown two pictures (about 18 s); the stage tests train
+the session's tiny Llama (same tokenizer), which is seconds."""
 
 import polars as pl
 import pytest
