@@ -29,7 +29,8 @@ def verdict_help(s: dict) -> str:
             f"training seeds pooled as strata), Holm-adjusted over the {s['family']} tests of this table"
             f"{' (none could be made)' if not s['family'] else ''}: "
             f"supported or contradicted (by the sign of the difference against the prediction) when the adjusted "
-            f"p <= {s['alpha']}, else inconclusive; {chosen}.")
+            f"p <= {s['alpha']}, else inconclusive; {chosen}. H1 is decided on `val`, as the plan states it, in "
+            f"the same Holm family; H2 has one row per soft-prompted student (its zero-shot side has no seeds).")
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:

@@ -617,9 +617,6 @@ class FactoryConfig(Section):
         if self.runner.kind != "threads" and "vllm" in (self.sample.teacher, self.caption.captioner):
             raise ValueError(f"runner {self.runner.kind}: the vllm backend starts `vllm serve` inside the stage; "
                              "with workers, serve it once and name it as an openai teacher with endpoint.base_urls")
-        if self.rounds > 1 and self.train.student == "compose":
-            raise ValueError("rounds: a later round's teacher is a causal_lm or vlm student; a compose student "
-                             "cannot teach yet (use vlm or causal_lm students for rounds)")
         if self.evaluate.tools and (self.train.student != "causal_lm" or self.evaluate.engine != "transformers"):
             raise ValueError("evaluate.tools: tool-calling answers come from text students through transformers "
                              f"(train.student causal_lm, evaluate.engine transformers), not {self.train.student!r} "

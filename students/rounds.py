@@ -1,7 +1,7 @@
 """Iterative rounds (the `distill` flow, as OpenVLThinker iterates): round 1 samples the configured
 teacher; round r+1 samples round r's best student (`sample.teacher: student`), whose traces are
 verified, selected and turned into arms like any teacher's and cached under its own identity.
-A `vlm` student teaches as it was trained and evaluated: shown each problem's picture (`sample.images`),
+A `vlm` (or `compose`) student teaches as it was trained and evaluated: shown each problem's picture (`sample.images`),
 its caption only with `train.captions` (`sample.captions`), so the loop is OpenVLThinker's: SFT (and GRPO) -> the next round's traces.
 Each round is a run of its own (RUN-r1, RUN-r2, ...: students, evals and report apart); the arms
 directory holds the latest round's arms. `rounds.md` in reports/RUN says how accuracy moved.
@@ -28,7 +28,7 @@ def round_config(cfg: FactoryConfig, r: int, teacher_dir: Path | None) -> Factor
     data = cfg.model_dump()
     data["run"] = round_run(cfg, r)
     if teacher_dir is not None:  # a vlm student teaches shown each problem's picture, captioned as it trained
-        vlm = cfg.train.student == "vlm"
+        vlm = cfg.train.student in ("vlm", "compose")
         data["sample"] |= {"teacher": "student", "model": str(teacher_dir.resolve()), "batch": False,
                            "images": data["sample"]["images"] or vlm,
                            "captions": cfg.train.captions if vlm else data["sample"]["captions"]}

@@ -193,3 +193,32 @@ def test_compose_base_student_is_the_untrained_composition_and_its_parts_name_it
     assert run_evaluate(cfg, image_data, "base")["status"] == "reused"
     other = compose_config(tiny_vit, image_data, tiny_model, projector="linear")  # another untrained composition
     assert run_evaluate(other, image_data, "base")["status"] == "evaluated"
+
+
+def test_compose_student_teacher_answers_each_request_shown_its_picture(tiny_vit, image_data, tiny_model):
+    """A trained compose student as `sample.teacher: student` (a later round's teacher): its encoder receives
+    exactly the pixels of the pictures the requests name, once for the k paths of a request."""
+    from students.rounds import round_config
+    from tasks.sample import build_requests
+    from tasks.teachers import teacher_for
+
+    cfg = compose_config(tiny_vit, image_data, tiny_model)
+    assert run_train(cfg, image_data, "raw", "lora")["status"] == "trained"
+    teacher_cfg = round_config(cfg.model_copy(update={"rounds": 2}), 2, image_data.student("compose", "raw-lora"))
+    assert teacher_cfg.sample.images and not teacher_cfg.sample.captions  # it trained on the picture alone
+    problems = read_table(image_data.table("problems"), "problems").filter(pl.col("split") == "train").head(2)
+    asked = teacher_cfg.sample.model_copy(update={"k": 2, "variants": ["plain"], "max_new_tokens": 8})
+    items, _ = build_requests(asked, problems, {}, image_data.image, uncaptioned=True)
+    teacher = teacher_for(teacher_cfg.sample)
+    assert teacher.identity.startswith("student/compose/raw-lora@")
+    seen = []
+    hook = teacher._load()[1].encoder.register_forward_hook(lambda m, a, kw, out: seen.append(kw["pixel_values"]),
+                                                            with_kwargs=True)
+    try:
+        got = teacher.complete([r for _, _, r in items])
+    finally:
+        hook.remove()
+    assert len(got) == 4 and all(c.completion_tokens > 0 for c in got)
+    pictures = [Image.open(image_data.image(sha)).convert("RGB") for sha in problems["image_sha"]]
+    expected = load_encoder(tiny_vit)[1](pictures, return_tensors="pt")["pixel_values"]
+    assert len(seen) == 1 and torch.equal(seen[0], expected)

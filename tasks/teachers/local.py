@@ -103,29 +103,31 @@ class StudentTeacher(LocalTeacher):
             raise InputError(f"sample.model {adapter_dir!r} {why}: a student teacher is a trained adapter's "
                              "directory, students/RUN/NAME in the data directory")
         self.kind = meta.get("student_kind", "causal_lm")
-        if self.kind not in ("causal_lm", "vlm"):
+        if self.kind not in ("causal_lm", "vlm", "compose"):
             raise InputError(f"sample.model {adapter_dir!r} is a {self.kind} student; a student teacher is a "
-                             "causal_lm or a vlm student")
+                             "causal_lm, vlm or compose student")
         super().__init__(meta["base_model"], batch_size)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
         self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}"
 
     def _load(self):
-        """(tokenizer or a vlm's processor, the student with its adapter)."""
+        """(tokenizer or a vlm's processor, the student with its adapter; a compose student: its directory's
+        parts and their processor)."""
         if self._model is None:
             from students.evaluate import load_student
             from students.model import load_tokenizer
             from students.vlm import load_processor
 
-            self._tok = load_processor(self.model) if self.kind == "vlm" else load_tokenizer(self.model)
             self._model = load_student(self.model, self.adapter_dir, self.kind)
+            self._tok = self._model.processor if self.kind == "compose" else \
+                load_processor(self.model) if self.kind == "vlm" else load_tokenizer(self.model)
         return self._tok, self._model
 
     def _answer(self, firsts: list[Request], params, n: int) -> list:
-        """A vlm student answers each request's user message shown the request's picture (the data
-        directory's image its ImageRef names; requests carry at most one), a text student as a local model."""
-        if self.kind != "vlm":
+        """A vlm or compose student answers each request's user message shown the request's picture (the
+        data directory's image its ImageRef names; requests carry at most one), a text student as a local model."""
+        if self.kind == "causal_lm":
             return super()._answer(firsts, params, n)
         from students.vlm import picture, vlm_generate
 
