@@ -34,9 +34,16 @@ def embedded_gguf_dir() -> Path:
 
 
 def embedded_model_dir() -> Path:
-    """The embedded model as a plain checkpoint, converted on first use."""
+    """The embedded model as a plain checkpoint, converted on first use, by one process at a time (parallel
+    test workers, two CLI runs: the others wait and read its copy)."""
+    import fcntl
+
     target = model_cache() / "smollm2-135m-instruct"
-    with _convert_lock:
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _convert_lock, open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "config.json").exists():
             convert_gguf(embedded_gguf_dir(), GGUF_FILE, target)
     return target
