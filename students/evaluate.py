@@ -2,7 +2,7 @@
 evaluation prompt (`cot`, `direct`) and, for pass@k, k sampled answers to the `cot` prompt."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -78,26 +78,42 @@ def answer(solver: Solver, prompts: list[str], max_new_tokens: int, batch_size: 
     return out
 
 
-def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variant: str, info: dict,
-                     cfg: EvaluateConfig, seed: int, verify: VerifyConfig, judge=None) -> pl.DataFrame:
-    """Evals rows for one student, graded as `verify` grades samples (`judge`: a CachedTeacher for
-    `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint. Variant `tools`:
+def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variant: str | list[str],
+                     info: dict, cfg: EvaluateConfig, seed: int, verify: VerifyConfig, judge=None) -> pl.DataFrame:
+    """Evals rows for one student under one or more prompt variants, graded as `verify` grades samples
+    (`judge`: a CachedTeacher for `verify.judge`); `info` carries run, student, arm, method, seed,
+    eval_fingerprint. The greedy answers of every (variant, prompt style) go through `answer` together,
+    as do the sampled ones of every variant: fuller batches, the same per-row decoding. Variant `tools`:
     answers with the tools offered (students/tools.py)."""
     import torch
 
-    if variant == TOOLS:
-        return tool_frame(solver.model, solver.tok, problems, captions, info, cfg, verify, judge)
-    rows, info = problems.to_dicts(), info | dict(variant=variant)
-    frames = []
-    for style in cfg.prompts:
-        prompts = [user_message(p, captions.get(p["problem_id"]), variant, style) for p in rows]
-        got = answer(solver, prompts, cfg.max_new_tokens, cfg.batch_size, cfg.stop_at_answer,
-                     f"evaluate {info['student']} ({style})")
-        frames.append(eval_frame(rows, got, info | dict(prompt_style=style, decoding="greedy"), 1, verify, judge))
-    if cfg.k > 1:
+    variants = [variant] if isinstance(variant, str) else list(variant)
+    frames = [tool_frame(solver.model, solver.tok, problems, captions, info, cfg, verify, judge)
+              for v in variants if v == TOOLS]
+    rows, asked = problems.to_dicts(), [v for v in variants if v != TOOLS]
+    greedy = [(v, style) for v in asked for style in cfg.prompts]
+    frames += answered(solver, rows, captions, greedy, info, cfg, verify, judge, "greedy")
+    if cfg.k > 1 and asked:
         torch.manual_seed(seed)
-        prompts = [user_message(p, captions.get(p["problem_id"]), variant, "cot") for p in rows]
-        got = answer(solver, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // cfg.k), cfg.stop_at_answer,
-                     f"evaluate {info['student']} (pass@{cfg.k})", k=cfg.k, temperature=cfg.temperature)
-        frames.append(eval_frame(rows, got, info | dict(prompt_style="cot", decoding="sampled"), cfg.k, verify, judge))
-    return pl.concat(frames)
+        frames += answered(solver, rows, captions, [(v, "cot") for v in asked], info, cfg, verify, judge, "sampled")
+    order = {v: i for i, v in enumerate(variants)}  # rows in the order the variants were given
+    return pl.concat(sorted(frames, key=lambda f: order[f["variant"][0]]), how="vertical")
+
+
+def answered(solver: Solver, rows: list[dict], captions: dict[str, str], jobs: list[tuple[str, str]], info: dict,
+             cfg: EvaluateConfig, verify: VerifyConfig, judge, decoding: str) -> list[pl.DataFrame]:
+    """One `answer` pass over the prompts of every (variant, style) job, then a graded frame per job."""
+    if not jobs:
+        return []
+    k = cfg.k if decoding == "sampled" else 1
+    prompts = [user_message(p, captions.get(p["problem_id"]), v, style) for v, style in jobs for p in rows]
+    styles = ", ".join(dict.fromkeys(style for _, style in jobs))
+    if getattr(solver, "images", None) is not None:  # one picture per problem: per prompt, job after job
+        solver = replace(solver, images=solver.images * len(jobs))
+    got = answer(solver, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // k), cfg.stop_at_answer,
+                 f"evaluate {info['student']} ({styles}{f', pass@{k}' if k > 1 else ''})", k=k,
+                 temperature=cfg.temperature if k > 1 else 0.0)
+    per_job = len(rows) * k
+    return [eval_frame(rows, got[j * per_job:(j + 1) * per_job], info | dict(variant=v, prompt_style=style,
+                                                                               decoding=decoding), k, verify, judge)
+            for j, (v, style) in enumerate(jobs)]

@@ -188,9 +188,8 @@ def run_evaluate(cfg: FactoryConfig, data: DataDir, student: str) -> dict:
         return job
     solver = solver_for(cfg, data, str(job.adapter_dir) if job.adapter_dir else None, job.problems)
     with grading_judge(cfg, data) as judge:
-        df = pl.concat([evaluate_student(solver, job.problems, eval_captions(cfg, data), v, job.info,
-                                         cfg.evaluate, job.meta.get("seed") or 0, cfg.verify, judge)
-                        for v in job.variants])
+        df = evaluate_student(solver, job.problems, eval_captions(cfg, data), job.variants, job.info, cfg.evaluate,
+                              job.meta.get("seed") or 0, cfg.verify, judge)
     del solver
     release_memory()
     return finish(cfg, data, job, df)

@@ -50,6 +50,23 @@ def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
     assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
 
 
+def test_variants_answered_together_give_each_variants_own_rows(tiny_model):
+    """All (variant, prompt style) greedy answers of a student go through one pass, its sampled ones
+    through another: the rows are those of each variant evaluated alone, in the variants' order."""
+    solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
+    info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
+    problems = PROBLEMS.with_columns(pl.Series("lecture", [f"Adding one to {i} gives {i + 1}." for i in range(4)]))
+    cfg = EvaluateConfig(prompts=["cot", "direct"], k=2, max_new_tokens=6, batch_size=16)
+    together = evaluate_student(solver, problems, {}, ["plain", "lecture"], info, cfg, 0, VerifyConfig())
+    alone = [evaluate_student(solver, problems, {}, v, info, cfg, 0, VerifyConfig()) for v in ("plain", "lecture")]
+    keys = ["variant", "prompt_style", "decoding", "problem_id", "sample_index"]
+    assert together.select(keys).to_dicts() == pl.concat(alone).select(keys).to_dicts()
+    greedy = pl.col("decoding") == "greedy"
+    assert together.filter(greedy)["response"].to_list() == pl.concat(alone).filter(greedy)["response"].to_list()
+    assert together.filter(greedy & (pl.col("variant") == "lecture"))["prompt_tokens"].min() > \
+        together.filter(greedy & (pl.col("variant") == "plain"))["prompt_tokens"].max()  # the lecture was asked
+
+
 def test_reasoning_by_rouge_without_a_judge():
     from reports.stats import rouge_l
     from tasks.evals import rouge_reasoning
