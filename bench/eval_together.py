@@ -40,7 +40,7 @@ def main() -> None:
     variants, styles = ["plain", "lecture"], ["cot", "direct"]
     ev = EvaluateConfig(prompts=styles, k=1, max_new_tokens=128, batch_size=args.batch_size)
     start = time.perf_counter()
-    apart = pl.concat([evaluate_student(solver, problems, {}, v, info, ev.model_copy(update={"prompts": [s]}), 0,
+    apart = pl.concat([evaluate_student(solver, problems, {}, [v], info, ev.model_copy(update={"prompts": [s]}), 0,
                                         VerifyConfig()) for v in variants for s in styles])
     t_apart = time.perf_counter() - start
     start = time.perf_counter()

@@ -40,9 +40,8 @@ def alone(cfg, data, group) -> list[pl.DataFrame]:
     frames = []
     for j in group:
         solver = solver_for(cfg, data, str(j.adapter_dir) if j.adapter_dir else None, j.problems)
-        frames.append(pl.concat([evaluate_student(solver, j.problems, eval_captions(cfg, data), v, j.info,
-                                                  cfg.evaluate, j.meta.get("seed") or 0, cfg.verify)
-                                 for v in j.variants]))
+        frames.append(evaluate_student(solver, j.problems, eval_captions(cfg, data), j.variants, j.info,
+                                       cfg.evaluate, j.meta.get("seed") or 0, cfg.verify))
     return frames
 
 

@@ -1,16 +1,15 @@
 """The local dask / ray cluster that shard stages run on (`runner.kind: dask | ray` without an
-address): started once per `run` and shared by its shard stages (caption, sample, verify, select;
-stopped before training), once per `distill` (its rounds alternate sampling and training), or
-once per stage when a stage runs alone. Starting one costs seconds each time
-(here, on 2 busy cores: dask 6 s, ray 19 s), and its workers import the project anew. With
-`runner.address` the user's own cluster is used and never started or stopped here."""
+address): `distillery run` starts one before its first shard stage and stops it after the last
+(caption, sample, verify, select), so training gets the workers' memory back; a stage run alone, and
+each stage of `distill` (whose rounds alternate sampling and training), starts its own. Starting one
+costs seconds each time (here, on 2 busy cores: dask 6 s, ray 19 s), and its workers import the
+project anew. With `runner.address` the user's own cluster is used and never started or stopped here."""
 
 from contextlib import contextmanager
 
 from schemas.config import RunnerConfig
 
-LAST_SHARD_STAGE = "select"  # `run` stops its cluster after it, before training
-_started: dict[str, str] = {}  # kind -> the scheduler address of the cluster `one_cluster` started
+FIRST_SHARD_STAGE, LAST_SHARD_STAGE = "caption", "select"  # `run` holds its cluster from one to the other
 
 
 def dask_kwargs(runner: RunnerConfig) -> dict:
@@ -23,16 +22,16 @@ def ray_kwargs(runner: RunnerConfig) -> dict:
 
 
 def cluster_runner(runner: RunnerConfig):
-    """prefect-dask's or prefect-ray's task runner on `runner.address`, on the cluster `one_cluster`
-    started, or on a local cluster of `workers` processes of its own."""
+    """prefect-dask's or prefect-ray's task runner on `runner.address`, or on a local cluster of `workers`
+    processes of its own (prefect-ray: on the ray instance this process has initialised, if any, which it
+    leaves running)."""
     if runner.kind == "dask":
         from prefect_dask import DaskTaskRunner
 
-        address = runner.address or _started.get("dask")
-        return DaskTaskRunner(address=address) if address else DaskTaskRunner(cluster_kwargs=dask_kwargs(runner))
+        return DaskTaskRunner(address=runner.address) if runner.address else DaskTaskRunner(
+            cluster_kwargs=dask_kwargs(runner))
     from prefect_ray import RayTaskRunner
 
-    # prefect-ray uses a ray instance this process has initialised (one_cluster's) and leaves it running
     return RayTaskRunner(address=runner.address) if runner.address else RayTaskRunner(init_kwargs=ray_kwargs(runner))
 
 
@@ -45,31 +44,26 @@ def announce(runner: RunnerConfig, address: str) -> None:
 
 @contextmanager
 def one_cluster(runner: RunnerConfig):
-    """Within: every shard stage of this process runs on one local cluster, stopped on the way out."""
-    if runner.kind == "threads" or runner.address or runner.kind in _started:
-        yield
+    """Within: a local cluster the shard stages share; yields the runner settings that reach it (dask: its
+    scheduler's address; ray: the in-process instance prefect-ray finds). Stopped on the way out."""
+    if runner.kind == "threads" or runner.address:
+        yield runner
         return
     if runner.kind == "dask":
         from distributed import LocalCluster
 
         with LocalCluster(**dask_kwargs(runner)) as cluster:
-            _started["dask"] = cluster.scheduler_address
             announce(runner, cluster.scheduler_address)
-            try:
-                yield
-            finally:
-                _started.pop("dask", None)
+            yield runner.model_copy(update={"address": cluster.scheduler_address})
         return
     import ray
 
     if ray.is_initialized():  # the caller's own instance: used, not stopped
-        yield
+        yield runner
         return
     context = ray.init(**ray_kwargs(runner))
-    _started["ray"] = "local"
     announce(runner, context.address_info.get("address", "local"))
     try:
-        yield
+        yield runner
     finally:
-        _started.pop("ray", None)
         ray.shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.clusters import LAST_SHARD_STAGE, one_cluster
+from flows.clusters import FIRST_SHARD_STAGE, LAST_SHARD_STAGE, one_cluster
 from flows.stages import DEFAULT, STAGES, configured, data_of, documented
 from flows.ui import factory_progress, publish_report
 from schemas.config import FactoryConfig
@@ -31,12 +31,15 @@ def factory(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> 
     logger.info("run %s; data directory %s", config.run, Path(config.data_dir).resolve())
     results, wall, rss = {}, {}, {}
     with factory_progress(list(STAGES)), ExitStack() as cluster:
-        cluster.enter_context(one_cluster(config.runner))
+        current = config  # from the first shard stage to the last: the runner reaches the run's cluster
         for name, stage in STAGES.items():
+            if name == FIRST_SHARD_STAGE:
+                current = config.model_copy(update={"runner": cluster.enter_context(one_cluster(config.runner))})
             start = time.perf_counter()
-            results[name] = stage(config=config)
+            results[name] = stage(config=current)
             if name == LAST_SHARD_STAGE:
                 cluster.close()  # the workers' memory back before training
+                current = config
             wall[name] = round(time.perf_counter() - start, 1)
             rss[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # KiB -> GiB
             logger.info("%s took %.1f s (peak memory so far %.2f GiB)", name, wall[name], rss[name])
@@ -52,11 +55,6 @@ def distill(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> 
     the rounds."""
     config = configured(config, config_file)
     logger, data = get_run_logger(), data_of(config)
-    with one_cluster(config.runner):
-        return rounds_of(config, logger, data)
-
-
-def rounds_of(config: FactoryConfig, logger, data) -> dict:
     results = {name: STAGES[name](config=config) for name in ONCE}
     rounds, teacher_dir = [], None
     for r in range(1, config.rounds + 1):

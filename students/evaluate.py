@@ -78,26 +78,27 @@ def answer(solver: Solver, prompts: list[str], max_new_tokens: int, batch_size: 
     return out
 
 
-def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variant: str | list[str],
+def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str, str], variants: list[str],
                      info: dict, cfg: EvaluateConfig, seed: int, verify: VerifyConfig, judge=None) -> pl.DataFrame:
-    """Evals rows for one student under one or more prompt variants, graded as `verify` grades samples
-    (`judge`: a CachedTeacher for `verify.judge`); `info` carries run, student, arm, method, seed,
-    eval_fingerprint. The greedy answers of every (variant, prompt style) go through `answer` together,
-    as do the sampled ones of every variant: fuller batches, the same per-row decoding. Variant `tools`:
-    answers with the tools offered (students/tools.py)."""
+    """Evals rows for one student under its prompt variants, graded as `verify` grades samples (`judge`: a
+    CachedTeacher for `verify.judge`); `info` carries run, student, arm, method, seed, eval_fingerprint.
+    The greedy answers of every (variant, prompt style) go through `answer` together (fuller batches, the
+    same per-row greedy decoding); each variant's sampled answers through their own pass, seeded alike,
+    so a variant's samples do not depend on which other variants a student is asked (H3.4 / H3.5 ask both
+    sides alike) nor on `evaluate.shared`. Variant `tools`: answers with the tools offered (students/tools.py)."""
     import torch
 
-    variants = [variant] if isinstance(variant, str) else list(variant)
-    frames = [tool_frame(solver.model, solver.tok, problems, captions, info, cfg, verify, judge)
-              for v in variants if v == TOOLS]
     rows, asked = problems.to_dicts(), [v for v in variants if v != TOOLS]
-    greedy = [(v, style) for v in asked for style in cfg.prompts]
-    frames += answered(solver, rows, captions, greedy, info, cfg, verify, judge, "greedy")
-    if cfg.k > 1 and asked:
+    frames = dict(zip([(v, s) for v in asked for s in cfg.prompts],
+                      answered(solver, rows, captions, [(v, s) for v in asked for s in cfg.prompts], info, cfg,
+                               verify, judge, "greedy"), strict=True))
+    for v in asked if cfg.k > 1 else []:
         torch.manual_seed(seed)
-        frames += answered(solver, rows, captions, [(v, "cot") for v in asked], info, cfg, verify, judge, "sampled")
-    order = {v: i for i, v in enumerate(variants)}  # rows in the order the variants were given
-    return pl.concat(sorted(frames, key=lambda f: order[f["variant"][0]]), how="vertical")
+        frames[(v, "sampled")] = answered(solver, rows, captions, [(v, "cot")], info, cfg, verify, judge, "sampled")[0]
+    if TOOLS in variants:
+        frames[(TOOLS, "")] = tool_frame(solver.model, solver.tok, problems, captions, info, cfg, verify, judge)
+    order = {v: i for i, v in enumerate(variants)}  # rows in the variants' order, greedy styles before sampled
+    return pl.concat([frames[k] for k in sorted(frames, key=lambda k: order[k[0]])], how="vertical")
 
 
 def answered(solver: Solver, rows: list[dict], captions: dict[str, str], jobs: list[tuple[str, str]], info: dict,

@@ -28,7 +28,7 @@ def test_evaluate_trained_student(tiny_model, tmp_path, method):
     train_student(cfg, method, "raw", ROWS, tmp_path / method)
     model = load_student(tiny_model, str(tmp_path / method))
     info = dict(run="r", student=f"raw-{method}", arm="raw", method=method, seed=0, eval_fingerprint="f")
-    df = evaluate_student(Solver(model, load_tokenizer(tiny_model)), PROBLEMS, {}, "plain", info,
+    df = evaluate_student(Solver(model, load_tokenizer(tiny_model)), PROBLEMS, {}, ["plain"], info,
                           EvaluateConfig(max_new_tokens=8, batch_size=4), 0, VerifyConfig())
     assert df.schema == pl.Schema(SCHEMAS["evals"]) and df.height == 4
     assert df["correct"].dtype == pl.Boolean and df["correct"].null_count() == 0
@@ -39,30 +39,35 @@ def test_direct_prompt_and_sampled_answers_for_pass_at_k(tiny_model):
     solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
     cfg = EvaluateConfig(prompts=["cot", "direct"], k=3, max_new_tokens=6, batch_size=4)
-    df = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
+    df = evaluate_student(solver, PROBLEMS, {}, ["plain"], info, cfg, 0, VerifyConfig())
     counts = {k: g.height for k, g in df.group_by("prompt_style", "decoding")}
     assert counts == {("cot", "greedy"): 4, ("direct", "greedy"): 4, ("cot", "sampled"): 12}
     sampled = df.filter(pl.col("decoding") == "sampled")
     assert sorted(sampled.group_by("problem_id").agg(pl.col("sample_index").sort())["sample_index"].to_list()) == [
         [0, 1, 2]] * 4
     assert (df["latency_s"] > 0).all() and (df["prompt_tokens"] > 0).all()
-    again = evaluate_student(solver, PROBLEMS, {}, "plain", info, cfg, 0, VerifyConfig())
+    again = evaluate_student(solver, PROBLEMS, {}, ["plain"], info, cfg, 0, VerifyConfig())
     assert again["response"].to_list() == df["response"].to_list()  # sampled answers are seeded
 
 
 def test_variants_answered_together_give_each_variants_own_rows(tiny_model):
-    """All (variant, prompt style) greedy answers of a student go through one pass, its sampled ones
-    through another: the rows are those of each variant evaluated alone, in the variants' order."""
+    """All (variant, prompt style) greedy answers of a student go through one pass, each variant's sampled
+    ones through their own, seeded alike: the rows are those of each variant evaluated alone (sampled ones
+    too), in the variants' order, and asking [lecture, plain] gives plain the same samples."""
     solver = Solver(load_student(tiny_model, None), load_tokenizer(tiny_model))
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
     problems = PROBLEMS.with_columns(pl.Series("lecture", [f"Adding one to {i} gives {i + 1}." for i in range(4)]))
     cfg = EvaluateConfig(prompts=["cot", "direct"], k=2, max_new_tokens=6, batch_size=16)
     together = evaluate_student(solver, problems, {}, ["plain", "lecture"], info, cfg, 0, VerifyConfig())
-    alone = [evaluate_student(solver, problems, {}, v, info, cfg, 0, VerifyConfig()) for v in ("plain", "lecture")]
+    alone = [evaluate_student(solver, problems, {}, [v], info, cfg, 0, VerifyConfig()) for v in ("plain", "lecture")]
     keys = ["variant", "prompt_style", "decoding", "problem_id", "sample_index"]
     assert together.select(keys).to_dicts() == pl.concat(alone).select(keys).to_dicts()
     greedy = pl.col("decoding") == "greedy"
-    assert together.filter(greedy)["response"].to_list() == pl.concat(alone).filter(greedy)["response"].to_list()
+    assert together["response"].to_list() == pl.concat(alone)["response"].to_list()
+    swapped = evaluate_student(solver, problems, {}, ["lecture", "plain"], info, cfg, 0, VerifyConfig())
+    plain = pl.col("variant") == "plain"
+    assert swapped.filter(plain)["response"].to_list() == together.filter(plain)["response"].to_list()
+    assert evaluate_student(solver, problems.head(0), {}, ["plain", "lecture"], info, cfg, 0, VerifyConfig()).height == 0
     assert together.filter(greedy & (pl.col("variant") == "lecture"))["prompt_tokens"].min() > \
         together.filter(greedy & (pl.col("variant") == "plain"))["prompt_tokens"].max()  # the lecture was asked
 

@@ -154,7 +154,7 @@ def evaluate_scripted(tiny_model: str, text: str, **evaluate) -> dict:
     model.prompt_len = len(tok.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"])
     info = dict(run="r", student="mistakes-lora", arm="mistakes", method="lora", seed=0, eval_fingerprint="f")
     cfg = EvaluateConfig(**{"max_new_tokens": 160, "batch_size": 1} | evaluate)
-    df = evaluate_student(Solver(model, tok), pl.DataFrame([FISH]), {}, "plain", info, cfg, 0, VerifyConfig())
+    df = evaluate_student(Solver(model, tok), pl.DataFrame([FISH]), {}, ["plain"], info, cfg, 0, VerifyConfig())
     return df.row(0, named=True)
 
 

@@ -64,7 +64,7 @@ def info(student: str) -> dict:
 def test_mixed_adapter_batches_answer_as_each_student_alone(tiny_model, adapters):
     tok = ending_tokenizer(tiny_model, adapters["s0"])
     cfg = EvaluateConfig(max_new_tokens=MAX_NEW, batch_size=4, prompts=["cot", "direct"])  # batches span students
-    alone = [evaluate_student(Solver(load_student(tiny_model, path), tok), PROBLEMS, {}, "plain", info(name), cfg, 0,
+    alone = [evaluate_student(Solver(load_student(tiny_model, path), tok), PROBLEMS, {}, ["plain"], info(name), cfg, 0,
                               VerifyConfig()) for name, path in [("base", None), *adapters.items()]]
     members = [Member(name, ["plain"], info("base" if name == BASE_ROWS else name)) for name in [BASE_ROWS, *adapters]]
     shared = evaluate_shared(Solver(load_shared(tiny_model, adapters), tok), PROBLEMS, {}, members, cfg, VerifyConfig())
@@ -79,7 +79,7 @@ def test_mixed_adapter_batches_answer_as_each_student_alone(tiny_model, adapters
 def test_pass_at_k_samples_of_a_shared_student_are_seeded_as_alone(tiny_model, adapters):
     tok = load_tokenizer(tiny_model)
     cfg = EvaluateConfig(max_new_tokens=8, batch_size=4, k=3)
-    alone = evaluate_student(Solver(load_student(tiny_model, adapters["s1"]), tok), PROBLEMS, {}, "plain",
+    alone = evaluate_student(Solver(load_student(tiny_model, adapters["s1"]), tok), PROBLEMS, {}, ["plain"],
                              info("s1"), cfg, 7, VerifyConfig())
     members = [Member("s0", ["plain"], info("s0"), 3), Member("s1", ["plain"], info("s1"), 7)]
     shared = evaluate_shared(Solver(load_shared(tiny_model, adapters), tok), PROBLEMS, {}, members, cfg, VerifyConfig())
