@@ -67,6 +67,17 @@ def make_tiny_vlm(target: Path) -> Path:
     return target
 
 
+def assert_starts_from(trainer, sft: dict) -> None:
+    """The trainer's model holds exactly the SFT adapter's tensors (`sft`: its safetensors), trainable."""
+    import torch
+
+    params = dict(trainer.model.named_parameters())
+    start = {k.replace(".default", ""): v.detach() for k, v in params.items() if ".default." in k}  # trl adds `ref`
+    assert {k.removeprefix("base_model.model.") for k in sft} == {k.removeprefix("base_model.model.") for k in start}
+    assert all(torch.equal(sft[k], start[k]) for k in sft)
+    assert all(p.requires_grad for k, p in params.items() if ".default." in k)  # continued, not frozen
+
+
 def make_tiny_vit(target: Path) -> Path:
     """A 1-layer random ViT on 32x32 pictures (16 patches + CLS) with its image processor: a compose
     student's encoder."""

@@ -5,8 +5,7 @@ import math
 
 import polars as pl
 import pytest
-import torch
-from conftest import raw_arm_data
+from conftest import assert_starts_from, raw_arm_data
 from safetensors.torch import load_file
 
 from schemas.config import FactoryConfig, TrainConfig, VerifyConfig
@@ -86,11 +85,7 @@ def test_grpo_student_is_saved_and_evaluated_and_sft_then_grpo_starts_from_the_s
                                                                                answer_type="numeric")], cfg.verify)]
     trainer = build_trainer(cfg.train, "lora+grpo", rows, grpo_data.root / "ckpt",
                             init_dir=grpo_data.student("rl", "raw-lora"))
-    params = dict(trainer.model.named_parameters())
-    start = {k.replace(".default", ""): v.detach() for k, v in params.items() if ".default." in k}  # trl adds `ref`
-    assert {k.removeprefix("base_model.model.") for k in sft} == {k.removeprefix("base_model.model.") for k in start}
-    assert all(torch.equal(sft[k], start[k]) for k in sft)
-    assert all(p.requires_grad for k, p in params.items() if ".default." in k)  # continued, not frozen
+    assert_starts_from(trainer, sft)
     del trainer
     for method in ("grpo", "lora+grpo"):
         meta = run_train(cfg, grpo_data, "raw", method)

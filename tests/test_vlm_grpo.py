@@ -8,7 +8,7 @@ import math
 import polars as pl
 import pytest
 import torch
-from conftest import raw_arm_data
+from conftest import assert_starts_from, raw_arm_data
 from safetensors.torch import load_file
 
 from schemas.config import FactoryConfig, VerifyConfig
@@ -137,11 +137,7 @@ def test_vlm_sft_then_grpo_starts_from_the_sft_adapter_and_every_method_is_evalu
     sft = load_file(sft_dir / "adapter_model.safetensors")
     trainer = build_trainer(cfg.train, "lora+grpo", grpo_rows_of(cfg, vlm_grpo_data)[:1], vlm_grpo_data.root / "c",
                             init_dir=sft_dir)
-    params = dict(trainer.model.named_parameters())
-    start = {k.replace(".default", ""): v.detach() for k, v in params.items() if ".default." in k}  # trl adds `ref`
-    assert {k.removeprefix("base_model.model.") for k in sft} == {k.removeprefix("base_model.model.") for k in start}
-    assert all(torch.equal(sft[k], start[k]) for k in sft)
-    assert all(p.requires_grad for k, p in params.items() if ".default." in k)  # continued, not frozen
+    assert_starts_from(trainer, sft)
     del trainer
     evals = []
     for method in ("lora", "grpo", "lora+grpo"):
