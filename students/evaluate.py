@@ -89,9 +89,8 @@ def evaluate_student(solver: Solver, problems: pl.DataFrame, captions: dict[str,
     import torch
 
     rows, asked = problems.to_dicts(), [v for v in variants if v != TOOLS]
-    frames = dict(zip([(v, s) for v in asked for s in cfg.prompts],
-                      answered(solver, rows, captions, [(v, s) for v in asked for s in cfg.prompts], info, cfg,
-                               verify, judge, "greedy"), strict=True))
+    greedy = [(v, s) for v in asked for s in cfg.prompts]
+    frames = dict(zip(greedy, answered(solver, rows, captions, greedy, info, cfg, verify, judge, "greedy"), strict=True))
     for v in asked if cfg.k > 1 else []:
         torch.manual_seed(seed)
         frames[(v, "sampled")] = answered(solver, rows, captions, [(v, "cot")], info, cfg, verify, judge, "sampled")[0]
