@@ -10,7 +10,6 @@ stops it when the CLI dies (PR_SET_PDEATHSIG), however the CLI dies.
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from tasks.teachers.vllm import free_port
 
 STARTUP_TIMEOUT_S = float(os.environ.get("DISTILLERY_SERVER_TIMEOUT_S", 600))
 SERVER_ENV = {
@@ -29,12 +30,6 @@ SERVER_ENV = {
 
 class ServerError(RuntimeError):
     """The temporary server did not come up."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:

@@ -4,7 +4,6 @@ with --watch as a user does from the command line or the UI."""
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ import polars as pl
 import pytest
 from e2e import ROOT, prefect_env, tiny_config
 
+from tasks.teachers.vllm import free_port
+
 PREFECT = str(Path(sys.executable).parent / "prefect")
 STAGES = ["ingest", "caption", "sample", "verify", "select", "arms", "export", "train", "evaluate", "deploy", "report"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:

@@ -1,8 +1,7 @@
 """Problem sources: each yields `Record`s (or `Reject`s for rows it cannot use)."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 
 @dataclass
@@ -37,9 +36,3 @@ class Reject(NamedTuple):
     source_id: str
     reason: str
     detail: str
-
-
-class Source(Protocol):
-    name: str
-
-    def records(self) -> Iterator[Record | Reject]: ...

@@ -218,11 +218,6 @@ def mapped(row: dict, columns: dict[str, str | None], fix: Callable[[dict, dict]
 FILE_TYPES = (".parquet", ".arrow", ".jsonl", ".json", ".csv")
 
 
-def is_hub_id(path: str) -> bool:
-    p = Path(path).expanduser()
-    return not p.exists() and not p.is_absolute() and not path.startswith((".", "~")) and path.count("/") == 1
-
-
 def file_split(path: Path) -> str | None:
     """A split named by a data file (train.jsonl, test-00000-of-00001.parquet, val.csv)."""
     stem = path.name.split(".")[0].split("-")[0].lower()
