@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS claims (
     request_key TEXT NOT NULL, sample_index INTEGER NOT NULL, owner TEXT NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (request_key, sample_index));
 """
+CHUNK = 400  # keys per statement: two bound parameters each, under the 999 older SQLite builds allow
 FIELDS = ("content", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s")
 
 
@@ -90,17 +91,9 @@ class CacheStore:
         return n
 
     def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Completion]:
-        found = {}
         with self.lock:
-            for start in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-                chunk = keys[start:start + 500]
-                where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
-                rows = self.db.execute(
-                    f"SELECT request_key, sample_index, {', '.join(FIELDS)} FROM responses WHERE {where}",
-                    [v for k in chunk for v in k],
-                ).fetchall()
-                found.update({(r[0], r[1]): Completion(*r[2:]) for r in rows})
-        return found
+            rows = self._select(f"request_key, sample_index, {', '.join(FIELDS)}", "responses", keys)
+        return {(r[0], r[1]): Completion(*r[2:]) for r in rows}
 
     def put_many(self, identity: str, items: list[tuple[str, int, Completion]]) -> None:
         rows = [(k, i, identity, *(getattr(c, f) for f in FIELDS), time.time()) for k, i, c in items]
@@ -127,12 +120,8 @@ class CacheStore:
         """The batches some of `keys` are waiting in: batch id -> its keys among them."""
         out: dict[str, list] = {}
         with self.lock:
-            for start in range(0, len(keys), 400):
-                chunk = keys[start:start + 400]
-                where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
-                for k, i, b in self.db.execute(f"SELECT request_key, sample_index, batch_id FROM batch_items "
-                                               f"WHERE {where}", [v for key in chunk for v in key]).fetchall():
-                    out.setdefault(b, []).append((k, i))
+            for k, i, b in self._select("request_key, sample_index, batch_id", "batch_items", keys):
+                out.setdefault(b, []).append((k, i))
         return out
 
     def end_batch(self, batch_id: str, keys: list[tuple[str, int]]) -> None:
@@ -171,14 +160,8 @@ class CacheStore:
 
     def failed(self, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
         """The keys with a recorded error and no response."""
-        out = set()
         with self.lock:
-            for start in range(0, len(keys), 400):
-                chunk = keys[start:start + 400]
-                where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
-                out |= {tuple(r) for r in self.db.execute(
-                    f"SELECT request_key, sample_index FROM errors WHERE {where}", [v for k in chunk for v in k])}
-        return out
+            return {tuple(r) for r in self._select("request_key, sample_index", "errors", keys)}
 
     def claimed(self, keys: list[tuple[str, int]], alive=lambda owner: True) -> set[tuple[str, int]]:
         """The keys a living owner holds an unexpired claim on."""
@@ -187,24 +170,22 @@ class CacheStore:
         return {k for k, (owner, exp) in held.items() if exp > time.time() and alive(owner)}
 
     def _held(self, keys, with_expiry: bool = False) -> dict:
-        out = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start:start + 400]
-            where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
-            for k, i, owner, exp in self.db.execute(
-                    f"SELECT request_key, sample_index, owner, expires_at FROM claims WHERE {where}",
-                    [v for key in chunk for v in key]).fetchall():
-                out[(k, i)] = (owner, exp) if with_expiry else owner
-        return out
+        rows = self._select("request_key, sample_index, owner, expires_at", "claims", keys)
+        return {(k, i): (owner, exp) if with_expiry else owner for k, i, owner, exp in rows}
 
     def _answered(self, keys) -> list[tuple[str, int]]:
-        out = []
-        for start in range(0, len(keys), 400):
-            chunk = keys[start:start + 400]
+        return [tuple(r) for r in self._select("request_key, sample_index", "responses", keys)]
+
+    def _select(self, columns: str, table: str, keys: list[tuple[str, int]]) -> list[tuple]:
+        """`columns` of the rows of `table` at these (request_key, sample_index) keys (the caller holds
+        the lock), asked CHUNK keys per statement."""
+        rows = []
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start:start + CHUNK]
             where = " OR ".join(["(request_key=? AND sample_index=?)"] * len(chunk))
-            out += [tuple(r) for r in self.db.execute(
-                f"SELECT request_key, sample_index FROM responses WHERE {where}", [v for k in chunk for v in k])]
-        return out
+            rows += self.db.execute(f"SELECT {columns} FROM {table} WHERE {where}",
+                                    [v for key in chunk for v in key]).fetchall()
+        return rows
 
     def count(self) -> int:
         with self.lock:
