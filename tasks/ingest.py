@@ -27,8 +27,6 @@ SOURCES = {
     "synthetic": lambda cfg: SyntheticSource(cfg.n_problems, cfg.seed, dict(cfg.split_fractions)),
     "scienceqa": lambda cfg: scienceqa_source(cfg.path),
 }
-MAPPED = lambda cfg: MappedSource(cfg.source, cfg.path, cfg.columns.model_dump(), dict(cfg.splits), cfg.split,  # noqa: E731
-                                  cfg.images_dir, cfg.name, cfg.ocr)
 SPLITS = ("train", "val", "test")
 
 
@@ -120,7 +118,7 @@ def to_row(source: str, rec: Record, image_sha: str | None, phash: str | None = 
 
 
 def ingest(cfg: IngestConfig, data: DataDir) -> IngestResult:
-    source = SOURCES.get(cfg.source, MAPPED)(cfg)
+    source = SOURCES.get(cfg.source, MappedSource)(cfg)
     rows, rejects, per_split = [], [], Counter()
     for item in source.records():
         if isinstance(item, Reject):

@@ -12,6 +12,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from schemas.config import DatasetIngest
 from schemas.errors import InputError
 from tasks.readers import read_json
 from tasks.sources import Record, Reject
@@ -64,20 +65,20 @@ def release_captions(data: Path, with_ocr: bool) -> dict[str, str]:
 
 
 class MappedSource:
-    def __init__(self, name: str, path: str | None = None, columns: dict | None = None,
-                 splits: dict[str, str] | None = None, split: str | None = None, images_dir: str | None = None,
-                 config_name: str | None = None, ocr: bool = True):
-        self.name = name
-        self.preset: Preset | None = PRESETS.get(name)
-        self.path = path or (self.preset.hub_id if self.preset else None)
+    """The rows a `DatasetIngest` section names, mapped over its preset's columns and splits."""
+
+    def __init__(self, cfg: DatasetIngest):
+        self.name = cfg.source
+        self.preset: Preset | None = PRESETS.get(cfg.source)
+        self.path = cfg.path or (self.preset.hub_id if self.preset else None)
         if not self.path:
-            raise InputError(f"source {name!r} needs a path: a hub id, a save_to_disk directory or data files")
+            raise InputError(f"source {cfg.source!r} needs a path: a hub id, a save_to_disk directory or data files")
         base = self.preset.columns if self.preset else {f: f for f in FIELDS}
-        self.columns = base | {k: v for k, v in (columns or {}).items() if v}
-        self.splits = (self.preset.splits if self.preset else dict(SPLIT_NAMES)) | (splits or {})
-        self.split, self.ocr = split, ocr
-        self.images_dir = Path(images_dir).expanduser() if images_dir else None
-        self.config_name = config_name or (self.preset.name if self.preset else None)
+        self.columns = base | {k: v for k, v in cfg.columns.model_dump().items() if v}
+        self.splits = (self.preset.splits if self.preset else dict(SPLIT_NAMES)) | dict(cfg.splits)
+        self.split, self.ocr = cfg.split, cfg.ocr
+        self.images_dir = Path(cfg.images_dir).expanduser() if cfg.images_dir else None
+        self.config_name = cfg.name or (self.preset.name if self.preset else None)
 
     def our_split(self, theirs: str | None, row: dict) -> str | None:
         """Our split for a row: its own split column, else its file's or dataset split, mapped."""
