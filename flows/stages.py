@@ -24,6 +24,7 @@ from students.references import run_reference
 from students.train import one_base
 from tasks import stages
 from tasks.caption import REMOTE
+from tasks.import_traces import ImportSettings
 from tasks.ingest import ingest
 from tasks.runner import close_backends, run_shard
 from tasks.teachers import secrets
@@ -257,7 +258,8 @@ def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["p
     """
     config = configured(config, config_file)
     result = task(stages.run_import, cache_policy=NO_CACHE)(
-        config, data_of(config), file, teacher, source, variant, model, id_column, response_column, reasoning_column)
+        config, data_of(config), file,
+        ImportSettings(teacher, source, variant, model, id_column, response_column, reasoning_column))
     get_run_logger().info("import-traces: %d samples of %d problems as teacher %r; rejected %s", result.samples,
                           result.problems, teacher, dict(result.rejects) or "none")
     return {"samples": result.samples, "problems": result.problems, "rejects": dict(result.rejects),

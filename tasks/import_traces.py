@@ -7,7 +7,7 @@ A file is jsonl, json (a list of objects, or an object of id: row as MathVista's
 are) or parquet. A row names its problem by the source's
 own id (`source_id`, `pid`, `custom_id`, `id`, ...) and carries the response: a string, a list
 of strings (k samples in one row), a chat (`messages` / `conversations`: the last assistant
-turn), or what an API returned, as OpenAI and Gemini batch jobs write it (see `answers_of`).
+turn), or what an API returned, as OpenAI and Gemini batch jobs write it (tasks/trace_cells.py).
 Optional: `reasoning` (or `reasoning_content`, `thinking`; else `<think>` tags are split off),
 `completion_tokens` / `prompt_tokens` (or a `usage` object), `variant`, `sample_index`,
 `finish_reason`, `model`. The samples of a (problem, variant) in the file replace that
@@ -30,13 +30,12 @@ from tasks.readers import clean_text, existing_file, read_json, read_parquet, re
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
 from tasks.teachers.prices import cost_usd
+from tasks.trace_cells import FINISH, answers_of, usage_of
 
 ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "custom_id", "key", "id", "idx", "index")
 RESPONSE_COLUMNS = ("response", "responses", "content", "output", "outputs", "completion", "generation",
                     "generations", "prediction", "model_output", "answer_text", "text", "messages", "conversations")
 REASONING_COLUMNS = ("reasoning", "reasoning_content", "thinking", "thoughts")
-OUT_TOKENS = ("completion_tokens", "output_tokens", "num_output_tokens", "response_tokens")
-IN_TOKENS = ("prompt_tokens", "input_tokens", "num_input_tokens")
 VARIANTS = ("plain", "lecture")
 
 
@@ -110,68 +109,6 @@ def columns_list(present: set) -> str:
     return ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "") if names else "none"
 
 
-@dataclass(frozen=True)
-class Answer:
-    content: str
-    reasoning: str | None = None
-    finish_reason: str | None = None
-
-
-FINISH = {"max_tokens": "length", "length": "length", "stop": "stop", "end_turn": "stop"}
-
-
-def answers_of(value) -> list[Answer]:
-    """The answers a response cell holds: a string; a list of them; a chat (its last assistant
-    turn); an OpenAI chat completion, bare or as a batch-output `response` ({"body": ...}); a
-    Gemini response or batch-output line ({"candidates": ...}); vLLM outputs ([{"text": ...}])."""
-    if isinstance(value, str):
-        return [Answer(value)]
-    if isinstance(value, dict):
-        body = value.get("body") if isinstance(value.get("body"), dict) else value
-        if isinstance(body.get("choices"), list):
-            return [Answer(m.get("content") or "", m.get("reasoning_content") or m.get("reasoning"), c.get("finish_reason"))
-                    for c in body["choices"] for m in [c.get("message") or {"content": c.get("text")}]]
-        return [gemini_answer(c) for c in body.get("candidates") or []]
-    if isinstance(value, list) and value and all(isinstance(v, dict) and ("role" in v or "from" in v) for v in value):
-        said = [m.get("content", m.get("value")) for m in value if m.get("role", m.get("from")) in ("assistant", "gpt", "model")]
-        return [Answer(said[-1])] if said and isinstance(said[-1], str) else []
-    if isinstance(value, list):
-        return [a for v in value for a in ([Answer(v["text"], None, v.get("finish_reason"))]
-                                           if isinstance(v, dict) and isinstance(v.get("text"), str) else answers_of(v))]
-    return []
-
-
-def gemini_answer(candidate: dict) -> Answer:
-    parts = (candidate.get("content") or {}).get("parts") or []
-    thought = "".join(p.get("text", "") for p in parts if p.get("thought"))
-    return Answer("".join(p.get("text", "") for p in parts if not p.get("thought")), thought or None,
-                  str(candidate.get("finishReason") or "").lower() or None)
-
-
-def usage_of(row: dict, cell) -> tuple[int | None, int | None]:
-    """(prompt, completion) tokens of a row: its own columns, else the usage its response reports."""
-    def first(names):
-        return next((count(row[n]) for n in names if count(row.get(n)) is not None), None)
-
-    body = cell.get("body", cell) if isinstance(cell, dict) else {}
-    body = body if isinstance(body, dict) else {}
-    usage = row.get("usage") if isinstance(row.get("usage"), dict) else body.get("usage") or {}
-    gemini = body.get("usageMetadata") or {}
-    prompt = first(IN_TOKENS)
-    prompt = prompt if prompt is not None else count(usage.get("prompt_tokens", gemini.get("promptTokenCount")))
-    out = first(OUT_TOKENS)
-    if out is None and count(gemini.get("candidatesTokenCount")) is not None:
-        out = count(gemini["candidatesTokenCount"] + (count(gemini.get("thoughtsTokenCount")) or 0))
-    return prompt, out if out is not None else count(usage.get("completion_tokens"))
-
-
-def count(value) -> int | None:
-    """A token count, or None for anything that is not one (negative, fractional, absurd, text)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return None
-    return int(value) if 0 <= value < 2**31 and float(value).is_integer() else None
-
-
 def safe_teacher(teacher: str) -> str:
     """The directory a teacher's samples go to; a name that would leave samples/ is an error."""
     name = teacher_dir(teacher)
@@ -199,38 +136,6 @@ def problem_index(data: DataDir, source: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def sample_rows(row: dict, cols: Columns, teacher: str, model: str, variant: str, problem_id: str,
-                price: ModelPrice | None, taken: Counter) -> list[dict]:
-    """The samples one file row holds (several when its response cell holds several answers;
-    the row's token counts are then shared out by length). `taken` counts the sample indices
-    given so far per (problem, variant); a row's own `sample_index` wins when it has one answer."""
-    cell = row.get(cols.response)
-    answers = [a for a in answers_of(cell) if a.content.strip() or (a.reasoning or "").strip()]
-    prompt_total, out_total = usage_of(row, cell)
-    n = len(answers)
-    prompts = share(prompt_total, [1] * n) if prompt_total is not None and n > 1 else [prompt_total] * n
-    outs = (share(out_total, [len(a.content) + len(a.reasoning or "") for a in answers])
-            if out_total is not None and n > 1 else [out_total] * n)
-    explicit = row.get("sample_index") if n == 1 and row.get("sample_index") is not None else None
-    key = import_key(teacher, problem_id, variant)
-    rows = []
-    for a, in_tokens, out_tokens in zip(answers, prompts, outs, strict=True):
-        given = row.get(cols.reasoning) if cols.reasoning and n == 1 else a.reasoning
-        reasoning, content = (given.strip() or None, a.content.strip()) if isinstance(given, str) else split_think(a.content)
-        index = explicit if explicit is not None else taken[(problem_id, variant)]
-        taken[(problem_id, variant)] += explicit is None
-        finish = str(a.finish_reason or row.get("finish_reason") or "stop").lower()
-        rows.append(dict(
-            sample_id=sample_id(problem_id, key, index), problem_id=problem_id, teacher=teacher, model=model,
-            variant=variant, sample_index=index, request_key=key,
-            prompt=row.get("prompt") if isinstance(row.get("prompt"), str) else None, reasoning=reasoning,
-            content=content, finish_reason=FINISH.get(finish, finish), prompt_tokens=in_tokens,
-            completion_tokens=out_tokens, latency_s=None,
-            cost_usd=cost_usd(price, in_tokens, out_tokens) if in_tokens is not None and out_tokens is not None else None,
-        ))
-    return rows
-
-
 def row_reject(row: dict, cols: Columns) -> str | None:
     """Why a row's values cannot be samples ("reason:detail"), or None."""
     cell = row.get(cols.response)
@@ -255,53 +160,122 @@ def id_text(value) -> str | None:
     return None if value is None or isinstance(value, list | dict) else str(value).strip() or None
 
 
-def import_traces(data: DataDir, file: str | Path, teacher: str, source: str, variant: str = "plain",
-                  model: str | None = None, price: ModelPrice | None = None, id_column: str | None = None,
-                  response_column: str | None = None, reasoning_column: str | None = None) -> ImportResult:
-    """Stores the file's responses as samples of `teacher`, one samples file per problems shard;
-    bad rows go to rejects/import-<teacher>-<file>.parquet with the reason. Columns not named
-    are found by their usual names (see `find_columns`)."""
-    if variant not in VARIANTS:
-        raise InputError(f"variant {variant!r}: expected one of {VARIANTS}")
-    safe_teacher(teacher)
-    rows, bad = read_rows(Path(file))
-    if not rows:
-        raise InputError(f"{file}: no rows to import" + (f" ({len(bad)} lines are not JSON objects)" if bad else ""))
-    cols = find_columns(rows, id_column, response_column, reasoning_column)
-    index = problem_index(data, source)
-    rejects = [dict(reason="bad_json", source_id=None, detail=d) for _, d in bad]
-    per_shard: dict[str, list[dict]] = {}
-    taken: Counter = Counter()  # (problem, variant) -> sample indices given so far
-    seen: set = set()  # (problem, variant, sample index) imported
-    for row in rows:
-        sid = id_text(row.get(cols.id))
-        v = row.get("variant") or variant
-        reason = ("missing_id" if sid is None else "unknown_problem" if sid not in index else
-                  "unknown_variant" if v not in VARIANTS else row_reject(row, cols))
-        samples = [] if reason else sample_rows(row, cols, teacher, str(row.get("model") or model or teacher), v,
-                                                index[sid][0], price, taken)
+@dataclass(frozen=True)
+class ImportSettings:
+    """What a file's rows are stored as: the teacher's samples of the source whose ids the file
+    uses; the variant and model of rows that name none; columns not found by their usual names."""
+
+    teacher: str
+    source: str
+    variant: str = "plain"
+    model: str | None = None
+    id_column: str | None = None
+    response_column: str | None = None
+    reasoning_column: str | None = None
+
+    def check(self) -> None:
+        if self.variant not in VARIANTS:
+            raise InputError(f"variant {self.variant!r}: expected one of {VARIANTS}")
+        safe_teacher(self.teacher)
+
+
+@dataclass
+class Reading:
+    """One file's rows on their way to samples: what it found, what it has given and refused so far."""
+
+    settings: ImportSettings
+    cols: Columns
+    index: dict[str, tuple[str, str]]  # source_id -> (problem_id, shard)
+    price: ModelPrice | None
+    rejects: list[dict]
+    per_shard: dict[str, list[dict]] = field(default_factory=dict)
+    taken: Counter = field(default_factory=Counter)  # (problem, variant) -> sample indices given so far
+    seen: set = field(default_factory=set)  # (problem, variant, sample index) imported
+
+    def add(self, row: dict) -> None:
+        """The row's samples to its shard's, or the row to rejects with the reason."""
+        sid = id_text(row.get(self.cols.id))
+        v = row.get("variant") or self.settings.variant
+        reason = ("missing_id" if sid is None else "unknown_problem" if sid not in self.index else
+                  "unknown_variant" if v not in VARIANTS else row_reject(row, self.cols))
+        samples = [] if reason else self.samples(row, v, self.index[sid][0])
         if not reason and not samples:
             reason = "error_response" if row.get("error") else "empty_response"
         if not reason and (dup := next((s["sample_index"] for s in samples
-                                        if (s["problem_id"], v, s["sample_index"]) in seen), None)) is not None:
+                                        if (s["problem_id"], v, s["sample_index"]) in self.seen), None)) is not None:
             reason = f"duplicate_sample:sample_index {dup} of this problem and variant came earlier in the file"
         if reason:
             reason, _, why = reason.partition(":")
-            detail = f"{cols.id}={clean_text(repr(row.get(cols.id)))[:80]} variant={clean_text(repr(v))[:40]}"
-            rejects.append(dict(reason=reason, source_id=sid and clean_text(sid), detail=detail + (f": {why}" if why else "")))
-            continue
-        seen.update((s["problem_id"], v, s["sample_index"]) for s in samples)
-        per_shard.setdefault(index[sid][1], []).extend(samples)
+            detail = f"{self.cols.id}={clean_text(repr(row.get(self.cols.id)))[:80]} variant={clean_text(repr(v))[:40]}"
+            self.rejects.append(dict(reason=reason, source_id=sid and clean_text(sid),
+                                     detail=detail + (f": {why}" if why else "")))
+            return
+        self.seen.update((s["problem_id"], v, s["sample_index"]) for s in samples)
+        self.per_shard.setdefault(self.index[sid][1], []).extend(samples)
+
+    def samples(self, row: dict, variant: str, problem_id: str) -> list[dict]:
+        """The samples one file row holds (several when its response cell holds several answers;
+        the row's token counts are then shared out by length). A row's own `sample_index` wins
+        when it has one answer; else indices follow those `taken` so far."""
+        cell = row.get(self.cols.response)
+        answers = [a for a in answers_of(cell) if a.content.strip() or (a.reasoning or "").strip()]
+        prompt_total, out_total = usage_of(row, cell)
+        n = len(answers)
+        prompts = share(prompt_total, [1] * n) if prompt_total is not None and n > 1 else [prompt_total] * n
+        outs = (share(out_total, [len(a.content) + len(a.reasoning or "") for a in answers])
+                if out_total is not None and n > 1 else [out_total] * n)
+        explicit = row.get("sample_index") if n == 1 and row.get("sample_index") is not None else None
+        teacher, reasoning_column = self.settings.teacher, self.cols.reasoning
+        model, key = str(row.get("model") or self.settings.model or teacher), import_key(teacher, problem_id, variant)
+        rows = []
+        for a, in_tokens, out_tokens in zip(answers, prompts, outs, strict=True):
+            given = row.get(reasoning_column) if reasoning_column and n == 1 else a.reasoning
+            reasoning, content = (given.strip() or None, a.content.strip()) if isinstance(given, str) else split_think(a.content)
+            index = explicit if explicit is not None else self.taken[(problem_id, variant)]
+            self.taken[(problem_id, variant)] += explicit is None
+            finish = str(a.finish_reason or row.get("finish_reason") or "stop").lower()
+            rows.append(dict(
+                sample_id=sample_id(problem_id, key, index), problem_id=problem_id, teacher=teacher, model=model,
+                variant=variant, sample_index=index, request_key=key,
+                prompt=row.get("prompt") if isinstance(row.get("prompt"), str) else None, reasoning=reasoning,
+                content=content, finish_reason=FINISH.get(finish, finish), prompt_tokens=in_tokens,
+                completion_tokens=out_tokens, latency_s=None, cost_usd=cost_usd(self.price, in_tokens, out_tokens)
+                if in_tokens is not None and out_tokens is not None else None,
+            ))
+        return rows
+
+
+def import_traces(data: DataDir, file: str | Path, settings: ImportSettings,
+                  price: ModelPrice | None = None) -> ImportResult:
+    """Stores the file's responses as samples of `settings.teacher`, one samples file per problems
+    shard; bad rows go to rejects/import-<teacher>-<file>.parquet with the reason. Columns not
+    named are found by their usual names (see `find_columns`)."""
+    settings.check()
+    rows, bad = read_rows(Path(file))
+    if not rows:
+        raise InputError(f"{file}: no rows to import" + (f" ({len(bad)} lines are not JSON objects)" if bad else ""))
+    cols = find_columns(rows, settings.id_column, settings.response_column, settings.reasoning_column)
+    reading = Reading(settings, cols, problem_index(data, settings.source), price,
+                      [dict(reason="bad_json", source_id=None, detail=d) for _, d in bad])
+    for row in rows:
+        reading.add(row)
+    return write_reading(data, file, reading)
+
+
+def write_reading(data: DataDir, file: str | Path, reading: Reading) -> ImportResult:
+    """Writes the samples a file gave (merged into their shards') and its rejects; a file none of
+    whose rows is usable changes no samples and fails, saying why."""
+    teacher, source, rejects = reading.settings.teacher, reading.settings.source, reading.rejects
     result = ImportResult(rejects=Counter(r["reason"] for r in rejects))
     reject_file = data.table("rejects") / f"import-{teacher_dir(teacher)}-{Path(file).stem}.parquet"
-    if not per_shard:  # nothing to import: say why, change no samples
+    if not reading.per_shard:  # nothing to import: say why, change no samples
         write_rejects(rejects, source, reject_file)
         reasons = "; ".join(f"{n} {r}" for r, n in result.rejects.most_common(3))
         raise StageFailed(f"{file}: every row was rejected ({len(rejects)}): {reasons} (all in {reject_file})")
-    for shard, new in per_shard.items():
+    for shard, new in reading.per_shard.items():
         result.files.append(write_merged(data, teacher, shard, pl.DataFrame(new, schema=SCHEMAS["samples"])))
         result.samples += len(new)
-    result.problems = len({r["problem_id"] for rs in per_shard.values() for r in rs})
+    result.problems = len({r["problem_id"] for rs in reading.per_shard.values() for r in rs})
     write_rejects(rejects, source, reject_file)
     return result
 

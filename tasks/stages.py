@@ -30,7 +30,7 @@ from tasks.audit import audit
 from tasks.audit import summary as audit_summary
 from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
-from tasks.import_traces import ImportResult, import_traces
+from tasks.import_traces import ImportResult, ImportSettings, import_traces
 from tasks.sample import SampleResult
 from tasks.teachers import teacher_for
 from tasks.teachers.prices import price_for
@@ -283,10 +283,6 @@ def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
             if not arm_unavailable(cfg, arm)}
 
 
-def run_import(cfg: FactoryConfig, data: DataDir, file: str, teacher: str, source: str, variant: str = "plain",
-               model: str | None = None, id_column: str | None = None, response_column: str | None = None,
-               reasoning_column: str | None = None) -> ImportResult:
-    """Imports a file of existing traces as samples of `teacher` (priced when its model is known)."""
-    price = price_for("import", model or teacher, cfg.prices)
-    return import_traces(data, file, teacher, source, variant, model, price, id_column, response_column,
-                         reasoning_column)
+def run_import(cfg: FactoryConfig, data: DataDir, file: str, settings: ImportSettings) -> ImportResult:
+    """Imports a file of existing traces as samples of `settings.teacher` (priced when its model is known)."""
+    return import_traces(data, file, settings, price_for("import", settings.model or settings.teacher, cfg.prices))

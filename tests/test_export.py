@@ -12,7 +12,7 @@ import pytest
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.import_traces import import_traces
+from tasks.import_traces import ImportSettings, import_traces
 from tasks.ingest import ingest
 from tasks.prompts import LETTERS, answer_sentence
 from tasks.runner import run_shard
@@ -43,7 +43,8 @@ def exported(tmp_path_factory):
     ingest(SyntheticIngest(n_problems=24), data)
     traces = root / "traces.jsonl"
     traces.write_text("\n".join(json.dumps(r) for r in teacher_traces(read_table(data.table("problems"), "problems"))))
-    import_traces(data, traces, "gpt-4o", "synthetic", model="gpt-4o-mini", price=price_for("import", "gpt-4o-mini", {}))
+    import_traces(data, traces, ImportSettings("gpt-4o", "synthetic", model="gpt-4o-mini"),
+                  price=price_for("import", "gpt-4o-mini", {}))
     cfg = FactoryConfig(data_dir=str(data.root), arms={"arms": ARMS, "teacher": "gpt-4o"})
     for f in sample_files(data):
         run_shard("verify", cfg, data, f)

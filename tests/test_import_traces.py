@@ -11,7 +11,7 @@ from scienceqa_fixture import write_release_layout
 from schemas.config import ScienceQAIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.import_traces import find_columns, import_traces
+from tasks.import_traces import ImportSettings, find_columns, import_traces
 from tasks.ingest import ingest
 
 TRACES = [  # what teachers and other tools write; ScienceQA ids: 1 train, 2 val, 3 test (see scienceqa_fixture)
@@ -41,7 +41,7 @@ def sqa(tmp_path):
 
 
 def test_rows_become_samples_and_bad_rows_rejects(sqa, tmp_path):
-    result = import_traces(sqa, write_jsonl(tmp_path / "r1.jsonl", TRACES), "r1-distill", "scienceqa")
+    result = import_traces(sqa, write_jsonl(tmp_path / "r1.jsonl", TRACES), ImportSettings("r1-distill", "scienceqa"))
     samples = read_table(sqa.table("samples"), "samples")
     assert result.samples == samples.height == 6 and result.problems == 3
     assert set(samples["teacher"]) == {"r1-distill"} and samples["sample_id"].n_unique() == 6
@@ -57,11 +57,11 @@ def test_rows_become_samples_and_bad_rows_rejects(sqa, tmp_path):
 
 
 def test_reimport_is_idempotent_and_a_new_file_replaces_its_problems_only(sqa, tmp_path):
-    import_traces(sqa, write_jsonl(tmp_path / "a.jsonl", TRACES), "t", "scienceqa")
+    import_traces(sqa, write_jsonl(tmp_path / "a.jsonl", TRACES), ImportSettings("t", "scienceqa"))
     before = read_table(sqa.table("samples"), "samples").sort("sample_id")
-    import_traces(sqa, write_jsonl(tmp_path / "a.jsonl", TRACES), "t", "scienceqa")
+    import_traces(sqa, write_jsonl(tmp_path / "a.jsonl", TRACES), ImportSettings("t", "scienceqa"))
     assert read_table(sqa.table("samples"), "samples").sort("sample_id").equals(before)
-    import_traces(sqa, write_jsonl(tmp_path / "b.jsonl", [{"pid": "3", "response": "Solid: (A)"}], False), "t", "scienceqa")
+    import_traces(sqa, write_jsonl(tmp_path / "b.jsonl", [{"pid": "3", "response": "Solid: (A)"}], False), ImportSettings("t", "scienceqa"))
     after = read_table(sqa.table("samples"), "samples")
     pid3 = after.join(read_table(sqa.table("problems"), "problems").select("problem_id", "source_id"), on="problem_id")
     assert pid3.filter(pl.col("source_id") == "3")["content"].to_list() == ["Solid: (A)"]
@@ -76,8 +76,8 @@ def test_parquet_chats_and_named_columns(sqa, tmp_path):
         "think": ["north is up", None],
     })
     chats.write_parquet(tmp_path / "chats.parquet")
-    result = import_traces(sqa, tmp_path / "chats.parquet", "gemini-2.5-flash", "scienceqa",
-                           id_column="question_uid", reasoning_column="think")
+    result = import_traces(sqa, tmp_path / "chats.parquet", ImportSettings(
+        "gemini-2.5-flash", "scienceqa", id_column="question_uid", reasoning_column="think"))
     samples = read_table(sqa.table("samples"), "samples").sort("content")
     assert result.samples == 2 and samples["content"].to_list() == ["(B)", "The answer is (A)."]
     assert samples["reasoning"].to_list() == [None, "north is up"]
@@ -89,7 +89,7 @@ def test_missing_columns_are_named_in_the_error(sqa, tmp_path):
     with pytest.raises(ValueError, match="'nope'"):
         find_columns([{"id": "1", "response": "b"}], response_column="nope")
     with pytest.raises(ValueError, match="no problems of source 'mathvista'"):
-        import_traces(sqa, write_jsonl(tmp_path / "x.jsonl", TRACES[:1]), "t", "mathvista")
+        import_traces(sqa, write_jsonl(tmp_path / "x.jsonl", TRACES[:1]), ImportSettings("t", "mathvista"))
 
 
 @pytest.mark.slow
@@ -132,8 +132,8 @@ def test_openai_and_gemini_batch_output_lines(sqa, tmp_path):
         "candidates": [{"content": {"role": "model", "parts": [{"text": "Solids keep shape.", "thought": True},
                                                                {"text": "The answer is (A)."}]}, "finishReason": "STOP"}],
         "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 8, "thoughtsTokenCount": 12}}}
-    a = import_traces(sqa, write_jsonl(tmp_path / "openai.jsonl", [openai_line, failed], False), "ds", "scienceqa")
-    b = import_traces(sqa, write_jsonl(tmp_path / "gemini.jsonl", [gemini_line], False), "gm", "scienceqa")
+    a = import_traces(sqa, write_jsonl(tmp_path / "openai.jsonl", [openai_line, failed], False), ImportSettings("ds", "scienceqa"))
+    b = import_traces(sqa, write_jsonl(tmp_path / "gemini.jsonl", [gemini_line], False), ImportSettings("gm", "scienceqa"))
     assert (a.samples, dict(a.rejects), b.samples) == (2, {"error_response": 1}, 1)
     samples = read_table(sqa.table("samples"), "samples").sort("teacher", "sample_index")
     ds = samples.filter(pl.col("teacher") == "ds")
@@ -146,7 +146,7 @@ def test_openai_and_gemini_batch_output_lines(sqa, tmp_path):
 
 def test_r1_style_bare_closing_think_tag(sqa, tmp_path):
     import_traces(sqa, write_jsonl(tmp_path / "r1.jsonl", [{"id": "1", "output": "Maps put north up.\n</think>\n\n"
-                                                                                  "**Answer:** (A)"}], False), "r1", "scienceqa")
+                                                                                  "**Answer:** (A)"}], False), ImportSettings("r1", "scienceqa"))
     s = read_table(sqa.table("samples"), "samples").row(0, named=True)
     assert (s["reasoning"], s["content"]) == ("Maps put north up.", "**Answer:** (A)")
 
