@@ -80,11 +80,7 @@ def visible(text: str) -> str:
 
 def commits(text: str) -> bool:
     """Whether a quoted span holds an answer of its own (a marker sentence or a \\boxed{}): a quoted attempt."""
-    return "\\boxed" in text or "\\fbox" in text or has_marker(text)
-
-
-def has_marker(text: str) -> bool:
-    return any(MARKER_AT.match(text, k) for k in keyword_starts(text))
+    return "\\boxed" in text or "\\fbox" in text or any(MARKER_AT.match(text, k) for k in keyword_starts(text))
 
 
 def boxed(text: str) -> str | None:
@@ -114,11 +110,6 @@ def answer_phrases(text: str) -> list[str]:
                 break
             out.append(m.group(1).strip())
     return out
-
-
-def answer_phrase(text: str) -> str | None:
-    """The last committing marker's phrase; None where there is none or it is negated."""
-    return next(iter(answer_phrases(text)), None)
 
 
 def keyword_starts(text: str) -> list[int]:
@@ -303,6 +294,6 @@ def extract_free(text: str) -> tuple[str | None, str]:
     text = visible(text)
     if b := boxed(text):
         return expression(b), "boxed"
-    if phrase := answer_phrase(text):
+    if phrase := next(iter(answer_phrases(text)), None):  # the last committing marker's, unless negated
         return expression(marker_clause(phrase)), "marker"
     return closing_free(text)

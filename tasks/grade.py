@@ -12,9 +12,11 @@
 import re
 from dataclasses import dataclass
 
+from schemas.config import VerifyConfig
 from tasks.extract import NUMBER, SEPARATORS, TEXT_CMD, extract_choice, extract_free
 from tasks.prompts import LETTERS
 
+DEFAULT = VerifyConfig()  # the tolerances of a grade without a config: verify's defaults
 LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([^{}]+?)\s*\}|(\d))\s*(?:\{\s*([^{}]+?)\s*\}|(\d))")  # \frac{1}{3}, \frac13
 LEAD = re.compile(r"(?:about|approximately|around|roughly|[≈~$(*\s])*", re.IGNORECASE)  # may precede a number
 GLUED = re.compile(r"\^(?!\\circ|\{\\circ\})|_|\{|\\(?!text|mathrm|%|,|;|!| |circ|degree)")  # may not follow it
@@ -173,10 +175,10 @@ def math_verify_agrees(text: str, golds: list[str]) -> bool:
         return False
 
 
-def grade(response: str, problem: dict, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> Verdict:
+def grade(response: str, problem: dict, rel_tol: float = DEFAULT.rel_tol, abs_tol: float = DEFAULT.abs_tol) -> Verdict:
     """One item, inline and without a time limit: what `tasks.verify.grade_all` (the one grading entry
     point) runs per item. Multiple choice by option index; numbers with a tolerance; else free form.
-    (The stages pass VerifyConfig's tolerances through grade_all; the defaults serve per-item tests.)"""
+    (The stages pass VerifyConfig's tolerances through grade_all; per-item callers get its defaults.)"""
     if problem["answer_type"] == "multiple_choice":
         return grade_choice(response, problem)
     if problem["answer_type"] == "numeric":
