@@ -24,7 +24,7 @@ from tasks.sources.scienceqa import scienceqa_source
 from tasks.sources.synthetic import SyntheticSource
 
 SOURCES = {
-    "synthetic": lambda cfg: SyntheticSource(cfg.n_problems, cfg.seed, dict(cfg.split_fractions)),
+    "synthetic": SyntheticSource,
     "scienceqa": lambda cfg: scienceqa_source(cfg.path),
 }
 SPLITS = ("train", "val", "test")

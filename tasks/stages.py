@@ -109,8 +109,7 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
             batches = batches_for(backend, section.batch_poll_s)  # config validation allows openai / gemini only
             price = price and ModelPrice(input_per_mtok=price.input_per_mtok * section.batch_price,
                                          output_per_mtok=price.output_per_mtok * section.batch_price)
-        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price, batches,
-                                getattr(getattr(section, "endpoint", None), "max_attempts", 3))
+        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price, batches, section.endpoint.max_attempts)
         try:
             yield teacher
         finally:

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
+from schemas.config import SyntheticIngest
 from tasks.sources.synthetic import FAMILIES, SyntheticSource
 
 
@@ -30,16 +31,20 @@ def answer_from_caption(family: str, caption: str, question: str, choices: list[
     raise AssertionError(family)
 
 
+def generated(n: int, **settings) -> list:
+    return list(SyntheticSource(SyntheticIngest(n_problems=n, **settings)).records())
+
+
 def test_same_seed_same_problems_and_images():
-    a, b = list(SyntheticSource(20, seed=3).records()), list(SyntheticSource(20, seed=3).records())
+    a, b = generated(20, seed=3), generated(20, seed=3)
     assert [(r.question, r.answer, r.image) for r in a] == [(r.question, r.answer, r.image) for r in b]
-    c = list(SyntheticSource(20, seed=4).records())
+    c = generated(20, seed=4)
     assert [r.image for r in a] != [r.image for r in c]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_answers_agree_with_captions(seed):
-    for rec in SyntheticSource(50, seed=seed).records():
+    for rec in generated(50, seed=seed):
         family = rec.source_id.split("-")[0]
         assert answer_from_caption(family, rec.caption, rec.question, rec.choices) == rec.answer, rec
         if rec.choices:
@@ -47,7 +52,7 @@ def test_answers_agree_with_captions(seed):
 
 
 def test_every_problem_is_complete_and_rendered():
-    recs = list(SyntheticSource(40).records())
+    recs = generated(40)
     assert {r.source_id.split("-")[0] for r in recs} == set(FAMILIES) and len(FAMILIES) >= 5
     for r in recs:
         assert r.question and r.lecture and r.solution and r.caption and r.subject and r.grade
@@ -57,5 +62,5 @@ def test_every_problem_is_complete_and_rendered():
 
 
 def test_split_shares_are_exact():
-    splits = Counter(r.split for r in SyntheticSource(100, split_fractions={"train": 0.6, "val": 0.1, "test": 0.3}).records())
+    splits = Counter(r.split for r in generated(100, split_fractions={"train": 0.6, "val": 0.1, "test": 0.3}))
     assert splits == {"train": 60, "val": 10, "test": 30}

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 from PIL import Image, ImageDraw, ImageFont
 
+from schemas.config import SyntheticIngest
 from tasks.sources import Record
 
 SIZE = (256, 256)  # pixels
@@ -173,9 +174,8 @@ FAMILIES: dict[str, Callable[[random.Random], dict]] = {
 class SyntheticSource:
     name = "synthetic"
 
-    def __init__(self, n_problems: int = 80, seed: int = 0, split_fractions: dict[str, float] | None = None):
-        self.n, self.seed = n_problems, seed
-        self.fractions = split_fractions or {"train": 0.7, "val": 0.1, "test": 0.2}
+    def __init__(self, cfg: SyntheticIngest):
+        self.n, self.seed, self.fractions = cfg.n_problems, cfg.seed, dict(cfg.split_fractions)
 
     def split_of(self, i: int) -> str:
         """Splits by position in a seeded permutation, so the shares are exact, not random."""
