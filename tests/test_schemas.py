@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from schemas.config import CaptionConfig, FactoryConfig
+from schemas.config import CaptionConfig, FactoryConfig, SyntheticIngest
 from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.caption import caption_shard
 
@@ -17,6 +17,17 @@ def test_default_config_file_loads_and_matches_defaults():
     cfg = FactoryConfig.from_yaml(ROOT / "configs" / "default.yaml")
     assert cfg.sample.teacher == "local" and cfg.train.model == "embedded"
     assert cfg.ingest.n_problems == FactoryConfig().ingest.n_problems
+
+
+def test_ingest_without_a_source_is_synthetic_and_a_wrong_source_names_them(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("ingest: {n_problems: 5}\n")
+    cfg = FactoryConfig.from_yaml(f)
+    assert isinstance(cfg.ingest, SyntheticIngest) and cfg.ingest.n_problems == 5
+    f.write_text("ingest: {source: scienceqaa, n_problems: 5}\n")
+    with pytest.raises(ValidationError) as e:
+        FactoryConfig.from_yaml(f)
+    assert all(f"'{name}'" in str(e.value) for name in ("synthetic", "scienceqa", "hf", "files", "mathvista", "cvbench"))
 
 
 @pytest.mark.parametrize("yaml_text,match", [

@@ -1,6 +1,6 @@
 """The `ingest` section: where the problems come from, one model per kind of source."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -101,4 +101,5 @@ IngestConfig = Annotated[SyntheticIngest | ScienceQAIngest | DatasetIngest, Fiel
 
 
 
-SOURCE_NAMES = ("synthetic", "scienceqa", "hf", "files", "mathvista", "aokvqa", "clevr_cogent", "sat", "cvbench")
+SOURCE_NAMES = tuple(name for kind in get_args(get_args(IngestConfig)[0])  # every `source` the sections accept
+                     for name in get_args(kind.model_fields["source"].annotation))
