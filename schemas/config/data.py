@@ -59,7 +59,6 @@ class SampleConfig(Section):
         return self
 
 
-
 class VerifyConfig(Section):
     rel_tol: float = Field(1e-4, ge=0.0, description="Relative tolerance for numeric answers.")
     abs_tol: float = Field(1e-6, ge=0.0, description="Absolute tolerance for numeric answers.")
@@ -70,14 +69,12 @@ class VerifyConfig(Section):
         "engine and cache); its verdicts say so in `grader`.")
 
 
-
 class SelectConfig(Section):
     policy: Literal["shortest_correct", "all_correct", "length_capped", "reflection_truncated"] = Field(
         "shortest_correct", description="Which correct trace(s) to keep (see tasks/select.py).")
     max_tokens: int | None = Field(None, ge=1, description="length_capped: longest trace kept, in completion tokens.")
     finished_only: bool = Field(True, description="Keep only finished traces: not truncated, and committing to "
                                 "an answer (found_by not none: a commitment, not a mention); the rest are counted as n_unfinished.")
-
 
 
 class ArmsConfig(Section):
@@ -103,7 +100,6 @@ class ArmsConfig(Section):
         95.0, ge=50.0, le=100.0, description="Similarity (rapidfuzz ratio, 0-100) of normalised question texts "
         "from which a training problem counts as a copy of a val / test problem.",
     )
-
 
 
 class ExportConfig(Section):

@@ -9,11 +9,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from schemas.config.backends import CaptionConfig, ModelPrice, ReferenceConfig
-from schemas.config.base import (
-    PathSetting,
-    SafeName,
-    Section,
-)
+from schemas.config.base import PathSetting, SafeName, Section
 from schemas.config.data import ArmsConfig, ExportConfig, SampleConfig, SelectConfig, VerifyConfig
 from schemas.config.ingest import IngestConfig, SyntheticIngest
 from schemas.config.report import ReportConfig
@@ -34,7 +30,6 @@ class RunnerConfig(Section):
     def shares(self) -> int:
         """How many workers split each endpoint's limits (rpm, tpm, concurrency)."""
         return 1 if self.kind == "threads" else self.workers
-
 
 
 class FactoryConfig(Section):
@@ -107,7 +102,6 @@ class FactoryConfig(Section):
         return cls.model_validate(data)
 
 
-
 class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently),
     and reads booleans and integers as YAML 1.2 does: only true / false are booleans (`k: yes` is the
@@ -127,21 +121,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-
 def yaml12_int(loader: yaml.SafeLoader, node) -> int:
     value = loader.construct_scalar(node)
     return int(value, 0) if re.match(r"^[-+]?0[xo]", value) else int(value, 10)
 
 
-
 UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                       list("tTfF"))
-
-
-
 UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
                                       list("-+0123456789"))
-
-
-
 UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", yaml12_int)

@@ -12,11 +12,9 @@ def default_source(value):
     return {"source": "synthetic"} | value if isinstance(value, dict) and "source" not in value else value
 
 
-
 class IngestBase(Section):
     limit_per_split: int | None = Field(None, ge=1, description="Keep at most this many problems per split.")
     shard_size: int = Field(200, ge=1, description="Problems per shard (one Prefect task and one file each).")
-
 
 
 class SyntheticIngest(IngestBase):
@@ -36,13 +34,11 @@ class SyntheticIngest(IngestBase):
         return self
 
 
-
 class ScienceQAIngest(IngestBase):
     source: Literal["scienceqa"] = Field("scienceqa", description="Problem source: ScienceQA.")
     path: PathSetting | None = Field(
         None, description="A directory in the original release layout, a dataset saved with "
         "`datasets.save_to_disk`, or a Hugging Face hub id (default derek-thomas/ScienceQA).")
-
 
 
 class Columns(Section):
@@ -74,7 +70,6 @@ class Columns(Section):
     origin: str | None = Field(None, description="The dataset a benchmark took the problem from.")
 
 
-
 class DatasetIngest(IngestBase):
     """A table of problems read through a column mapping: `hf` (a Hugging Face dataset), `files`
     (jsonl / json / parquet / csv), or a preset that needs no mapping."""
@@ -95,11 +90,7 @@ class DatasetIngest(IngestBase):
     ocr: bool = Field(True, description="mathvista release layout: append the OCR'd text to the Bard caption.")
 
 
-
 IngestConfig = Annotated[SyntheticIngest | ScienceQAIngest | DatasetIngest, Field(discriminator="source"),
                          BeforeValidator(default_source)]
-
-
-
 SOURCE_NAMES = tuple(name for kind in get_args(get_args(IngestConfig)[0])  # every `source` the sections accept
                      for name in get_args(kind.model_fields["source"].annotation))

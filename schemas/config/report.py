@@ -13,14 +13,12 @@ class LeaderboardEntry(Section):
     source: str = Field("", description="Where the figure comes from (paper, leaderboard URL).")
 
 
-
 class HypothesisConfig(Section):
     id: str = Field(description="Short id in the report, e.g. H4.1.")
     claim: str = Field(description="The claim, in words.")
     treatment: Arm = Field(description="The arm the claim is about.")
     control: Arm = Field(description="The arm it is compared with.")
     direction: Literal["lower", "higher"] = Field(description="What the claim predicts for treatment - control.")
-
 
 
 class ReportConfig(Section):

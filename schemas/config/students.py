@@ -20,13 +20,11 @@ class LoraConfig(Section):
         "module names (peft matches a name or its last parts).")
 
 
-
 class PromptTuningConfig(Section):
     num_virtual_tokens: int = Field(16, ge=1, description="Soft-prompt length in tokens.")
     init_text: str = Field("Solve the science problem step by step and end with: The answer is",
                            description="Text whose token embeddings initialise the soft prompt.")
     learning_rate: float = Field(3e-2, gt=0.0, description="Learning rate of the soft prompt.")
-
 
 
 class GrpoConfig(Section):
@@ -47,7 +45,6 @@ class GrpoConfig(Section):
                        "is installed and a GPU is there; transformers otherwise.")
 
 
-
 class ComposeConfig(Section):
     """`train.student: compose`: a vision encoder + a projector + `train.model` as the language model."""
 
@@ -61,7 +58,6 @@ class ComposeConfig(Section):
     stage1_max_steps: int | None = Field(None, ge=1, description="Stage 1 optimiser steps; overrides stage1_epochs.")
     stage1_learning_rate: float = Field(1e-3, gt=0.0, description="Stage 1 learning rate of the projector (stage 2 "
                                         "trains projector and LoRA at train.lora.learning_rate).")
-
 
 
 class TrainConfig(Section):
@@ -100,7 +96,6 @@ class TrainConfig(Section):
         if self.init != "base" and "grpo" not in self.methods:
             raise ValueError(f"train.init {self.init!r} is where grpo starts: add grpo to train.methods")
         return self
-
 
 
 class EvaluateConfig(Section):
@@ -143,7 +138,6 @@ class EvaluateConfig(Section):
         """The settings answers depend on: the tool settings only when tools are on, so an evaluation without
         them keeps the fingerprint it had before they existed."""
         return self.model_dump(exclude=None if self.tools else {"tools", "max_tool_calls"})
-
 
 
 class DeployConfig(Section):
