@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from schemas.config import ArmsConfig
 from schemas.tables import SCHEMAS
 
 CHUNK = 2048  # training rows compared per step: bounds the (CHUNK, n_eval) score matrix
@@ -81,7 +82,7 @@ class Pictures:
         return bool(blocks.max() <= BLOCK_DIFF)
 
 
-def contamination(problems: pl.DataFrame, near_match: float = 95.0, image_path=None) -> pl.DataFrame:
+def contamination(problems: pl.DataFrame, near_match: float = ArmsConfig().near_match, image_path=None) -> pl.DataFrame:
     """One row per flagged training problem and kind: its closest val/test match and the score
     (rapidfuzz ratio of the texts; 100 = the same text)."""
     if "source" not in problems.columns:

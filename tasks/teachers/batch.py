@@ -46,7 +46,7 @@ def custom_id(key: str, index: int) -> str:
 class OpenAIBatches:
     """Submits, polls and reads OpenAI batches for one `OpenAITeacher` (its model, URL and key)."""
 
-    def __init__(self, teacher: OpenAITeacher, poll_s: float = 30.0, window: str = "24h"):
+    def __init__(self, teacher: OpenAITeacher, poll_s: float, window: str = "24h"):
         self.teacher, self.poll_s, self.window = teacher, poll_s, window
         url = teacher.base_urls[0]
         key = api_key(teacher.endpoint.api_key_secret, teacher.endpoint.api_key_env or teacher.default_key_env)
@@ -105,7 +105,7 @@ class GeminiBatches:
     ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
              "JOB_STATE_PARTIALLY_SUCCEEDED"}
 
-    def __init__(self, teacher, poll_s: float = 30.0):
+    def __init__(self, teacher, poll_s: float):
         from google import genai
         from google.genai import types
 
