@@ -22,14 +22,14 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.config import ModelPrice
+from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.readers import clean_text, existing_file, read_json, read_parquet, read_text
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
-from tasks.teachers.prices import cost_usd
+from tasks.teachers.prices import cost_usd, price_for
 
 ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "custom_id", "key", "id", "idx", "index")
 RESPONSE_COLUMNS = ("response", "responses", "content", "output", "outputs", "completion", "generation",
@@ -320,3 +320,12 @@ def write_merged(data: DataDir, teacher: str, shard: str, new: pl.DataFrame) -> 
     merged = pl.concat([kept, new]).unique("sample_id", keep="last", maintain_order=True)
     write_table(merged.sort("problem_id", "variant", "sample_index"), path, "samples")
     return name
+
+
+def run_import(cfg: FactoryConfig, data: DataDir, file: str, teacher: str, source: str, variant: str = "plain",
+               model: str | None = None, id_column: str | None = None, response_column: str | None = None,
+               reasoning_column: str | None = None) -> ImportResult:
+    """Imports a file of existing traces as samples of `teacher` (priced when its model is known)."""
+    price = price_for("import", model or teacher, cfg.prices)
+    return import_traces(data, file, teacher, source, variant, model, price, id_column, response_column,
+                         reasoning_column)
