@@ -54,9 +54,10 @@ def identity(section) -> str:
 
 def price(section, cfg: FactoryConfig) -> ModelPrice | None:
     """USD per token of the section's model (None: unknown), at the batch price when it asks in batches."""
-    name = name_of(section)
-    model = student_meta(section)["base_model"] if name == "student" else section.model
-    found = price_for(name, model, cfg.prices)
+    if name_of(section) == "student":  # a local model: its base's price if the config names one, else free
+        found = price_for("local", student_meta(section)["base_model"], cfg.prices)
+    else:
+        found = price_for(name_of(section), section.model, cfg.prices)
     if found is None or not getattr(section, "batch", False):
         return found
     return ModelPrice(input_per_mtok=found.input_per_mtok * section.batch_price,

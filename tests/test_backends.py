@@ -9,10 +9,10 @@ from schemas.config import CaptionConfig, ExtractorConfig, FactoryConfig, Sample
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
 from students.train import write_meta
-from tasks import backends
 from tasks.backends import close_backends, identity, price
 from tasks.runner import run_shard
 from tasks.teachers import teacher_for
+from tasks.teachers.openai_compat import OpenAITeacher
 from tasks.teachers.prices import price_for
 
 
@@ -60,8 +60,8 @@ def test_a_stage_builds_its_backend_once_per_process_however_many_shards(tmp_pat
                      grade="g") for i in range(2)]
         write_table(pl.DataFrame(rows, schema=SCHEMAS["problems"]), data.table("problems") / "t" / f"t-{s}.parquet",
                     "problems")
-    built = []
-    monkeypatch.setattr(backends, "teacher_for", lambda section: built.append(section) or teacher_for(section))
+    built, init = [], OpenAITeacher.__init__
+    monkeypatch.setattr(OpenAITeacher, "__init__", lambda self, *a: built.append(a) or init(self, *a))  # any caller
     monkeypatch.setenv("OPENAI_API_KEY", "sk-once-0123456789")
     with FakeServer("openai") as server:
         cfg = FactoryConfig.model_validate({"data_dir": str(data.root), "sample": {
