@@ -8,7 +8,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.shards import per_shard, prefect_secrets
+from flows.clusters import per_shard, prefect_secrets
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
