@@ -19,8 +19,8 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from tasks.arms import run_arms
 from tasks.decontam import contamination
-from tasks.stages import run_arms
 
 WORDS = ("which of these states is farthest north south what is the capital select animal that has a backbone "
          "solid liquid gas magnet pull push force mass volume cell plant leaf").split()

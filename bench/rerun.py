@@ -12,13 +12,13 @@ import time
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from tasks.arms import run_arms
 from tasks.runner import run_shard
-from tasks.stages import run_arms, sample_files
 
 
 def one_pass(cfg: FactoryConfig, data: DataDir) -> tuple[float, int, int, bool]:
     start = time.perf_counter()
-    files = sample_files(data)
+    files = data.sample_files()
     verified = [run_shard("verify", cfg, data, f) for f in files]
     selected = [run_shard("select", cfg, data, f) for f in files]
     arms = run_arms(cfg, data)

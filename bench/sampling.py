@@ -27,7 +27,8 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.runner import close_backends, run_shard
+from tasks.backends import close_backends
+from tasks.runner import run_shard
 from tasks.sample import build_requests
 from tasks.teachers.openai_compat import OpenAITeacher
 
@@ -100,11 +101,11 @@ def main() -> None:
             bare = asyncio.run(bare_client(url, bodies, args.concurrency))
 
             start = time.perf_counter()  # the stage opens its teacher (the cache, a client session) itself
-            stats = run_shard("sample", cfg, data, SHARD).stats
+            stats = run_shard("sample", cfg, data, SHARD)
             stage = time.perf_counter() - start
             gc.collect()  # a re-run is a new process: not the first run's garbage
             start = time.perf_counter()
-            again = run_shard("sample", cfg, data, SHARD).stats
+            again = run_shard("sample", cfg, data, SHARD)
             rerun = time.perf_counter() - start
             close_backends()
             assert stats.new == len(reqs) and stats.failed == 0 and again.new == 0

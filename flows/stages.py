@@ -2,36 +2,31 @@
 a YAML file holding one, and runs one Prefect task per shard (data stages) or per student
 (train, evaluate)."""
 
-from collections import Counter
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.blocks.system import Secret
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.cli import quiet_explained_tracebacks
-from flows.clusters import cluster_runner
+from flows.clusters import per_shard, prefect_secrets
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
-from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from students import stages as student_stages
 from students.deployment import chosen, run_deploy
 from students.references import run_reference
 from students.train import one_base
-from tasks import stages
+from tasks.arms import run_arms
+from tasks.audit import run_audit
 from tasks.caption import REMOTE
-from tasks.import_traces import ImportSettings
+from tasks.export import run_export
+from tasks.import_traces import ImportSettings, run_import
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
-from tasks.teachers import secrets
-from teacher_cache import CacheStats
+from tasks.result import ShardResult
 
 DEFAULT = FactoryConfig()  # what the Prefect UI form starts from
-secrets.secret_loader = lambda name: Secret.load(name).get()  # api_key_secret: a Prefect Secret block
 CONFIG_DOC = """
     Args:
         config_file: A YAML file holding a FactoryConfig (as in configs/), relative to the directory
@@ -48,6 +43,7 @@ def documented(fn):
 
 def configured(config: FactoryConfig, config_file: str | None) -> FactoryConfig:
     """The config a run uses: the file's when one is named (the deployments' named configs)."""
+    prefect_secrets()
     if not config_file:
         return config
     path = Path(config_file)
@@ -62,57 +58,13 @@ def data_of(config: FactoryConfig) -> DataDir:
     return DataDir(config.data_dir)
 
 
-def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
-    """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
-    threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
-    Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
-    shard_task = task(run_shard_here, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
-    if INTERRUPT.is_set():  # Ctrl-C during an earlier stage of `run`: no further stage starts
-        raise interrupted()
-
-    def mapped() -> list:
-        futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(data_of(config)), items)
-        futures.wait()  # every shard ends before the backends close (one failing leaves the others running)
-        return results_of(futures)
-
-    if config.runner.kind == "threads":
-        try:
-            return mapped()
-        finally:
-            close_backends()
-    return flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
-
-
-def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str):
-    """`run_shard` in the process that runs the task: a dask or ray worker's console, like the CLI's,
-    shows an error the CLI explains in one line without its traceback (Prefect sets its handlers up
-    anew in a worker)."""
-    if cfg.runner.kind != "threads":
-        quiet_explained_tracebacks()
-    return run_shard(name, cfg, data, item)
-
-
-def results_of(futures) -> list:
-    """Every shard's result; when shards failed, the fullest of their errors (shards failing for one
-    cause, a full disk or Ctrl-C, say most in the one that met it first)."""
-    results, errors = [], []
-    for f in futures:
-        try:
-            results.append(f.result())
-        except Exception as e:  # noqa: BLE001  raised below, after the other shards'
-            errors.append(e)
-    if errors:
-        raise max(errors, key=lambda e: len(str(e)))
-    return results
-
-
-def log_spend(stage: str, total: CacheStats, priced: bool) -> dict:
-    spent = f"${total.cost_usd:.4f}" if priced else "unknown (no price for this model: add it under prices:)"
+def log_spend(stage: str, total: ShardResult) -> dict:
+    spent = "unknown (no price for this model: add it under prices:)" if total.cost_usd is None else \
+        f"${total.cost_usd:.4f}"
     get_run_logger().info("%s: %d requests served from the cache, %d new, %d failed; new tokens in %d, out %d; "
-                          "spent %s", stage, total.hits, total.new, total.failed, total.tokens_in, total.tokens_out,
-                          spent)
-    return {"cached": total.hits, "new": total.new, "failed": total.failed, "tokens_in": total.tokens_in,
-            "tokens_out": total.tokens_out, "cost_usd": round(total.cost_usd, 6) if priced else None}
+                          "spent %s", stage, total.cached, total.new, total.failed, total.tokens_in,
+                          total.tokens_out, spent)
+    return total.spend()
 
 
 @flow(name="ingest")
@@ -136,20 +88,12 @@ def ingest_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """One caption per image problem, from the dataset or a vision model."""
     config = configured(config, config_file)
-    data = data_of(config)
-    remote, todo = config.caption.captioner in REMOTE, stages.shards(data)
+    todo = data_of(config).shards()
     with stage_progress("caption"):
-        total = sum(per_shard("caption", config, todo), CacheStats())
-    if not remote:
+        total = per_shard("caption", config, todo)
+    if config.caption.captioner not in REMOTE:
         return {"captioner": config.caption.captioner}
-    spend = log_spend("caption", total, stages.priced(config.caption, config))
-    if total.failed and not total.new and not total.hits:  # nothing captioned: say why, fail
-        raise StageFailed(f"every request to captioner {stages.identity_of(config.caption)} failed ({total.failed}): "
-                          f"{total.common_errors()}")
-    if total.failed:
-        get_run_logger().warning("caption: %d requests failed (a re-run retries them): %s", total.failed,
-                                 total.common_errors())
-    return spend
+    return log_spend("caption", total)
 
 
 @flow(name="sample")
@@ -157,16 +101,10 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
 def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """k reasoning paths per problem and prompt variant from the teacher, through the cache."""
     config = configured(config, config_file)
-    data = data_of(config)
-    todo = stages.shards(data)  # before a teacher is started
+    todo = data_of(config).shards()  # before a teacher is started
     with stage_progress("sample"):
-        results = per_shard("sample", config, todo)
-    total = sum((r.stats for r in results), CacheStats())
-    spend = log_spend("sample", total, stages.priced(config.sample, config))
-    identity = stages.identity_of(config.sample)
-    for warning in stages.sample_outcome(config, results, total, identity):  # nothing usable: an error
-        get_run_logger().warning("sample: %s", warning)
-    return spend | {"rejects": dict(sum((r.rejects for r in results), Counter()))}
+        total = per_shard("sample", config, todo)
+    return log_spend("sample", total) | {"rejects": dict(total.rejects)}
 
 
 @flow(name="verify")
@@ -181,16 +119,13 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
             write where they disagree to reports/verify-audit/audit.md.
     """
     config = configured(config, config_file)
-    data, judge_cfg = data_of(config), config.verify.judge
-    files = stages.sample_files(data)
-    done = per_shard("verify", config, files)
-    verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
-    result = {"verdicts": verdicts, "unchanged_files": unchanged}
-    if audit:
-        with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
-            result["audit"] = task(stages.run_audit, cache_policy=NO_CACHE)(config, data, judge)
-    get_run_logger().info("verify: %d verdicts in %d samples files (%s)%s", verdicts, len(files), skips(unchanged),
-                          f"; audit: {result['audit']['report']}" if audit else "")
+    files = data_of(config).sample_files()
+    total = per_shard("verify", config, files)
+    result = {"verdicts": total.rows, "unchanged_files": total.skipped}
+    if audit:  # the judge (verify.judge) is opened in the task
+        result["audit"] = task(run_audit, cache_policy=NO_CACHE)(config, data_of(config))
+    get_run_logger().info("verify: %d verdicts in %d samples files (%s)%s", total.rows, len(files),
+                          skips(total.skipped), f"; audit: {result['audit']['report']}" if audit else "")
     return result
 
 
@@ -203,11 +138,11 @@ def skips(unchanged: int) -> str:
 def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Keeps the correct trace(s) the policy picks; pass@1 and pass@k per problem."""
     config = configured(config, config_file)
-    files = stages.sample_files(data_of(config))
-    done = per_shard("select", config, files)
-    selected, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
-    get_run_logger().info("select: %d rows selected from %d samples files (%s)", selected, len(files), skips(unchanged))
-    return {"selected": selected, "unchanged_files": unchanged}
+    files = data_of(config).sample_files()
+    total = per_shard("select", config, files)
+    get_run_logger().info("select: %d rows selected from %d samples files (%s)", total.rows, len(files),
+                          skips(total.skipped))
+    return {"selected": total.rows, "unchanged_files": total.skipped}
 
 
 @flow(name="arms")
@@ -215,7 +150,7 @@ def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """The student training sets, decontaminated against val and test."""
     config = configured(config, config_file)
-    result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
+    result = task(run_arms, cache_policy=NO_CACHE)(config, data_of(config))
     logger = get_run_logger()
     logger.info("arms from teacher %s: %s; training problems copying a val/test question: %d, showing a val/test "
                 "picture: %d (%d left out)%s", result["teacher"], result["rows"], result["contaminated"],
@@ -231,7 +166,7 @@ def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -
 def export_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Every arm as a datasets dataset, trl parquet and LLaMA-Factory ShareGPT, with a dataset card."""
     config = configured(config, config_file)
-    counts = task(stages.run_export, cache_policy=NO_CACHE)(config, data_of(config))
+    counts = task(run_export, cache_policy=NO_CACHE)(config, data_of(config))
     get_run_logger().info("export: %s under %s", counts, data_of(config).table("exports"))
     return counts
 
@@ -257,7 +192,7 @@ def import_traces_flow(file: str, teacher: str, source: str, variant: Literal["p
         config: The factory configuration (its data_dir is where the samples go).
     """
     config = configured(config, config_file)
-    result = task(stages.run_import, cache_policy=NO_CACHE)(
+    result = task(run_import, cache_policy=NO_CACHE)(
         config, data_of(config), file,
         ImportSettings(teacher, source, variant, model, id_column, response_column, reasoning_column))
     get_run_logger().info("import-traces: %d samples of %d problems as teacher %r; rejected %s", result.samples,

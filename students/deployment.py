@@ -31,8 +31,8 @@ from students.rows import eval_captions
 from students.stages import BASE, eval_variants
 from students.train import read_meta
 from tasks.evals import eval_frame
+from tasks.export import hub_token
 from tasks.prompts import user_message
-from tasks.stages import hub_token
 
 log = logging.getLogger(__name__)
 BEST = "best"  # deploy.students: the most accurate trained student on val

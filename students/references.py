@@ -15,9 +15,9 @@ from students.stages import (
     greedy_accuracy,
     score_reasoning,
 )
+from tasks.backends import opened
 from tasks.evals import eval_frame, reference_answers
 from tasks.prompts import user_message
-from tasks.stages import captions_of, opened
 
 
 def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:
@@ -42,7 +42,7 @@ def reference_frames(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig, mo
                      variant: str, info: dict) -> tuple[list[pl.DataFrame], int]:
     """The reference's evals frames under one prompt variant (greedy per prompt style; k sampled for
     pass@k), and how many requests were new."""
-    captions = captions_of(data, cfg.caption.captioner)
+    captions = data.captions(cfg.caption.captioner)
     stop = ref.teacher == "local" and cfg.evaluate.stop_at_answer  # remote models end their answers themselves
     runs = [(style, "greedy", 1, 0.0) for style in cfg.evaluate.prompts]
     runs += [("cot", "sampled", cfg.evaluate.k, cfg.evaluate.temperature)] if cfg.evaluate.k > 1 else []

@@ -9,7 +9,6 @@ from schemas.paths import DataDir
 from schemas.tables import read_table
 from students.grpo import grpo_rows
 from students.vlm import training_rows as vlm_rows
-from tasks.stages import captions_of
 
 
 def training_rows(cfg: FactoryConfig, data: DataDir, arm_df: pl.DataFrame, method: str) -> list[dict] | None:
@@ -35,4 +34,4 @@ def eval_captions(cfg: FactoryConfig, data: DataDir) -> dict[str, str]:
     for a vlm or compose student (it sees the image)."""
     if cfg.train.student in ("vlm", "compose") and not cfg.train.captions:
         return {}
-    return captions_of(data, cfg.caption.captioner)
+    return data.captions(cfg.caption.captioner)

@@ -22,9 +22,9 @@ from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, sha
 from students.tools import SPECS, TOOL_TEMPLATE, TOOLS
 from students.train import read_meta, train_student, write_meta
 from students.vlm import image_of, load_processor
-from tasks.arms import variant_of
+from tasks.arms import arm_not_built, arm_unavailable, variant_of
+from tasks.backends import opened
 from tasks.evals import judge_reasoning, rouge_reasoning
-from tasks.stages import arm_not_built, arm_unavailable, opened
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student

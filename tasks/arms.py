@@ -13,14 +13,25 @@ Every completion ends with the gold answer sentence the students are graded on (
 unverified policy ablation: with the answer sentence of the teacher's own answer). Under
 `arms.coverage: matched` every arm keeps only the training problems where every built arm has an
 example, so the two sides of any contrast are trained on the same problems.
+`run_arms` (the arms stage) builds the configured arms, skipped while no input, setting or code changed.
 """
 
 import re
+from pathlib import Path
 
 import polars as pl
 
+from schemas import experiment as experiment_mod
+from schemas.config import FactoryConfig
+from schemas.errors import InputError
 from schemas.experiment import ARM, WRONG_VARIANT
-from schemas.tables import SCHEMAS
+from schemas.paths import DataDir
+from schemas.tables import SCHEMAS, read_table, write_table
+from tasks import decontam as decontam_mod
+from tasks import fingerprints
+from tasks import select as select_mod
+from tasks.backends import identity
+from tasks.decontam import left_out, run_decontam
 from tasks.prompts import LETTERS, answer_sentence, user_message
 from tasks.select import answer_lines_only, by_length, finished
 
@@ -37,16 +48,6 @@ def variant_of(arm: str) -> str:
 def source_variant(arm: str) -> str | None:
     """The prompt variant of the teacher samples the arm's solutions come from (None: no teacher)."""
     return ARM[arm].teacher_variant
-
-
-def teacher_spend(samples: pl.DataFrame, teacher: str, arm: str) -> tuple[int, float | None]:
-    """(tokens in + out, USD or None when unpriced) the teacher spent on every variant the arm reads,
-    all k paths counted; (0, 0.0) for arms built from the dataset alone."""
-    if not ARM[arm].variants:
-        return 0, 0.0
-    own = samples.filter((pl.col("teacher") == teacher) & pl.col("variant").is_in(ARM[arm].variants))
-    tokens = int((own["prompt_tokens"].fill_null(0) + own["completion_tokens"].fill_null(0)).sum())
-    return tokens, None if own["cost_usd"].null_count() else float(own["cost_usd"].sum())
 
 
 def cot(trace: dict) -> str | None:
@@ -213,3 +214,84 @@ def build_arms(arms: list[str], problems: pl.DataFrame, captions: dict[str, str]
         elif arm == "teacher_cot" and not before[arm].height:
             reasons[arm] = NO_COT
     return frames, arm_stats(frames, before, verdicts, coverage, reasons)
+
+
+def require_teacher(samples: pl.DataFrame, teacher: str, cfg: FactoryConfig) -> None:
+    """The arms' teacher must have samples: a misspelt `arms.teacher` is an error, not an empty arm."""
+    if samples.filter(pl.col("teacher") == teacher).height:
+        return
+    known = sorted(samples["teacher"].unique().to_list())
+    named = f"arms.teacher {teacher!r}" if cfg.arms.teacher else f"the configured teacher {teacher!r}"
+    raise InputError(f"no samples for {named}" + (f"; teachers with samples: {', '.join(known)}" if known else "")
+                     + ("" if cfg.arms.teacher and known else ": run `distillery sample` first"))
+
+
+def arms_teacher(cfg: FactoryConfig) -> str:
+    """The teacher whose selections the arms (and their cost columns) use."""
+    return cfg.arms.teacher or identity(cfg.sample)
+
+
+def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
+    """Why `arm` cannot be built with this config (None: it can): the sampled teacher was not asked
+    in a prompt variant the arm is built from."""
+    missing = [v for v in ARM[arm].variants if v not in cfg.sample.variants]
+    if cfg.arms.teacher or not missing:
+        return None
+    return f"built from the teacher's `{missing[0]}` samples, and sample.variants has no `{missing[0]}`"
+
+
+def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
+    """Builds every configured arm from the configured teacher's selections; returns row counts
+    per arm and how many training problems copy a val / test problem (left out by default)."""
+    teacher = arms_teacher(cfg)
+    data.shards()  # problems exist
+    inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
+    inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))
+    settings = [cfg.arms, cfg.sample.variants, cfg.caption.captioner, teacher, cfg.select.finished_only]
+    code = [Path(m.__file__) for m in (decontam_mod, experiment_mod, select_mod)]
+    fp = fingerprints.fingerprint(settings, inputs + [Path(__file__), *code])
+    flags_file = data.table("contamination") / "flags.parquet"
+    buildable = [a for a in cfg.arms.arms if not arm_unavailable(cfg, a)]
+    built = [data.arm(a) / "train.parquet" for a in buildable]
+    stats_file = data.table("arm_stats") / "arm_stats.parquet"
+    if fingerprints.unchanged([flags_file, stats_file, *built], fp):
+        return arms_result(cfg, teacher, read_table(flags_file, "contamination"),
+                           read_table(stats_file, "arm_stats")) | {"unchanged": True}
+    problems = read_table(data.table("problems"), "problems")
+    samples = read_table(data.table("samples"), "samples")
+    selected = read_table(data.table("selected"), "selected")
+    if any(ARM[a].variants for a in buildable):  # a teacher's arm
+        require_teacher(samples, teacher, cfg)
+        if not selected.filter(pl.col("teacher") == teacher).height:
+            raise InputError(f"no selections for teacher {teacher!r} in {data.table('selected')}: run "
+                             "`distillery verify` and `distillery select` first")
+    flags = run_decontam(cfg, data, problems)
+    problems = problems.filter(~pl.col("problem_id").is_in(left_out(cfg, flags).implode()))
+    for arm in (a for a in cfg.arms.arms if a not in buildable):  # an older build would not fit this config
+        (data.arm(arm) / "train.parquet").unlink(missing_ok=True)
+    frames, stats = build_arms(buildable, problems, data.captions(cfg.caption.captioner), samples,
+                               read_table(data.table("verdicts"), "verdicts"), selected, teacher, cfg.arms.coverage,
+                               cfg.select.finished_only)
+    for arm, df in frames.items():
+        write_table(df, data.arm(arm) / "train.parquet", "arms")
+    write_table(stats, stats_file, "arm_stats")
+    fingerprints.record([flags_file, stats_file, *built], fp)
+    return arms_result(cfg, teacher, flags, stats) | {"unchanged": False}
+
+
+def arm_not_built(data: DataDir, arm: str) -> str | None:
+    """Why the arms stage built no example of `arm` (None: it did, or it has not run)."""
+    stats = read_table(data.table("arm_stats") / "arm_stats.parquet", "arm_stats").filter(pl.col("arm") == arm)
+    return stats["reason"][0] if stats.height and not stats["built"][0] else None
+
+
+def arms_result(cfg: FactoryConfig, teacher: str, flags: pl.DataFrame, stats: pl.DataFrame) -> dict:
+    """Row counts per arm, the arms skipped or not built and why, and the training problems that
+    copy a val / test problem (left out by default)."""
+    skipped = {a: r for a in cfg.arms.arms if (r := arm_unavailable(cfg, a))}
+    skipped |= {r["arm"]: r["reason"] for r in stats.iter_rows(named=True) if not r["built"]}
+    counts = {r["arm"]: r["examples"] for r in stats.iter_rows(named=True)}
+    return {"rows": counts, "skipped": skipped, "teacher": teacher, "coverage": cfg.arms.coverage,
+            "contaminated": flags.filter(pl.col("kind") == "text")["problem_id"].n_unique(),
+            "image_overlap": flags.filter(pl.col("kind") == "image")["problem_id"].n_unique(),
+            "left_out": left_out(cfg, flags).len()}

@@ -7,8 +7,11 @@ cached by image hash, captioner and prompt, so an image shared by many problems 
 
 import polars as pl
 
-from schemas.config import CaptionConfig
+from schemas.config import CaptionConfig, FactoryConfig
+from schemas.errors import StageFailed
 from schemas.tables import SCHEMAS
+from tasks.backends import identity
+from tasks.result import ShardResult
 from tasks.teachers import ImageRef, Request, SamplingParams
 from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
@@ -48,5 +51,13 @@ def caption_shard(cfg: CaptionConfig, problems: pl.DataFrame, captioner: CachedT
     if cfg.captioner == "none":
         return dataset_captions(problems).clear(), CacheStats()
     if captioner is None:
-        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (tasks.stages.opened)")
+        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (tasks.backends.opened)")
     return model_captions(cfg, problems, captioner, image_path, desc)
+
+
+def caption_outcome(cfg: FactoryConfig, total: ShardResult) -> list[str]:
+    """A warning when some requests failed; an error when every one did and nothing was captioned."""
+    if total.failed and not total.new and not total.cached:
+        raise StageFailed(f"every request to captioner {identity(cfg.caption)} failed ({total.failed}): "
+                          f"{total.common_errors()}")
+    return [f"{total.failed} requests failed (a re-run retries them): {total.common_errors()}"] if total.failed else []

@@ -22,7 +22,8 @@ import polars as pl
 from rapidfuzz import fuzz, process
 
 from schemas.config import ArmsConfig
-from schemas.tables import SCHEMAS
+from schemas.paths import DataDir
+from schemas.tables import SCHEMAS, write_table
 
 CHUNK = 2048  # training rows compared per step: bounds the (CHUNK, n_eval) score matrix
 CANDIDATE_BITS = 10  # perceptual hashes at most this many bits apart (of 64) may show the same picture ...
@@ -131,3 +132,10 @@ def left_out(cfg, flags: pl.DataFrame) -> pl.Series:
     problems showing a val / test picture (with arms.image_overlap)."""
     kinds = (["text"] if cfg.arms.decontaminate else []) + (["image"] if cfg.arms.image_overlap else [])
     return flags.filter(pl.col("kind").is_in(kinds))["problem_id"].unique()
+
+
+def run_decontam(cfg, data: DataDir, problems: pl.DataFrame) -> pl.DataFrame:
+    """Flags training problems that copy a val / test problem; writes contamination/flags.parquet."""
+    flags = contamination(problems, cfg.arms.near_match, data.image)
+    write_table(flags, data.table("contamination") / "flags.parquet", "contamination")
+    return flags

@@ -23,15 +23,26 @@ from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.experiment import ARM, HYPOTHESES
 from schemas.paths import DataDir
-from schemas.tables import swept
-from tasks.arms import source_variant, teacher_spend
+from schemas.tables import read_table, swept
+from tasks.arms import arm_unavailable, arms_teacher, source_variant
 from tasks.decontam import left_out
 from tasks.select import pass_rates
+from tasks.teachers.secrets import api_key
 
 SHAREGPT_INFO = {  # LLaMA-Factory data/README.md, "Sharegpt Format" + multimodal `images` column
     "file_name": "data.json", "formatting": "sharegpt",
     "columns": {"messages": "conversations", "images": "images"},
 }
+
+
+def teacher_spend(samples: pl.DataFrame, teacher: str, arm: str) -> tuple[int, float | None]:
+    """(tokens in + out, USD or None when unpriced) the teacher spent on every variant the arm reads,
+    all k paths counted; (0, 0.0) for arms built from the dataset alone."""
+    if not ARM[arm].variants:
+        return 0, 0.0
+    own = samples.filter((pl.col("teacher") == teacher) & pl.col("variant").is_in(ARM[arm].variants))
+    tokens = int((own["prompt_tokens"].fill_null(0) + own["completion_tokens"].fill_null(0)).sum())
+    return tokens, None if own["cost_usd"].null_count() else float(own["cost_usd"].sum())
 
 
 def sharegpt_rows(arm_df: pl.DataFrame) -> list[dict]:
@@ -170,3 +181,23 @@ def arm_file(data: DataDir, arm: str) -> Path:
     if not path.exists():
         raise InputError(f"{path} is missing: run `distillery arms` first")
     return path
+
+
+def hub_token(cfg: FactoryConfig) -> str | None:
+    """The Hugging Face token `export.push_to_hub` needs, or None when nothing is pushed."""
+    if not cfg.export.push_to_hub:
+        return None
+    token = api_key(cfg.export.token_secret, cfg.export.token_env)
+    if not token:
+        raise InputError(f"export.push_to_hub is {cfg.export.push_to_hub!r} but there is no token: set "
+                         f"{cfg.export.token_env} or export.token_secret")
+    return token
+
+
+def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
+    """Exports every configured arm (data/exports/<arm>/); returns rows per arm."""
+    token = hub_token(cfg)  # before any work: a push that cannot happen fails first
+    tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
+    teacher = arms_teacher(cfg)
+    return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms
+            if not arm_unavailable(cfg, arm)}

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.config import ModelPrice
+from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.readers import clean_text, existing_file, read_json, read_parquet, read_text
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
-from tasks.teachers.prices import cost_usd
+from tasks.teachers.prices import cost_usd, price_for
 from tasks.trace_cells import FINISH, answers_of, usage_of
 
 ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "custom_id", "key", "id", "idx", "index")
@@ -289,8 +289,12 @@ def write_merged(data: DataDir, teacher: str, shard: str, new: pl.DataFrame) -> 
     """Writes samples/<teacher>/<shard>: the new samples, plus earlier ones of groups the file lacks."""
     name = f"{teacher_dir(teacher)}/{shard}"
     path = data.table("samples") / f"{name}.parquet"
-    old = read_table(path, "samples") if path.exists() else new.clear()
-    kept = old.join(new.select("problem_id", "variant").unique(), on=["problem_id", "variant"], how="anti")
+    kept = (read_table(path, "samples") if path.exists() else new.clear()).join(new.select("problem_id", "variant").unique(), on=["problem_id", "variant"], how="anti")
     merged = pl.concat([kept, new]).unique("sample_id", keep="last", maintain_order=True)
     write_table(merged.sort("problem_id", "variant", "sample_index"), path, "samples")
     return name
+
+
+def run_import(cfg: FactoryConfig, data: DataDir, file: str, settings: ImportSettings) -> ImportResult:
+    """Imports a file of existing traces as samples of `settings.teacher` (priced when its model is known)."""
+    return import_traces(data, file, settings, price_for("import", settings.model or settings.teacher, cfg.prices))

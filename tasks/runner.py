@@ -16,16 +16,16 @@ inputs, opens the backend in the process that runs the task, and writes every ou
 caption and sample re-read the teacher cache instead of skipping: a shard whose requests partly
 failed must be asked again, and answers already paid for cost nothing to read.
 
-Backends: the threads runner shares one per process (a local model is loaded once) until
-`close_backends` at the stage's end; a dask or ray worker opens its own per task, with its share
+Backends (`tasks.backends.shared`): opened in the process that runs the task, once per process and
+stage, until the flow closes them at the stage's end; a dask or ray worker has its share
 (1 / runner.workers) of the endpoint's rpm, tpm and concurrency.
+
+Every stage returns a `ShardResult` (tasks/result.py), so a flow adds a stage's shards up the same
+way for every stage, and `outcome(name, cfg, total)` says what the total means (warnings, or a
+`StageFailed` when the stage produced nothing usable).
 """
 
-import json
-import math
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -37,12 +37,12 @@ from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, empty, read_table, write_table
 from tasks import extract, fingerprints, grade, select, verify
-from tasks.caption import REMOTE, caption_shard
-from tasks.sample import sample_shard, teacher_dir
+from tasks.backends import identity, shared
+from tasks.caption import REMOTE, caption_outcome, caption_shard
+from tasks.result import ShardResult
+from tasks.sample import sample_outcome, sample_shard, teacher_dir
 from tasks.select import select_shard
-from tasks.stages import Done, identity_of, opened, rows_in
 from tasks.verify import verify_shard
-from teacher_cache import CachedTeacher
 
 Files = dict[str, tuple[Path, str]]  # name -> (parquet file, its table)
 MAKES = {"problems": "ingest", "captions": "caption", "samples": "sample", "verdicts": "verify"}  # table -> stage
@@ -52,12 +52,13 @@ MAKES = {"problems": "ingest", "captions": "caption", "samples": "sample", "verd
 class ShardStage:
     reads: Callable[[FactoryConfig, DataDir, str], Files]
     writes: Callable[[FactoryConfig, DataDir, str], Files]
-    compute: Callable[..., tuple[dict[str, pl.DataFrame], object]]  # (cfg, data, item, frames, backend)
+    compute: Callable[..., tuple[dict[str, pl.DataFrame], ShardResult]]  # (cfg, data, item, frames, backend)
     settings: Callable[[FactoryConfig], object]  # what the outputs depend on beside the inputs and `code`
     backend: Callable[[FactoryConfig], object | None] = lambda cfg: None
     code: tuple[ModuleType, ...] = ()
     skips: bool = False
     optional: tuple[str, ...] = ()  # inputs that may be missing (read as empty)
+    outcome: Callable[[FactoryConfig, ShardResult], list[str]] = lambda cfg, total: []  # warnings; may raise
 
 
 def problems_file(data: DataDir, shard: str) -> tuple[Path, str]:
@@ -71,7 +72,7 @@ def of_samples(data: DataDir, sample_file: str, table: str) -> tuple[Path, str]:
 
 def caption_compute(cfg, data, shard, frames, captioner):
     df, stats = caption_shard(cfg.caption, frames["problems"], captioner, data.image, desc=f"captioning {shard}")
-    return {"captions": df}, stats
+    return {"captions": df}, ShardResult.asked(stats, captioner is None or captioner.price is not None, rows=df.height)
 
 
 def sample_compute(cfg, data, shard, frames, teacher):
@@ -79,24 +80,26 @@ def sample_compute(cfg, data, shard, frames, teacher):
         if cfg.sample.captions else {}  # the picture alone (sample.images)
     result = sample_shard(cfg.sample, frames["problems"], captions, teacher, desc=f"sampling {shard}",
                           image_path=data.image, uncaptioned=cfg.caption.captioner == "none" or not cfg.sample.captions)
-    return {"samples": result.samples, "rejects": pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"])}, result
+    return {"samples": result.samples, "rejects": pl.DataFrame(result.rejected, schema=SCHEMAS["rejects"])}, \
+        ShardResult.asked(result.stats, teacher.price is not None, rows=result.samples.height, requests=result.requests,
+                          rejects=result.rejects)
 
 
 def sample_writes(cfg, data, shard) -> Files:
-    teacher = teacher_dir(identity_of(cfg.sample))
+    teacher = teacher_dir(identity(cfg.sample))
     return {"samples": (data.table("samples") / teacher / f"{shard}.parquet", "samples"),
             "rejects": (data.table("rejects") / f"sample-{teacher}" / f"{shard}.parquet", "rejects")}
 
 
 def verify_compute(cfg, data, item, frames, judge):
     df = verify_shard(cfg.verify, frames["samples"], frames["problems"], judge)
-    return {"verdicts": df}, Done(df.height)
+    return {"verdicts": df}, ShardResult(rows=df.height)
 
 
 def select_compute(cfg, data, item, frames, backend):
     df = select_shard(cfg.select.policy, frames["samples"], frames["verdicts"], cfg.select.max_tokens,
                       cfg.select.finished_only)
-    return {"selected": df}, Done(df.height)
+    return {"selected": df}, ShardResult(rows=df.height)
 
 
 SHARD_STAGES = {
@@ -105,12 +108,13 @@ SHARD_STAGES = {
         writes=lambda cfg, data, s: {"captions": (data.table("captions") / cfg.caption.captioner / f"{s}.parquet",
                                                   "captions")},
         compute=caption_compute, settings=lambda cfg: cfg.caption,
-        backend=lambda cfg: cfg.caption if cfg.caption.captioner in REMOTE else None),
+        backend=lambda cfg: cfg.caption if cfg.caption.captioner in REMOTE else None, outcome=caption_outcome),
     "sample": ShardStage(
         reads=lambda cfg, data, s: {"problems": problems_file(data, s), "captions": (
             data.table("captions") / cfg.caption.captioner / f"{s}.parquet", "captions")},
         writes=sample_writes, compute=sample_compute, settings=lambda cfg: cfg.sample,
-        backend=lambda cfg: cfg.sample, optional=("captions",)),  # no captions: image problems are rejected
+        backend=lambda cfg: cfg.sample, optional=("captions",),  # no captions: image problems are rejected
+        outcome=sample_outcome),
     "verify": ShardStage(
         reads=lambda cfg, data, f: {"samples": of_samples(data, f, "samples"),
                                     "problems": problems_file(data, f.split("/", 1)[1])},
@@ -125,9 +129,9 @@ SHARD_STAGES = {
 }
 
 
-def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str):
-    """Stage `name` on one shard (or samples file), as `SHARD_STAGES` declares it; returns its result
-    (`Done(rows, skipped=True)` for a skipped shard)."""
+def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str) -> ShardResult:
+    """Stage `name` on one shard (or samples file), as `SHARD_STAGES` declares it; returns what it did
+    (a skipped shard: its rows and `skipped`)."""
     stage = SHARD_STAGES[name]
     reads, writes = stage.reads(cfg, data, item), stage.writes(cfg, data, item)
     for key, (path, table) in reads.items():
@@ -137,10 +141,9 @@ def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str):
     fp = fingerprints.fingerprint(stage.settings(cfg), [p for p, _ in reads.values()] +
                                   [Path(m.__file__) for m in stage.code]) if stage.skips else None
     if fp and fingerprints.unchanged(outputs, fp):
-        return Done(sum(rows_in(p) for p in outputs), skipped=True)
+        return ShardResult(rows=sum(rows_in(p) for p in outputs), skipped=True)
     frames = {key: read_table(path, table) if path.exists() else empty(table) for key, (path, table) in reads.items()}
-    with backend(stage.backend(cfg), cfg, data) as b:
-        frames_out, result = stage.compute(cfg, data, item, frames, b)
+    frames_out, result = stage.compute(cfg, data, item, frames, shared(stage.backend(cfg), cfg, data))
     for key, (path, table) in writes.items():
         write_table(frames_out[key], path, table)
     if fp:
@@ -148,44 +151,11 @@ def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str):
     return result
 
 
-def divided(section, shares: int):
-    """The section with its endpoint's limits split among `shares` workers, so that together they keep them."""
-    endpoint = getattr(section, "endpoint", None)
-    if shares == 1 or endpoint is None:
-        return section
-    limits = {"concurrency": max(1, math.ceil(endpoint.concurrency / shares)),
-              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares}
-    return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
+def rows_in(path: Path) -> int:
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
-SHARED: dict[str, tuple[ExitStack, CachedTeacher]] = {}  # threads runner: this process's open backends
-_shared_lock = threading.Lock()
-
-
-@contextmanager
-def backend(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher | None]:
-    """The backend a shard task uses, opened in the process that runs the task (never passed between
-    tasks). Threads share one per process until `close_backends`; a dask or ray worker opens its own
-    per task, with its share of the endpoint's limits."""
-    if section is None:
-        yield None
-        return
-    section = divided(section, cfg.runner.shares())
-    if cfg.runner.kind != "threads":
-        with opened(section, cfg, data) as teacher:
-            yield teacher
-        return
-    key = json.dumps([section.model_dump(mode="json"), str(data.root), cfg.model_dump(mode="json")["prices"]])
-    with _shared_lock:
-        if key not in SHARED:
-            stack = ExitStack()
-            SHARED[key] = (stack, stack.enter_context(opened(section, cfg, data)))
-    yield SHARED[key][1]
-
-
-def close_backends() -> None:
-    """Closes the backends the threads runner opened in this process (a stage's end)."""
-    with _shared_lock:
-        for stack, _ in SHARED.values():
-            stack.close()
-        SHARED.clear()
+def outcome(name: str, cfg: FactoryConfig, total: ShardResult) -> list[str]:
+    """What stage `name`'s total over its shards means: warnings to log; raises `StageFailed` when the
+    stage produced nothing usable."""
+    return SHARD_STAGES[name].outcome(cfg, total)

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from schemas.config import SampleConfig
+from schemas.config import FactoryConfig, SampleConfig
+from schemas.errors import StageFailed
 from schemas.tables import SCHEMAS
+from tasks.backends import identity
 from tasks.prompts import teacher_message
+from tasks.result import ShardResult
 from tasks.teachers import ImageRef, Request, SamplingParams
 from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
@@ -95,3 +98,26 @@ def sample_shard(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, 
         ))
     return SampleResult(pl.DataFrame(rows, schema=SCHEMAS["samples"]), stats,
                         Counter(r["reason"] for r in rejected), len(items), rejected)
+
+
+def sample_outcome(cfg: FactoryConfig, total: ShardResult) -> list[str]:
+    """Warnings about what was not sent or failed; a sample stage that produced nothing usable
+    is an error naming the most common reasons."""
+    rejects, teacher, warnings = total.rejects, identity(cfg.sample), []
+    if rejects.get("no_caption"):
+        warnings.append(f"{rejects['no_caption']} image problems have no caption and were not sent: run "
+                        "`distillery caption` first (or set sample.images for a vision teacher)")
+    if rejects.get("prompt_too_long"):
+        warnings.append(f"{rejects['prompt_too_long']} prompts over sample.max_prompt_tokens="
+                        f"{cfg.sample.max_prompt_tokens} were not sent")
+    if total.requests == 0:
+        why = ", ".join(f"{n} {reason}" for reason, n in rejects.most_common()) or \
+            f"no problems in the splits {cfg.sample.splits}"
+        raise StageFailed(f"nothing to ask teacher {teacher}: {why} (see rejects/sample-*)")
+    if total.failed == total.requests:
+        raise StageFailed(f"every request to teacher {teacher} failed ({total.failed}): {total.common_errors()}. "
+                          "No answer was stored; fix this and run `distillery sample` again")
+    if total.failed:
+        warnings.append(f"{total.failed} of {total.requests} requests failed (a re-run retries them): "
+                        f"{total.common_errors()}")
+    return warnings

@@ -14,11 +14,11 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, ARM_NAMES, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
-from tasks.arms import NO_COT, build_arms, commit
+from tasks.arms import NO_COT, arm_unavailable, build_arms, commit, run_arms
+from tasks.backends import close_backends
 from tasks.prompts import answer_sentence
-from tasks.runner import close_backends, run_shard
+from tasks.runner import run_shard
 from tasks.select import answer_lines_only
-from tasks.stages import arm_unavailable, run_arms, sample_files, shards
 
 T = "local/embedded"
 P1 = dict(problem_id="p1", split="train", question="Which pan is heavier?", choices=["left", "right"], answer="right",
@@ -220,10 +220,10 @@ def built_arms(tmp_path, reasoning: str, coverage: str) -> tuple[dict[str, pl.Da
             "sample": {"teacher": "openai", "model": "chatty", "k": 2, "variants": ["plain", "lecture"],
                        "endpoint": {"base_urls": [server.url], "max_attempts": 1}},
             "arms": {"coverage": coverage}})
-        for shard in shards(data):
+        for shard in data.shards():
             run_shard("sample", cfg, data, shard)
         close_backends()
-    for f in sample_files(data):
+    for f in data.sample_files():
         run_shard("verify", cfg, data, f)
         run_shard("select", cfg, data, f)
     result = run_arms(cfg, data)

@@ -26,8 +26,8 @@ from scienceqa_fixture import write_release_layout
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.runner import close_backends, run_shard
-from tasks.stages import sample_files, shards
+from tasks.backends import close_backends
+from tasks.runner import run_shard
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-corpus-0123456789abcdef"
@@ -51,11 +51,11 @@ def sampled(tmp_path_factory):
         from tasks.ingest import ingest
 
         ingest(config.ingest.model_copy(update={"path": str(sqa)}), data)
-        for shard in shards(data):
+        for shard in data.shards():
             run_shard("caption", config, data, shard)
             run_shard("sample", config, data, shard)
         close_backends()
-        for f in sample_files(data):
+        for f in data.sample_files():
             run_shard("verify", config, data, f)
             run_shard("select", config, data, f)
     return sqa, data

@@ -18,7 +18,8 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.runner import close_backends, run_shard
+from tasks.backends import close_backends
+from tasks.runner import run_shard
 
 K = 2
 QUESTIONS = ["Which colour is the sky?", "Which colour is grass? [batchfail]", "Which colour is gold? [batchexpire]",
@@ -85,13 +86,13 @@ def test_batch_answers_at_the_batch_price_and_only_the_missing_resubmitted(tmp_p
         first, second = lines_of(server, 1), lines_of(server, 2)
         assert len(first) == len(QUESTIONS) * K and len(second) == 2 * K and set(second) < set(first)
         assert server.repeated_successes() == {}
-        df = result.samples
-        assert df.height == len(QUESTIONS) * K and result.stats.new == df.height and result.stats.failed == 0
+        df = pl.read_parquet(data.table("samples") / "**" / "*.parquet")  # what the stage wrote
+        assert df.height == len(QUESTIONS) * K and result.new == df.height and result.failed == 0
         online = (df["prompt_tokens"] * 0.15 + df["completion_tokens"] * 0.6) / 1e6
         assert (df["cost_usd"] - online * 0.5).abs().max() < 1e-12  # the batch price: half the online one
-        assert abs(result.stats.cost_usd - df["cost_usd"].sum()) < 1e-12
+        assert abs(result.cost_usd - df["cost_usd"].sum()) < 1e-12
         again = sample(data, cfg)
-        assert server.batch_creates == 2 and again.stats.hits == df.height and again.stats.new == 0
+        assert server.batch_creates == 2 and again.cached == df.height and again.new == 0
 
 
 @pytest.mark.parametrize("kind", ["openai", "gemini"])

@@ -13,7 +13,8 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.runner import close_backends, run_shard
+from tasks.backends import close_backends
+from tasks.runner import run_shard
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def test_model_captions_cached_per_image_and_prompt(tmp_path, kind):
         run_shard("caption", cfg, data, "test/test-00000")
         close_backends()
     assert sorted(server.images) == sorted([red, blue, red, blue])  # 2 images x 2 prompts; shared image once
-    assert stats.hits == 2 and stats.new == 0  # one request per distinct image
+    assert stats.cached == 2 and stats.new == 0  # one request per distinct image
     caps = pl.read_parquet(data.table("captions") / kind / "test" / "test-00000.parquet")
     assert caps.schema == pl.Schema(SCHEMAS["captions"])
     assert sorted(caps["problem_id"]) == ["p0", "p1", "p2"] and (caps["caption"].str.len_chars() > 0).all()

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
+from tasks.arms import run_arms
 from tasks.decontam import contamination, normalise
 from tasks.ingest import ingest
-from tasks.stages import run_arms
 
 Q = "Which of these states is farthest north? Look at the map and compare the positions of the states"
 

@@ -12,11 +12,12 @@ import pytest
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
+from tasks.arms import run_arms
+from tasks.export import run_export
 from tasks.import_traces import ImportSettings, import_traces
 from tasks.ingest import ingest
 from tasks.prompts import LETTERS, answer_sentence
 from tasks.runner import run_shard
-from tasks.stages import run_arms, run_export, sample_files
 from tasks.teachers.prices import price_for
 
 ARMS = ["raw", "teacher_cot", "teacher_lecture", "mistakes"]
@@ -46,7 +47,7 @@ def exported(tmp_path_factory):
     import_traces(data, traces, ImportSettings("gpt-4o", "synthetic", model="gpt-4o-mini"),
                   price=price_for("import", "gpt-4o-mini", {}))
     cfg = FactoryConfig(data_dir=str(data.root), arms={"arms": ARMS, "teacher": "gpt-4o"})
-    for f in sample_files(data):
+    for f in data.sample_files():
         run_shard("verify", cfg, data, f)
         run_shard("select", cfg, data, f)
     run_arms(cfg, data)

@@ -21,7 +21,6 @@ from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.runner import run_shard
-from tasks.stages import shards
 
 pytestmark = pytest.mark.slow
 KEY = "sk-interrupt-0123456789"
@@ -51,7 +50,7 @@ def prepared(tmp: Path, url: str, runner: str = "threads") -> tuple[DataDir, Pat
     path.write_text(yaml.safe_dump(cfg))
     config = FactoryConfig.model_validate(cfg)
     ingest(config.ingest, data)
-    for shard in shards(data):
+    for shard in data.shards():
         run_shard("caption", config, data, shard)
     return data, path, 40 * 2
 

@@ -3,7 +3,7 @@ the middle of a parquet write, two at a random moment): no
 unreadable parquet anywhere under the data directory, the earlier stages' outputs byte-identical,
 and the re-run completes, removes the killed run's leftovers and writes what a clean run writes.
 
-The stage runs as the CLI runs it (tasks.stages over every shard), in a process of its own that
+The stage runs as the CLI runs it (tasks.runner over every shard), in a process of its own that
 prints START once its imports are done, so the kill lands inside the stage's work.
 """
 
@@ -25,9 +25,10 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from tasks.arms import run_arms
+from tasks.backends import close_backends
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
-from tasks.stages import run_arms, sample_files, shards
+from tasks.runner import run_shard
 
 pytestmark = pytest.mark.slow
 KILLS = 6
@@ -36,7 +37,8 @@ import os, signal, sys
 import datasets, polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks import stages
+from tasks.arms import run_arms
+from tasks.export import run_export
 from tasks.runner import run_shard
 
 if len(sys.argv) > 3:  # die in the middle of the Nth parquet write: the file half there, as a kill leaves it
@@ -60,15 +62,15 @@ cfg = FactoryConfig.from_yaml(sys.argv[1])
 data, stage = DataDir(cfg.data_dir), sys.argv[2]
 print("START", flush=True)
 if stage == "sample":
-    for shard in stages.shards(data):
+    for shard in data.shards():
         run_shard("sample", cfg, data, shard)
 elif stage == "verify":
-    for f in stages.sample_files(data):
+    for f in data.sample_files():
         run_shard("verify", cfg, data, f)
 elif stage == "arms":
-    stages.run_arms(cfg, data)
+    run_arms(cfg, data)
 elif stage == "export":
-    stages.run_export(cfg, data)
+    run_export(cfg, data)
 print("DONE", flush=True)
 """
 EARLIER = {"sample": ("problems", "captions"), "verify": ("problems", "samples"),
@@ -129,16 +131,16 @@ def prepared(tmp: Path, stage: str, url: str) -> tuple[DataDir, Path]:
     path.write_text(yaml.safe_dump(cfg))
     config_ = FactoryConfig.model_validate(cfg)
     ingest(config_.ingest, data)
-    for shard in shards(data):
+    for shard in data.shards():
         run_shard("caption", config_, data, shard)
     if stage == "sample":
         return data, path
-    for shard in shards(data):
+    for shard in data.shards():
         run_shard("sample", config_, data, shard)
     close_backends()
     if stage == "verify":
         return data, path
-    for f in sample_files(data):
+    for f in data.sample_files():
         run_shard("verify", config_, data, f)
         run_shard("select", config_, data, f)
     if stage == "export":

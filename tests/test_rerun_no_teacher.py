@@ -8,9 +8,9 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
+from tasks.backends import close_backends
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
-from tasks.stages import shards
+from tasks.runner import run_shard
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_verify_select_arms_export_ask_no_teacher(tmp_path, monkeypatch):
     with FakeServer("openai") as good:  # the samples, paid for once
         cfg["sample"]["endpoint"] = {"base_urls": [good.url]}
         config = FactoryConfig.model_validate(cfg)
-        for shard in shards(data):
+        for shard in data.shards():
             run_shard("caption", config, data, shard)
             run_shard("sample", config, data, shard)
         close_backends()

@@ -67,7 +67,6 @@ def test_vlm_round_two_is_taught_by_the_round_one_vlm_student_shown_each_picture
     from schemas.tables import read_table
     from students.rounds import round_config
     from tasks.sample import build_requests
-    from tasks.stages import captions_of
 
     data = DataDir(vlm_rounds["root"] / "data")
     r1, r2 = vlm_rounds["first"]["rounds"]
@@ -81,7 +80,7 @@ def test_vlm_round_two_is_taught_by_the_round_one_vlm_student_shown_each_picture
     assert not cfg.sample.captions  # its students trained on the picture alone (train.captions false)
     items, _ = build_requests(cfg.sample, train, {}, data.image, uncaptioned=True)
     assert all(len(r.images) == 1 and r.images[0].path == data.image(p["image_sha"]) for p, _, r in items)
-    captioned, _ = build_requests(cfg.sample, train, captions_of(data, cfg.caption.captioner), data.image)
+    captioned, _ = build_requests(cfg.sample, train, data.captions(cfg.caption.captioner), data.image)
     assert {r.key("t") for _, _, r in items}.isdisjoint(r.key("t") for _, _, r in captioned)  # captions were there
     assert set(samples["request_key"]) == {r.key(r2["teacher"]) for _, _, r in items}
     assert [r["new_requests"] for r in vlm_rounds["again"]["rounds"]] == [0, 0]

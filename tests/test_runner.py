@@ -107,3 +107,32 @@ def test_a_dask_worker_killed_mid_stage_repeats_at_most_what_it_had_in_flight(tm
     # by 2 workers) of k=2 paths, answered by the server to a process that was gone.
     repeated = sum(n - 1 for n in server.successes.values())
     assert repeated <= 1 * 2, server.repeated_successes()
+
+
+def test_a_dask_worker_reads_the_api_key_from_a_prefect_secret_block(tmp_path, api_env):
+    """`endpoint.api_key_secret` under `runner: dask`: the worker that opens the teacher loads the block
+    from the Prefect server itself; the key reaches the server and no log line, table or cache."""
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from schemas.config import FactoryConfig
+    from schemas.paths import DataDir
+    from tasks.ingest import ingest
+
+    secret_key = "sk-from-a-secret-block-98765"
+    with temporary_settings({PREFECT_API_URL: api_env["PREFECT_API_URL"]}):
+        Secret(value=secret_key).save("runner-test-key", overwrite=True)
+    env = {k: v for k, v in api_env.items() if k != "OPENAI_API_KEY"}  # only the block holds a key
+    with FakeServer("openai") as server:
+        cfg = tiny_config(tmp_path / "secret.yaml", "embedded", tmp_path / "data", caption={"captioner": "none"},
+                          ingest={"n_problems": 8, "shard_size": 4},
+                          sample=remote_sample(server.url, api_key_secret="runner-test-key"),
+                          runner={"kind": "dask", "workers": 2})
+        ingest(FactoryConfig.from_yaml(cfg).ingest, DataDir(tmp_path / "data"))  # no CLI run needed for the problems
+        result, log = run_cli(["sample", "--config", str(cfg)], env)
+    assert result["new"] > 0 and server.headers
+    assert {h["Authorization"] for h in server.headers} == {f"Bearer {secret_key}"}
+    assert secret_key not in log
+    for f in (tmp_path / "data").rglob("*"):
+        if f.is_file():
+            assert secret_key.encode() not in f.read_bytes(), f

@@ -15,7 +15,6 @@ from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.runner import run_shard
-from tasks.stages import shards
 
 K = 2
 
@@ -25,7 +24,7 @@ K = 2
 def test_two_sample_processes_never_ask_the_same_request_twice(tmp_path, stagger_s):
     data = DataDir(tmp_path / "data")
     ingest(SyntheticIngest(n_problems=40, shard_size=20), data)
-    for shard in shards(data):
+    for shard in data.shards():
         run_shard("caption", FactoryConfig(), data, shard)
     with FakeServer("openai", latency=0.1) as server:
         cfg = tmp_path / "cfg.yaml"

@@ -16,7 +16,6 @@ from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.runner import run_shard
-from tasks.stages import shards
 from teacher_cache import CacheStore
 
 K, CONCURRENCY = 2, 4
@@ -26,7 +25,7 @@ K, CONCURRENCY = 2, 4
 def test_sigkill_halfway_then_rerun_finishes_without_paying_twice(tmp_path):
     data = DataDir(tmp_path / "data")
     ingest(SyntheticIngest(n_problems=120, shard_size=40), data)
-    for shard in shards(data):  # the shipped captions make each prompt distinct
+    for shard in data.shards():  # the shipped captions make each prompt distinct
         run_shard("caption", FactoryConfig(), data, shard)
     n_requests = 120 * 2 * K  # every split, two prompt variants, k paths, one request each
     with FakeServer("openai", latency=0.05) as server:

@@ -6,10 +6,11 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from tasks.arms import run_arms
+from tasks.backends import close_backends
 from tasks.fingerprints import sidecar
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
-from tasks.stages import run_arms, sample_files, shards
+from tasks.runner import run_shard
 
 
 def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkeypatch):
@@ -21,11 +22,11 @@ def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkey
             "sample": {"teacher": "openai", "model": "fake", "k": 2,
                        "endpoint": {"base_urls": [server.url], "api_key_env": "FAKE_KEY"}}})
         ingest(cfg.ingest, data)
-        for shard in shards(data):
+        for shard in data.shards():
             run_shard("caption", cfg, data, shard)
             run_shard("sample", cfg, data, shard)
         close_backends()
-    files = sample_files(data)
+    files = data.sample_files()
     first = [run_shard("verify", cfg, data, f) for f in files]
     assert not any(d.skipped for d in first)
     verdicts = pl.read_parquet(data.table("verdicts") / f"{files[0]}.parquet")

@@ -28,7 +28,6 @@ from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.ingest import ingest
 from tasks.runner import run_shard
-from tasks.stages import shards
 from teacher_cache import CacheStore, unstored
 
 pytestmark = pytest.mark.slow
@@ -53,7 +52,7 @@ def prepared(root: Path, url: str, **endpoint) -> tuple[DataDir, Path, int]:
     path.write_text(yaml.safe_dump(cfg))
     config = FactoryConfig.model_validate(cfg)
     ingest(config.ingest, data)
-    for shard in shards(data):
+    for shard in data.shards():
         run_shard("caption", config, data, shard)
     return data, path, 30 * 2
 

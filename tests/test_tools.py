@@ -83,10 +83,9 @@ def image_data(tmp_path_factory):
 def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_caller, image_data):
     from students.model import load_model, load_tokenizer
     from students.tools import tool_frame
-    from tasks.stages import captions_of
 
     problems = read_table(image_data.table("problems"), "problems").filter(pl.col("image_sha").is_not_null()).head(2)
-    captions = captions_of(image_data, "dataset")
+    captions = image_data.captions("dataset")
     model, tok = load_model(tool_caller), load_tokenizer(tool_caller)
     prompts = []  # the prompt of each forward that reads a whole chat (a turn's prefill)
     hook = model.model.embed_tokens.register_forward_hook(

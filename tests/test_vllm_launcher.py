@@ -11,8 +11,8 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
+from tasks.backends import identity, opened
 from tasks.sample import sample_shard
-from tasks.stages import identity_of, opened
 
 TESTS = Path(__file__).resolve().parent
 
@@ -67,7 +67,7 @@ def test_start_health_wait_sample_and_shutdown(tmp_path):
         stats = result.stats
     assert stats.new == 6, teacher.store.errors()
     assert df.height == 6 and df["reasoning"].str.starts_with("Path ").all()
-    assert (df["teacher"] == identity_of(cfg.sample)).all() and identity_of(cfg.sample).startswith("vllm/")
+    assert (df["teacher"] == identity(cfg.sample)).all() and identity(cfg.sample).startswith("vllm/")
     args = Path(f"{exe}.args").read_text().split()
     assert args[:2] == ["serve", cfg.sample.model] and args[args.index("--reasoning-parser") + 1] == "deepseek_r1"
     assert args[args.index("--host") + 1] == "127.0.0.1"

@@ -94,18 +94,8 @@ class StudentTeacher(LocalTeacher):
     def __init__(self, adapter_dir: str, batch_size: int = 16):
         from pathlib import Path
 
-        from schemas.errors import InputError
-        from students.train import read_meta
-
-        meta = read_meta(Path(adapter_dir))
-        if meta is None or meta.get("status") != "trained":
-            why = "holds no trained student" if meta is None else f"holds a skipped student ({meta.get('reason')})"
-            raise InputError(f"sample.model {adapter_dir!r} {why}: a student teacher is a trained adapter's "
-                             "directory, students/RUN/NAME in the data directory")
+        meta = trained_student(adapter_dir)
         self.kind = meta.get("student_kind", "causal_lm")
-        if self.kind not in ("causal_lm", "vlm", "compose"):
-            raise InputError(f"sample.model {adapter_dir!r} is a {self.kind} student; a student teacher is a "
-                             "causal_lm, vlm or compose student")
         super().__init__(meta["base_model"], batch_size)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
@@ -136,3 +126,22 @@ class StudentTeacher(LocalTeacher):
                             [picture(r.images[0].path) if r.images else None for r in firsts], params.max_new_tokens,
                             temperature=params.temperature, top_p=params.top_p, num_return_sequences=n,
                             stop_at_answer=params.stop_at_answer)
+
+
+def trained_student(adapter_dir: str) -> dict:
+    """The train_meta.json of a student that can teach: trained, and of a kind that answers prompts."""
+    from pathlib import Path
+
+    from schemas.errors import InputError
+    from students.train import read_meta
+
+    meta = read_meta(Path(adapter_dir))
+    if meta is None or meta.get("status") != "trained":
+        why = "holds no trained student" if meta is None else f"holds a skipped student ({meta.get('reason')})"
+        raise InputError(f"sample.model {adapter_dir!r} {why}: a student teacher is a trained adapter's "
+                         "directory, students/RUN/NAME in the data directory")
+    kind = meta.get("student_kind", "causal_lm")
+    if kind not in ("causal_lm", "vlm", "compose"):
+        raise InputError(f"sample.model {adapter_dir!r} is a {kind} student; a student teacher is a "
+                         "causal_lm, vlm or compose student")
+    return meta

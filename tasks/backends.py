@@ -1,0 +1,124 @@
+"""Opening a backend from a config section, in one place: what it is called in the cache and what it
+costs (pure functions of the section: nothing is built, started or asked), and the one opened for a
+stage behind the cache.
+
+A section is anything naming a backend: `sample`, `caption`, `verify.judge`, `evaluate.judge`, a
+`reference`. Its API key is resolved by the process that opens it (`tasks.teachers.secrets`: an
+environment variable, or a Prefect Secret block through the loader the flows install in every
+process that runs a task), so no key crosses a task boundary.
+
+Per stage a backend is built once per process: `shared` keeps one per section in the process (a
+thread runner's, or a dask / ray worker's) until `close_backends` at the stage's end; a worker's
+share (1 / runner.workers) of the endpoint's rpm, tpm and concurrency is its own.
+"""
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from schemas.config import FactoryConfig, ModelPrice
+from schemas.paths import DataDir
+from tasks.teachers import teacher_for
+from tasks.teachers.prices import price_for
+from teacher_cache import CachedTeacher, CacheStore
+
+REMOTE = ("openai", "gemini", "vllm")  # reached over HTTP: an endpoint names their identity
+
+
+def name_of(section) -> str:
+    """The backend a section names (a caption section names it `captioner`)."""
+    return getattr(section, "teacher", None) or section.captioner
+
+
+def student_meta(section) -> dict:
+    """A student teacher's train_meta.json (its base model and fingerprint), checked as the backend checks it."""
+    from tasks.teachers.local import trained_student
+
+    return trained_student(section.model)
+
+
+def identity(section) -> str:
+    """The cache identity of the section's backend: `backend/model` (an endpoint may name its own; a
+    student's names its directory and adapter fingerprint, so a retrained student is a new teacher)."""
+    name = name_of(section)
+    if name == "student":
+        path = Path(section.model)
+        return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}"
+    if name in REMOTE and section.endpoint.identity:
+        return section.endpoint.identity
+    return f"{name}/{section.model}"
+
+
+def price(section, cfg: FactoryConfig) -> ModelPrice | None:
+    """USD per token of the section's model (None: unknown), at the batch price when it asks in batches."""
+    if name_of(section) == "student":  # a local model: its base's price if the config names one, else free
+        found = price_for("local", student_meta(section)["base_model"], cfg.prices)
+    else:
+        found = price_for(name_of(section), section.model, cfg.prices)
+    if found is None or not getattr(section, "batch", False):
+        return found
+    return ModelPrice(input_per_mtok=found.input_per_mtok * section.batch_price,
+                      output_per_mtok=found.output_per_mtok * section.batch_price)
+
+
+@contextmanager
+def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher]:
+    """The section's backend, built here, behind the cache, for one stage: a managed vLLM server is
+    started here and stopped when the stage ends."""
+    backend = teacher_for(section)
+    if hasattr(backend, "start"):
+        backend.start()
+    try:
+        batches = None
+        if getattr(section, "batch", False):
+            from tasks.teachers.batch import batches_for
+
+            batches = batches_for(backend, section.batch_poll_s)  # config validation allows openai / gemini only
+        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price(section, cfg), batches,
+                                section.endpoint.max_attempts)
+        try:
+            yield teacher
+        finally:
+            teacher.close()
+    finally:
+        if hasattr(backend, "stop"):
+            backend.stop()
+
+
+def divided(section, shares: int):
+    """The section with its endpoint's limits split among `shares` workers, so that together they keep them."""
+    endpoint = getattr(section, "endpoint", None)
+    if shares == 1 or endpoint is None:
+        return section
+    limits = {"concurrency": max(1, math.ceil(endpoint.concurrency / shares)),
+              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares}
+    return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
+
+
+SHARED: dict[str, tuple[ExitStack, CachedTeacher]] = {}  # this process's open backends, until the stage ends
+_shared_lock = threading.Lock()
+
+
+def shared(section, cfg: FactoryConfig, data: DataDir) -> CachedTeacher | None:
+    """The section's backend for a shard task (None for no section), opened in the process that runs the
+    task, once per process and stage, with this process's share of the endpoint's limits."""
+    if section is None:
+        return None
+    section = divided(section, cfg.runner.shares())
+    key = json.dumps([section.model_dump(mode="json"), str(data.root), cfg.model_dump(mode="json")["prices"]])
+    with _shared_lock:
+        if key not in SHARED:
+            stack = ExitStack()
+            SHARED[key] = (stack, stack.enter_context(opened(section, cfg, data)))
+        return SHARED[key][1]
+
+
+def close_backends() -> None:
+    """Closes the backends this process opened (a stage's end)."""
+    with _shared_lock:
+        for stack, _ in SHARED.values():
+            stack.close()
+        SHARED.clear()
