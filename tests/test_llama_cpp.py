@@ -1,0 +1,109 @@
+"""students.llama_cpp_engine: the `local` teacher on the embedded GGUF through llama.cpp, against the
+transformers path (skipped where llama-cpp-python is not installed, as in CI)."""
+
+import pytest
+
+from schemas.config import SampleConfig
+from students.generate import answer_done
+from tasks.teachers import Request, SamplingParams, teacher_for
+
+QUESTIONS = [
+    "What is 2 + 3?", "What is 7 times 6?", "Which is larger, 12 or 21?", "What colour is the sky on a clear day?",
+    "How many legs does a spider have?", "What is the capital of France?", "What is 15 minus 9?",
+    "Which planet is closest to the Sun?", "How many days are in a week?", "What is half of 50?",
+    "Is ice colder than boiling water?", "What gas do plants take in?", "How many sides does a hexagon have?",
+    "What is 100 divided by 4?", "Which is heavier, 1 kg of iron or 2 kg of feathers?", "What is 9 squared?",
+    "What do bees make?", "How many minutes are in an hour?", "What is the freezing point of water in Celsius?",
+    "Which animal is known as the king of the jungle?",
+]
+ASK = " Explain in one or two sentences, then end with \"The answer is ...\"."
+
+
+def chats(suffix: str = ASK) -> list[list[dict]]:
+    return [[{"role": "user", "content": q + suffix}] for q in QUESTIONS]
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """(the llama.cpp engine, the transformers model and tokenizer) on the embedded model."""
+    pytest.importorskip("llama_cpp")
+    from students.llama_cpp_engine import LlamaCppEngine
+    from students.model import load_model, load_tokenizer
+
+    engine = LlamaCppEngine("embedded")
+    yield engine, load_model("embedded"), load_tokenizer("embedded")
+    engine.close()
+
+
+def test_the_transformers_identity_is_unchanged():
+    """Runs everywhere: without llama.cpp (or with it turned off) answers stay under today's identity and keys."""
+    assert teacher_for(SampleConfig(engine="transformers")).identity == "local/embedded"
+
+
+def test_auto_picks_llama_cpp_for_gguf_models_only(tiny_model):
+    pytest.importorskip("llama_cpp")
+    assert teacher_for(SampleConfig()).identity == "local/embedded+llama.cpp"
+    assert teacher_for(SampleConfig(model="/models/x.Q8_0.gguf")).identity == "local//models/x.Q8_0.gguf+llama.cpp"
+    assert teacher_for(SampleConfig(model=tiny_model)).identity == f"local/{tiny_model}"
+
+
+def test_greedy_answers_equal_the_transformers_path(engines):
+    """On 20 prompts, the 4-bit llama.cpp run gives the transformers path's (dequantized float32) greedy
+    answers on at least 18, with the same prompt and answer token counts."""
+    from students.generate import generate
+
+    engine, model, tok = engines
+    ours, theirs = engine.generate(chats(), 40), generate(model, tok, chats(), 40)
+    assert all(len(g.text) > 20 for g in theirs)  # real answers, not empty ones that trivially agree
+    same = [a for a, b in zip(ours, theirs, strict=True) if a.text == b.text]
+    assert len(same) >= 18, [(a.text, b.text) for a, b in zip(ours, theirs, strict=True) if a.text != b.text]
+    assert [g.prompt_tokens for g in ours] == [g.prompt_tokens for g in theirs]
+    assert all((a.new_tokens, a.finished) == (b.new_tokens, b.finished)
+               for a, b in zip(ours, theirs, strict=True) if a.text == b.text)
+
+
+def test_the_stop_rule_stops_where_the_transformers_path_does(engines):
+    """With stop_at_answer, a row ends at the first token that completes its answer sentence: where the
+    transformers path ends it, and at no later token (checked on the decoded prefixes)."""
+    from students.generate import generate
+
+    engine, model, tok = engines
+    prompts = chats(" Reply with one sentence of the form \"The answer is X.\" and nothing else.")
+    ours = engine.generate(prompts, 48, stop_at_answer=True)
+    theirs = generate(model, tok, prompts, 48, stop_at_answer=True)
+    stopped = [g for g in ours if g.finished and answer_done(g.text)]
+    assert len(stopped) >= 10  # the rule, not eos nor the token limit, ended most rows
+    for g in stopped:
+        ids = tok(g.text, add_special_tokens=False)["input_ids"]
+        assert len(ids) == g.new_tokens and not answer_done(tok.decode(ids[:-1]))  # the first complete prefix
+    same = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.text == b.text]
+    assert len(same) >= 18 and all(a.new_tokens == b.new_tokens and a.finished == b.finished for a, b in same)
+
+
+def test_llama_cpp_teacher_answers_a_sample_stage_through_the_cache(tmp_path, engines):
+    """The sample stage with `engine: llama_cpp`: k paths per problem, real token counts, answers cached
+    under the llama.cpp identity (a re-run asks nothing), keys apart from the transformers teacher's."""
+    import polars as pl
+
+    from schemas.config import SyntheticIngest
+    from schemas.paths import DataDir
+    from tasks.ingest import ingest
+    from tasks.sample import sample_shard
+    from teacher_cache import CachedTeacher, CacheStore
+
+    ingest(SyntheticIngest(n_problems=6), DataDir(tmp_path / "data"))
+    probs = pl.read_parquet(tmp_path / "data" / "problems" / "**" / "*.parquet")
+    cfg = SampleConfig(engine="llama_cpp", k=2, variants=["plain"], max_new_tokens=24, batch_size=8)
+    captions = dict(zip(probs["problem_id"], probs["caption"], strict=True))
+    teacher = teacher_for(cfg)
+    teacher._tok, teacher._model = engines[0].tok, engines[0]  # the module's engine: loaded once
+    store = CacheStore(tmp_path / "cache.sqlite")
+    first = sample_shard(cfg, probs, captions, CachedTeacher(teacher, store))
+    df = first.samples
+    assert df.height > 0 and first.stats.new == df.height and set(df["teacher"]) == {"local/embedded+llama.cpp"}
+    assert (df["completion_tokens"].is_between(1, 24)).all() and (df["prompt_tokens"] > 50).all()
+    assert (df["content"].str.len_chars() > 0).all()
+    again = sample_shard(cfg, probs, captions, CachedTeacher(teacher_for(cfg), store))
+    assert again.stats.new == 0 and again.samples.sort("sample_id").equals(df.sort("sample_id"))
+    req = Request((("user", "hi"),), SamplingParams(0.7, 0.95, 24), 0)
+    assert req.key(teacher.identity) != req.key(teacher_for(SampleConfig(engine="transformers")).identity)
