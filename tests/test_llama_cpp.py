@@ -23,6 +23,23 @@ def chats(suffix: str = ASK) -> list[list[dict]]:
     return [[{"role": "user", "content": q + suffix}] for q in QUESTIONS]
 
 
+def stage_chats(tmp_path) -> list[list[dict]]:
+    """The sample stage's own prompts (synthetic multiple-choice problems, both variants), which end in
+    \"The answer is (X).\": 20 of them."""
+    import polars as pl
+
+    from schemas.config import SyntheticIngest
+    from schemas.paths import DataDir
+    from tasks.ingest import ingest
+    from tasks.sample import build_requests
+
+    ingest(SyntheticIngest(n_problems=20), DataDir(tmp_path / "data"))
+    probs = pl.read_parquet(tmp_path / "data" / "problems" / "**" / "*.parquet")
+    captions = dict(zip(probs["problem_id"], probs["caption"], strict=True))
+    requests = [r for _, _, r in build_requests(SampleConfig(k=1), probs, captions)[0]]
+    return [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
+
+
 @pytest.fixture(scope="module")
 def engines():
     """(the llama.cpp engine, the transformers model and tokenizer) on the embedded model."""
@@ -72,22 +89,22 @@ def test_greedy_answers_follow_the_transformers_path(engines):
                      "8-bit activations part from float32 within 40 tokens")
 
 
-def test_the_stop_rule_stops_where_the_transformers_path_does(engines):
+def test_the_stop_rule_stops_where_the_transformers_path_does(engines, tmp_path):
     """With stop_at_answer, a row ends at the first token that completes its answer sentence (checked on the
     decoded prefixes), and where the transformers path ends it when both wrote the same answer."""
     from students.generate import generate
 
     engine, model, tok = engines
-    prompts = chats(" Reply with one sentence of the form \"The answer is X.\" and nothing else.")
+    prompts = stage_chats(tmp_path)
     ours = engine.generate(prompts, 48, stop_at_answer=True)
     theirs = generate(model, tok, prompts, 48, stop_at_answer=True)
     stopped = [g for g in ours if g.finished and answer_done(g.text)]
-    assert len(stopped) >= 10  # the rule, not eos nor the token limit, ended most rows
+    assert len(stopped) >= 4  # the rule, not eos nor the token limit, ended these rows
     for g in stopped:
         ids = tok(g.text, add_special_tokens=False)["input_ids"]
         assert len(ids) == g.new_tokens and not answer_done(tok.decode(ids[:-1]))  # the first complete prefix
     same = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.text == b.text]
-    assert len(same) >= 10 and all(a.new_tokens == b.new_tokens and a.finished == b.finished for a, b in same)
+    assert len(same) >= 4 and all(a.new_tokens == b.new_tokens and a.finished == b.finished for a, b in same)
 
 
 def test_llama_cpp_teacher_answers_a_sample_stage_through_the_cache(tmp_path, engines):
