@@ -9,7 +9,10 @@ machine falls on all of them alike:
   engine    `students.generate.generate` (what the `local` teacher and evaluation use)
   before    the loop it replaced (`bench/chunked_generate.py`)
   stage     the sample stage itself (CachedTeacher + SQLite + LocalTeacher) on a fresh cache
-Then the same-answers check: greedy answers of the engine and of plain `model.generate` on 20 prompts.
+  llama.cpp `students.llama_cpp_engine` on the model's GGUF (where llama-cpp-python is installed and the
+            model is the embedded one or a .gguf path; `--no-llama-cpp` leaves it out)
+Then the same-answers checks on 20 prompts: greedy answers of the engine and of plain `model.generate`,
+and (with llama.cpp) greedy answers of llama.cpp and of the engine.
 """
 
 import argparse
@@ -29,10 +32,11 @@ from chunked_generate import chunked_generate  # noqa: E402
 from schemas.config import SampleConfig, SyntheticIngest  # noqa: E402
 from schemas.paths import DataDir  # noqa: E402
 from students.generate import cut, generate  # noqa: E402
+from students.llama_cpp_engine import LlamaCppEngine  # noqa: E402
 from students.model import load_model, load_tokenizer  # noqa: E402
 from tasks.ingest import ingest  # noqa: E402
 from tasks.sample import build_requests  # noqa: E402
-from tasks.teachers.local import LocalTeacher  # noqa: E402
+from tasks.teachers.local import LocalTeacher, engine_of  # noqa: E402
 from teacher_cache import CachedTeacher, CacheStore  # noqa: E402
 from teacher_cache.cached import local_batches  # noqa: E402
 
@@ -110,28 +114,49 @@ def same_answers(model, tok, chats: list[list[dict]], max_new_tokens: int) -> in
     return sum(g.text == tok.decode(cut(tok, row, False)[0], skip_special_tokens=True) for g, row in zip(ours, rows, strict=True))
 
 
+def llama_cpp_engine(name: str):
+    """The llama.cpp engine as a `generate`-like callable (it ignores the transformers model), seeded as
+    `time_engines` seeds each batch."""
+    engine = LlamaCppEngine(name)
+
+    def run(model, tok, chats, max_new_tokens, **kw):
+        return engine.generate(chats, max_new_tokens, seed=torch.initial_seed(), **kw)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="embedded")
     p.add_argument("--problems", type=int, default=50)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--stage", action=argparse.BooleanOptionalAction, default=True, help="time the stage too")
+    p.add_argument("--llama-cpp", action=argparse.BooleanOptionalAction, default=True,
+                   help="time llama.cpp too, where it is installed and the model is a GGUF")
     args = p.parse_args(argv)
     cfg, requests = workload(args.problems, args.max_new_tokens)
     tok, model = load_tokenizer(args.model), load_model(args.model)
     teacher = LocalTeacher(args.model, cfg.batch_size)
     teacher._tok, teacher._model = tok, model  # one copy of the weights for all three
     stage = CachedTeacher(teacher, CacheStore(Path(tempfile.mkdtemp()) / "cache.sqlite")) if args.stage else None
-    totals = time_engines({"engine": generate, "before": chunked_generate}, model, tok, cfg, requests, stage)
+    engines = {"engine": generate, "before": chunked_generate}
+    if args.llama_cpp and engine_of(args.model, "auto") == "llama_cpp":
+        engines["llama.cpp"] = llama_cpp_engine(args.model)
+    totals = time_engines(engines, model, tok, cfg, requests, stage)
     print(f"requests={len(requests)} batch={cfg.batch_size} max_new_tokens={cfg.max_new_tokens} "
           f"threads={torch.get_num_threads()}")
     for name, (s, n, peak) in totals.items():
-        print(f"{name:8s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
+        print(f"{name:9s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
     rate = {name: n / s for name, (s, n, _) in totals.items()}
     print(f"engine / before = {rate['engine'] / rate['before']:.2f}x" +
-          (f"   stage / engine = {rate['stage'] / rate['engine']:.3f}" if args.stage else ""))
+          (f"   stage / engine = {rate['stage'] / rate['engine']:.3f}" if args.stage else "") +
+          (f"   engine / llama.cpp = {rate['engine'] / rate['llama.cpp']:.2f}" if "llama.cpp" in rate else ""))
     chats = [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
     print(f"same answers (greedy, engine vs model.generate): {same_answers(model, tok, chats, 64)}/{len(chats)}")
+    if "llama.cpp" in engines:
+        ours, theirs = generate(model, tok, chats, 64), engines["llama.cpp"](model, tok, chats, 64)
+        same = sum(a.text == b.text for a, b in zip(ours, theirs, strict=True))
+        print(f"same answers (greedy, llama.cpp vs engine, 64 tokens): {same}/{len(chats)}")
 
 
 if __name__ == "__main__":

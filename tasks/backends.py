@@ -22,6 +22,7 @@ from pathlib import Path
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.paths import DataDir
 from tasks.teachers import teacher_for
+from tasks.teachers.local import engine_of
 from tasks.teachers.prices import price_for
 from teacher_cache import CachedTeacher, CacheStore
 
@@ -49,6 +50,8 @@ def identity(section) -> str:
         return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}"
     if name in REMOTE and section.endpoint.identity:
         return section.endpoint.identity
+    if name == "local" and engine_of(section.model, getattr(section, "engine", "transformers")) == "llama_cpp":
+        return f"local/{section.model}+llama.cpp"
     return f"{name}/{section.model}"
 
 

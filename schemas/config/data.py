@@ -32,6 +32,11 @@ class SampleConfig(Section):
                                  "sentence is complete (remote teachers end their answers themselves).")
     batch_size: int = Field(64, ge=1, description="local teacher: sequences generated together (rows leave the "
                             "batch as they finish).")
+    engine: Literal["auto", "transformers", "llama_cpp"] = Field(
+        "transformers", description="local teacher: what runs the model. `llama_cpp`: llama.cpp "
+        "(llama-cpp-python) on a GGUF (the embedded model's own file or a path ending .gguf); `auto`: llama.cpp "
+        "when it is installed and the model is a GGUF, else transformers. llama.cpp computes on the quantized "
+        "weights, so its answers differ now and then: they are cached apart (its identity ends in +llama.cpp).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers, a vlm student "
                          "teacher) besides its caption; rounds with vlm students turn it on.")

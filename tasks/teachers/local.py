@@ -1,11 +1,14 @@
-"""`local` teacher: transformers on a small model (default: the embedded SmolLM2-135M); `student`
+"""`local` teacher: transformers on a small model (default: the embedded SmolLM2-135M), or llama.cpp on a
+GGUF (`sample.engine`: the embedded model's own file or a `.gguf` path); `student`
 teacher: a trained student (base + adapter) answering the next round's problems: a text student
 reads the prompt, a `vlm` student is also shown the picture each request carries (`sample.images`)."""
 
 import hashlib
+import importlib.util
 import threading
 import time
 
+from schemas.config import EMBEDDED
 from tasks.teachers import Completion, Request, split_think
 
 
@@ -21,6 +24,8 @@ class LocalTeacher:
 
     @classmethod
     def from_config(cls, cfg) -> "LocalTeacher":
+        if cls is LocalTeacher and engine_of(cfg.model, getattr(cfg, "engine", "transformers")) == "llama_cpp":
+            return LlamaCppTeacher(cfg.model, batch_size=cfg.batch_size)
         return cls(cfg.model, batch_size=cfg.batch_size)
 
     def _load(self):
@@ -84,6 +89,49 @@ class LocalTeacher:
         return generate(model, tok, [[{"role": r, "content": c} for r, c in req.messages] for req in firsts],
                         params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
                         num_return_sequences=n, stop_at_answer=params.stop_at_answer)
+
+
+def engine_of(model: str, engine: str) -> str:
+    """`sample.engine` resolved: `auto` is llama_cpp when llama-cpp-python is installed and the model is a
+    GGUF (the embedded model ships as one), else transformers."""
+    if engine != "auto":
+        return engine
+    gguf = model == EMBEDDED or model.endswith(".gguf")
+    return "llama_cpp" if gguf and importlib.util.find_spec("llama_cpp") is not None else "transformers"
+
+
+class LlamaCppTeacher(LocalTeacher):
+    """The `local` teacher on a GGUF through llama.cpp (students/llama_cpp_engine.py). Its weights stay
+    quantized, so its answers differ from the transformers path's now and then: they are cached under an
+    identity of their own (`local/embedded+llama.cpp`), never mixed with transformers' answers."""
+
+    def __init__(self, model: str = EMBEDDED, batch_size: int = 16):
+        super().__init__(model, batch_size)
+        self.identity = f"local/{model}+llama.cpp"
+
+    def _load(self):
+        if self._model is None:
+            from students.llama_cpp_engine import LlamaCppEngine
+
+            self._model = LlamaCppEngine(self.model)
+            self._tok = self._model.tok
+        return self._tok, self._model
+
+    def close(self) -> None:
+        with self._lock:
+            engine, self._model = self._model, None
+        if engine is not None:
+            engine.close()
+        super().close()
+
+    def _answer(self, firsts: list[Request], params, n: int) -> list:
+        import torch
+
+        _, engine = self._load()
+        return engine.generate([[{"role": r, "content": c} for r, c in req.messages] for req in firsts],
+                               params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                               num_return_sequences=n, stop_at_answer=params.stop_at_answer,
+                               seed=torch.initial_seed())  # the batch's seed, as `_generate` set it
 
 
 class StudentTeacher(LocalTeacher):
