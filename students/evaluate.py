@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from schemas.config import EvaluateConfig, VerifyConfig
+from schemas.progress import Progress
 from students.generate import Generated, generate
 from students.tools import TOOLS, tool_frame
 from tasks.evals import eval_frame
-from tasks.progress import Progress
 from tasks.prompts import user_message
 
 

@@ -22,8 +22,8 @@ import polars as pl
 
 from schemas import atomic
 from schemas.config import TrainConfig
+from schemas.progress import Progress
 from students.model import release_memory
-from tasks.progress import Progress
 
 META = "train_meta.json"
 _bases: dict[str, object] | None = None  # within `one_base()`: model name -> the base text arms train on

@@ -10,8 +10,8 @@ import polars as pl
 from schemas.config import CaptionConfig
 from schemas.tables import SCHEMAS
 from tasks.teachers import ImageRef, Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 REMOTE = ("gemini", "openai")
 

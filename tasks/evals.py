@@ -13,9 +13,9 @@ from schemas.config import JudgeConfig, VerifyConfig
 from schemas.tables import SCHEMAS
 from tasks.grade import Verdict
 from tasks.teachers import Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from tasks.verify import UNGRADED, grade_all
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 
 @dataclass

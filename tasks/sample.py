@@ -11,8 +11,8 @@ from schemas.config import SampleConfig
 from schemas.tables import SCHEMAS
 from tasks.prompts import teacher_message
 from tasks.teachers import ImageRef, Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 
 def teacher_dir(identity: str) -> str:

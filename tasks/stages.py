@@ -32,10 +32,11 @@ from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
 from tasks.sample import SampleResult
-from tasks.teachers import teacher_for
-from tasks.teachers.prices import price_for
+from tasks.teachers import RemoteTeacher, teacher_for
+from tasks.teachers.engine import RequestEngine
 from tasks.teachers.secrets import api_key
 from teacher_cache import CachedTeacher, CacheStats, CacheStore
+from teacher_cache.prices import price_for
 
 
 @dataclass
@@ -102,15 +103,16 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
         backend.start()
     try:
         price = price_for(backend.backend, backend.model, cfg.prices)
-        batches = None
+        store = CacheStore(data.teacher_cache)
+        asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
         if getattr(section, "batch", False):
-            from tasks.teachers.batch import batches_for
+            from tasks.teachers.batch import BatchAsker, batches_for
 
-            batches = batches_for(backend, section.batch_poll_s)  # config validation allows openai / gemini only
+            asker = BatchAsker(batches_for(backend, section.batch_poll_s), store,  # config allows openai / gemini only
+                               getattr(getattr(section, "endpoint", None), "max_attempts", 3))
             price = price and ModelPrice(input_per_mtok=price.input_per_mtok * section.batch_price,
                                          output_per_mtok=price.output_per_mtok * section.batch_price)
-        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price, batches,
-                                getattr(getattr(section, "endpoint", None), "max_attempts", 3))
+        teacher = CachedTeacher(asker, store, price)
         try:
             yield teacher
         finally:

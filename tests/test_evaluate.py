@@ -119,6 +119,7 @@ def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_
     from schemas.config import EndpointConfig, ReferenceConfig, ReportConfig
     from tasks.evals import Answer, eval_frame, reference_answers
     from tasks.prompts import LETTERS, user_message
+    from tasks.teachers.engine import RequestEngine
     from tasks.teachers.openai_compat import OpenAITeacher
     from teacher_cache import CachedTeacher, CacheStore
 
@@ -134,7 +135,7 @@ def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_
                           endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05))
     with FakeServer("openai") as server:
         ref.endpoint.base_urls = [server.url]
-        model = CachedTeacher(OpenAITeacher.from_config(ref), CacheStore(tmp_path / "c.sqlite"))
+        model = CachedTeacher(RequestEngine(OpenAITeacher.from_config(ref)), CacheStore(tmp_path / "c.sqlite"))
         answers, _ = reference_answers(prompts, model, 64)
         model.close()
     info = dict(run="r", seed=None, eval_fingerprint="f", prompt_style="cot", decoding="greedy")

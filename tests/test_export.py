@@ -17,7 +17,7 @@ from tasks.ingest import ingest
 from tasks.prompts import LETTERS, answer_sentence
 from tasks.runner import run_shard
 from tasks.stages import run_arms, run_export, sample_files
-from tasks.teachers.prices import price_for
+from teacher_cache.prices import price_for
 
 ARMS = ["raw", "teacher_cot", "teacher_lecture", "mistakes"]
 

@@ -60,7 +60,7 @@ def test_start_health_wait_sample_and_shutdown(tmp_path):
     exe = executable(tmp_path, "vllm", STAND_IN)
     cfg = config(exe)
     with opened(cfg.sample, cfg, DataDir(tmp_path / "data")) as teacher:
-        url = teacher.teacher.base_urls[0]
+        url = teacher.teacher.teacher.base_urls[0]
         assert url.startswith("http://127.0.0.1:") and port_open(url)
         result = sample_shard(cfg.sample, problems(["q0", "q1", "q2"]), {}, teacher)
         df = result.samples
