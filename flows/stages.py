@@ -19,9 +19,9 @@ from schemas.config import FactoryConfig
 from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
 from students import stages as student_stages
+from students.bases import one_base
 from students.deployment import chosen, run_deploy
 from students.references import run_reference
-from students.train import one_base
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest

@@ -6,6 +6,7 @@ import polars as pl
 from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.paths import DataDir
 from schemas.tables import write_table
+from students.evals import eval_frame, reference_answers
 from students.stages import (
     REFERENCE,
     eval_fingerprint,
@@ -15,7 +16,6 @@ from students.stages import (
     greedy_accuracy,
     score_reasoning,
 )
-from tasks.evals import eval_frame, reference_answers
 from tasks.prompts import user_message
 from tasks.stages import captions_of, opened
 

@@ -15,7 +15,9 @@ from schemas.errors import InputError
 from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
-from students.evaluate import Solver, evaluate_student, load_student
+from students.evals import judge_reasoning, rouge_reasoning
+from students.evaluate import Solver, evaluate_student
+from students.loading import load_student
 from students.model import load_tokenizer, release_memory
 from students.rows import eval_captions, training_rows
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
@@ -23,7 +25,6 @@ from students.tools import SPECS, TOOL_TEMPLATE, TOOLS
 from students.train import read_meta, train_student, write_meta
 from students.vlm import image_of, load_processor
 from tasks.arms import variant_of
-from tasks.evals import judge_reasoning, rouge_reasoning
 from tasks.stages import arm_not_built, arm_unavailable, opened
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from students.compose import (
     stage_one,
     stage_two,
 )
-from students.evaluate import load_student
+from students.loading import load_student
 from students.rows import training_rows
 from students.stages import run_evaluate, run_train
 

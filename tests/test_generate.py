@@ -68,8 +68,8 @@ def test_chunked_greedy_generation_equals_one_plain_generate_call(tiny_model, tm
     import polars as pl
 
     from schemas.config import TrainConfig
-    from students.evaluate import load_student
     from students.generate import generate
+    from students.loading import load_student
     from students.train import train_student
 
     adapter = None

@@ -7,7 +7,7 @@ from fake_servers import FakeServer, answer_for
 
 from schemas.config import EndpointConfig, JudgeConfig
 from schemas.tables import SCHEMAS
-from tasks.evals import judge_reasoning, judge_verdict
+from students.evals import judge_reasoning, judge_verdict
 from tasks.teachers.engine import RequestEngine
 from tasks.teachers.openai_compat import OpenAITeacher
 from teacher_cache import CachedTeacher, CacheStore
