@@ -11,21 +11,22 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
-from flows.cli import quiet_explained_tracebacks
 from flows.clusters import cluster_runner
+from flows.console import quiet_explained_tracebacks
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
 from schemas.errors import INTERRUPT, InputError, StageFailed, interrupted
 from schemas.paths import DataDir
+from students import backends
 from students import stages as student_stages
 from students.bases import one_base
 from students.deployment import chosen, run_deploy
 from students.references import run_reference
+from students.runner import close_backends, run_shard
 from tasks import stages
 from tasks.caption import REMOTE
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
 from tasks.teachers import secrets
 from teacher_cache import CacheStats
 
@@ -62,7 +63,7 @@ def data_of(config: FactoryConfig) -> DataDir:
 
 
 def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> list:
-    """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
+    """Runs the shard stage `stage` (students/runner.py) as one Prefect task per item, concurrently: in
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster.
     Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
     shard_task = task(run_shard_here, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
@@ -141,9 +142,9 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
         total = sum(per_shard("caption", config, todo), CacheStats())
     if not remote:
         return {"captioner": config.caption.captioner}
-    spend = log_spend("caption", total, stages.priced(config.caption, config))
+    spend = log_spend("caption", total, backends.priced(config.caption, config))
     if total.failed and not total.new and not total.hits:  # nothing captioned: say why, fail
-        raise StageFailed(f"every request to captioner {stages.identity_of(config.caption)} failed ({total.failed}): "
+        raise StageFailed(f"every request to captioner {backends.identity_of(config.caption)} failed ({total.failed}): "
                           f"{total.common_errors()}")
     if total.failed:
         get_run_logger().warning("caption: %d requests failed (a re-run retries them): %s", total.failed,
@@ -161,8 +162,8 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     with stage_progress("sample"):
         results = per_shard("sample", config, todo)
     total = sum((r.stats for r in results), CacheStats())
-    spend = log_spend("sample", total, stages.priced(config.sample, config))
-    identity = stages.identity_of(config.sample)
+    spend = log_spend("sample", total, backends.priced(config.sample, config))
+    identity = backends.identity_of(config.sample)
     for warning in stages.sample_outcome(config, results, total, identity):  # nothing usable: an error
         get_run_logger().warning("sample: %s", warning)
     return spend | {"rejects": dict(sum((r.rejects for r in results), Counter()))}
@@ -186,7 +187,7 @@ def verify_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT,
     verdicts, unchanged = sum(d.rows for d in done), sum(d.skipped for d in done)
     result = {"verdicts": verdicts, "unchanged_files": unchanged}
     if audit:
-        with stages.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
+        with backends.opened(judge_cfg, config, data) if judge_cfg else nullcontext() as judge:
             result["audit"] = task(stages.run_audit, cache_policy=NO_CACHE)(config, data, judge)
     get_run_logger().info("verify: %d verdicts in %d samples files (%s)%s", verdicts, len(files), skips(unchanged),
                           f"; audit: {result['audit']['report']}" if audit else "")
@@ -214,7 +215,7 @@ def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """The student training sets, decontaminated against val and test."""
     config = configured(config, config_file)
-    result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config))
+    result = task(stages.run_arms, cache_policy=NO_CACHE)(config, data_of(config), backends.arms_teacher(config))
     logger = get_run_logger()
     logger.info("arms from teacher %s: %s; training problems copying a val/test question: %d, showing a val/test "
                 "picture: %d (%d left out)%s", result["teacher"], result["rows"], result["contaminated"],
@@ -230,7 +231,7 @@ def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -
 def export_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Every arm as a datasets dataset, trl parquet and LLaMA-Factory ShareGPT, with a dataset card."""
     config = configured(config, config_file)
-    counts = task(stages.run_export, cache_policy=NO_CACHE)(config, data_of(config))
+    counts = task(stages.run_export, cache_policy=NO_CACHE)(config, data_of(config), backends.arms_teacher(config))
     get_run_logger().info("export: %s under %s", counts, data_of(config).table("exports"))
     return counts
 

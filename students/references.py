@@ -6,6 +6,7 @@ import polars as pl
 from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.paths import DataDir
 from schemas.tables import write_table
+from students.backends import opened
 from students.evals import eval_frame, reference_answers
 from students.stages import (
     REFERENCE,
@@ -17,7 +18,7 @@ from students.stages import (
     score_reasoning,
 )
 from tasks.prompts import user_message
-from tasks.stages import captions_of, opened
+from tasks.stages import captions_of
 
 
 def run_reference(cfg: FactoryConfig, data: DataDir, ref: ReferenceConfig) -> dict:

@@ -15,6 +15,7 @@ from schemas.errors import InputError
 from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
+from students.backends import opened
 from students.evals import judge_reasoning, rouge_reasoning
 from students.evaluate import Solver, evaluate_student
 from students.loading import load_student
@@ -25,7 +26,7 @@ from students.tools import SPECS, TOOL_TEMPLATE, TOOLS
 from students.train import read_meta, train_student, write_meta
 from students.vlm import image_of, load_processor
 from tasks.arms import variant_of
-from tasks.stages import arm_not_built, arm_unavailable, opened
+from tasks.stages import arm_not_built, arm_unavailable
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student

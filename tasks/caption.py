@@ -48,5 +48,5 @@ def caption_shard(cfg: CaptionConfig, problems: pl.DataFrame, captioner: CachedT
     if cfg.captioner == "none":
         return dataset_captions(problems).clear(), CacheStats()
     if captioner is None:
-        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (tasks.stages.opened)")
+        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (students.backends.opened)")
     return model_captions(cfg, problems, captioner, image_path, desc)

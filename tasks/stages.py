@@ -1,14 +1,13 @@
-"""The data stages' I/O beyond the per-shard runner (tasks/runner.py): the shards and samples
-files to map over, opening a configured backend, what the sample stage's results mean, and the
-whole-table stages (arms, export, audit, import).
+"""The data stages' I/O beyond the per-shard runner (students/runner.py): the shards and samples
+files to map over, what the sample stage's results mean, and the whole-table stages (arms, export,
+audit, import). Opening a configured backend is students/backends.py's: the arms and export stages
+are handed the arms teacher's identity (`students.backends.arms_teacher`).
 
 A shard is a problems file, named by its path under problems/ without `.parquet`
 (e.g. `synthetic/synthetic-00000`); every per-shard output mirrors that name.
 """
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import polars as pl
 
 from schemas import atomic
 from schemas import experiment as experiment_mod
-from schemas.config import FactoryConfig, ModelPrice
+from schemas.config import FactoryConfig
 from schemas.errors import InputError, StageFailed
 from schemas.experiment import ARM
 from schemas.paths import DataDir
@@ -32,10 +31,8 @@ from tasks.decontam import contamination, left_out
 from tasks.export import export_arm
 from tasks.import_traces import ImportResult, import_traces
 from tasks.sample import SampleResult
-from tasks.teachers import RemoteTeacher, teacher_for
-from tasks.teachers.engine import RequestEngine
 from tasks.teachers.secrets import api_key
-from teacher_cache import CachedTeacher, CacheStats, CacheStore
+from teacher_cache import CachedTeacher, CacheStats
 from teacher_cache.prices import price_for
 
 
@@ -92,50 +89,6 @@ def captions_of(data: DataDir, captioner: str, shard: str | None = None) -> dict
     root = data.table("captions") / captioner
     df = read_table(root / f"{shard}.parquet" if shard else root, "captions")
     return dict(zip(df["problem_id"], df["caption"], strict=True))
-
-
-@contextmanager
-def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher]:
-    """The teacher (or captioner) a config section names, behind the cache, for one stage:
-    a managed vLLM server is started here and stopped when the stage ends."""
-    backend = teacher_for(section)
-    if hasattr(backend, "start"):
-        backend.start()
-    try:
-        price = price_for(backend.backend, backend.model, cfg.prices)
-        store = CacheStore(data.teacher_cache)
-        asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
-        if getattr(section, "batch", False):
-            from tasks.teachers.batch import BatchAsker, batches_for
-
-            asker = BatchAsker(batches_for(backend, section.batch_poll_s), store,  # config allows openai / gemini only
-                               getattr(getattr(section, "endpoint", None), "max_attempts", 3))
-            price = price and ModelPrice(input_per_mtok=price.input_per_mtok * section.batch_price,
-                                         output_per_mtok=price.output_per_mtok * section.batch_price)
-        teacher = CachedTeacher(asker, store, price)
-        try:
-            yield teacher
-        finally:
-            teacher.close()
-    finally:
-        if hasattr(backend, "stop"):
-            backend.stop()
-
-
-def priced(section, cfg: FactoryConfig) -> bool:
-    """Whether the configured model has a known price, without opening it."""
-    b = teacher_for(section)
-    return price_for(b.backend, b.model, cfg.prices) is not None
-
-
-def identity_of(section) -> str:
-    """The cache identity of a configured teacher, without starting or asking it anything."""
-    return teacher_for(section).identity
-
-
-def arms_teacher(cfg: FactoryConfig) -> str:
-    """The teacher whose selections the arms (and their cost columns) use."""
-    return cfg.arms.teacher or identity_of(cfg.sample)
 
 
 def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
@@ -206,10 +159,10 @@ def run_decontam(cfg: FactoryConfig, data: DataDir, problems: pl.DataFrame) -> p
     return flags
 
 
-def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
-    """Builds every configured arm from the configured teacher's selections; returns row counts
-    per arm and how many training problems copy a val / test problem (left out by default)."""
-    identity = arms_teacher(cfg)
+def run_arms(cfg: FactoryConfig, data: DataDir, identity: str) -> dict:
+    """Builds every configured arm from the selections of teacher `identity` (the arms teacher);
+    returns row counts per arm and how many training problems copy a val / test problem (left out
+    by default)."""
     shards(data)  # problems exist
     inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
     inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))
@@ -276,11 +229,11 @@ def hub_token(cfg: FactoryConfig) -> str | None:
     return token
 
 
-def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
-    """Exports every configured arm (data/exports/<arm>/); returns rows per arm."""
+def run_export(cfg: FactoryConfig, data: DataDir, teacher: str) -> dict[str, int]:
+    """Exports every configured arm (data/exports/<arm>/) built from teacher `teacher` (the arms
+    teacher); returns rows per arm."""
     token = hub_token(cfg)  # before any work: a push that cannot happen fails first
     tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
-    teacher = arms_teacher(cfg)
     return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms
             if not arm_unavailable(cfg, arm)}
 

@@ -14,9 +14,10 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, ARM_NAMES, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
+from students.backends import arms_teacher
+from students.runner import close_backends, run_shard
 from tasks.arms import NO_COT, build_arms, commit
 from tasks.prompts import answer_sentence
-from tasks.runner import close_backends, run_shard
 from tasks.select import answer_lines_only
 from tasks.stages import arm_unavailable, run_arms, sample_files, shards
 
@@ -226,7 +227,7 @@ def built_arms(tmp_path, reasoning: str, coverage: str) -> tuple[dict[str, pl.Da
     for f in sample_files(data):
         run_shard("verify", cfg, data, f)
         run_shard("select", cfg, data, f)
-    result = run_arms(cfg, data)
+    result = run_arms(cfg, data, arms_teacher(cfg))
     frames = {a: read_table(data.arm(a) / "train.parquet", "arms") for a in result["rows"]}
     return frames, read_table(data.table("arm_stats"), "arm_stats"), read_table(data.table("verdicts"), "verdicts")
 

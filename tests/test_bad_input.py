@@ -26,7 +26,7 @@ from scienceqa_fixture import write_release_layout
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.runner import close_backends, run_shard
+from students.runner import close_backends, run_shard
 from tasks.stages import sample_files, shards
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.runner import close_backends, run_shard
+from students.runner import close_backends, run_shard
 
 K = 2
 QUESTIONS = ["Which colour is the sky?", "Which colour is grass? [batchfail]", "Which colour is gold? [batchexpire]",
@@ -27,7 +27,7 @@ SCRIPT = """
 import sys
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks.runner import run_shard
+from students.runner import run_shard
 
 cfg = FactoryConfig.from_yaml(sys.argv[1])
 data = DataDir(cfg.data_dir)

@@ -13,7 +13,7 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.runner import close_backends, run_shard
+from students.runner import close_backends, run_shard
 
 
 @pytest.fixture(autouse=True)

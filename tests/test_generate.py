@@ -5,8 +5,8 @@ import torch
 
 from students.generate import ANSWER_DONE, answer_stop, cut
 from students.model import load_tokenizer
+from students.teachers import LocalTeacher
 from tasks.teachers import Request, SamplingParams
-from tasks.teachers.local import LocalTeacher
 
 
 @pytest.mark.parametrize("text, done", [

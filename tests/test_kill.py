@@ -25,8 +25,9 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.backends import arms_teacher
+from students.runner import close_backends, run_shard
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
 from tasks.stages import run_arms, sample_files, shards
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,8 @@ import datasets, polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks import stages
-from tasks.runner import run_shard
+from students.runner import run_shard
+from students.backends import arms_teacher
 
 if len(sys.argv) > 3:  # die in the middle of the Nth parquet write: the file half there, as a kill leaves it
     left = [int(sys.argv[3])]
@@ -66,9 +68,9 @@ elif stage == "verify":
     for f in stages.sample_files(data):
         run_shard("verify", cfg, data, f)
 elif stage == "arms":
-    stages.run_arms(cfg, data)
+    stages.run_arms(cfg, data, arms_teacher(cfg))
 elif stage == "export":
-    stages.run_export(cfg, data)
+    stages.run_export(cfg, data, arms_teacher(cfg))
 print("DONE", flush=True)
 """
 EARLIER = {"sample": ("problems", "captions"), "verify": ("problems", "samples"),
@@ -142,7 +144,7 @@ def prepared(tmp: Path, stage: str, url: str) -> tuple[DataDir, Path]:
         run_shard("verify", config_, data, f)
         run_shard("select", config_, data, f)
     if stage == "export":
-        run_arms(config_, data)
+        run_arms(config_, data, arms_teacher(config_))
     return data, path
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from schemas.config import EndpointConfig, FactoryConfig, SampleConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from students.backends import opened
 from tasks.sample import sample_shard
-from tasks.stages import opened
 from tasks.teachers import Request, SamplingParams
 from tasks.teachers import secrets as secrets_mod
 from tasks.teachers.engine import RequestEngine

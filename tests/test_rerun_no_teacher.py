@@ -8,8 +8,8 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
+from students.runner import close_backends, run_shard
 from tasks.ingest import ingest
-from tasks.runner import close_backends, run_shard
 from tasks.stages import shards
 
 

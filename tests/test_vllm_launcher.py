@@ -11,8 +11,8 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
+from students.backends import identity_of, opened
 from tasks.sample import sample_shard
-from tasks.stages import identity_of, opened
 
 TESTS = Path(__file__).resolve().parent
 

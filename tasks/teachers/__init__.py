@@ -1,16 +1,16 @@
-"""Teachers: one small class per backend behind a protocol, chosen by name from `TEACHERS`.
+"""Remote teachers: one small class per backend behind a protocol, chosen by name from
+`students.backends.TEACHERS` (with the in-process `local` and `student` teachers of students/teachers.py).
 
 A backend only turns `Request`s into `Completion`s. Caching, resume and accounting wrap it
 once (`teacher_cache.CachedTeacher`); retries and rate limits for remote backends live once in
 `tasks.teachers.engine.RequestEngine`.
 
-- `local` (`Teacher`): transformers in this process, batched `complete(requests)`.
+- `local`, `student` (`Teacher`, students/teachers.py): transformers in this process, batched `complete(requests)`.
 - `openai`, `gemini`, `vllm` (`RemoteTeacher`): `async send(base_url, requests)` makes one
   HTTP request for requests that differ only in sample index (k paths with `n=k`).
 """
 
 import email.utils
-import importlib
 import re
 import time
 
@@ -91,18 +91,3 @@ def retry_after(headers) -> float | None:
     except ValueError:
         when = email.utils.parsedate_to_datetime(value) if email.utils.parsedate_tz(value) else None
         return max(0.0, when.timestamp() - time.time()) if when else None
-
-
-# Imported by name on use, so naming the local teacher never imports an SDK (nor the reverse).
-TEACHERS = {"local": "tasks.teachers.local:LocalTeacher", "student": "tasks.teachers.local:StudentTeacher",
-            "openai": "tasks.teachers.openai_compat:OpenAITeacher",
-            "gemini": "tasks.teachers.gemini:GeminiTeacher", "vllm": "tasks.teachers.vllm:VllmTeacher"}
-
-
-def teacher_for(cfg) -> Teacher | RemoteTeacher:
-    """The backend a `SampleConfig` (or `CaptionConfig`) names. Constructing one starts and asks nothing."""
-    name = getattr(cfg, "teacher", None) or cfg.captioner
-    if name not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(TEACHERS)}")
-    module, cls = TEACHERS[name].split(":")
-    return getattr(importlib.import_module(module), cls).from_config(cfg)

@@ -1,4 +1,6 @@
-"""The shard stages declared once, and the one runner that executes any of them on one shard.
+"""The shard stages declared once, and the one runner that executes any of them on one shard. It
+sits in students/, above the stages of tasks/, because it opens their backends (students/backends.py),
+two of which are models in this process.
 
 A shard stage is a plain function of (config, its input frames, a backend or None) -> its output
 frames and a result. `SHARD_STAGES` says, per stage, which files it reads and writes for a shard,
@@ -36,11 +38,12 @@ from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, empty, read_table, write_table
+from students.backends import identity_of, opened
 from tasks import extract, fingerprints, grade, select, verify
 from tasks.caption import REMOTE, caption_shard
 from tasks.sample import sample_shard, teacher_dir
 from tasks.select import select_shard
-from tasks.stages import Done, identity_of, opened, rows_in
+from tasks.stages import Done, rows_in
 from tasks.verify import verify_shard
 from teacher_cache import CachedTeacher
 
