@@ -19,6 +19,7 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from students.backends import arms_teacher
 from tasks.arms import run_arms
 from tasks.decontam import contamination
 
@@ -56,7 +57,8 @@ def main() -> None:
         data = DataDir(tmp)
         write_table(df, data.table("problems") / "bench" / "bench-00000.parquet", "problems")
         start = time.perf_counter()
-        result = run_arms(FactoryConfig(data_dir=tmp, arms={"arms": ["raw", "answer_only"]}), data)
+        cfg = FactoryConfig(data_dir=tmp, arms={"arms": ["raw", "answer_only"]})
+        result = run_arms(cfg, data, arms_teacher(cfg))
         stage = time.perf_counter() - start
     start = time.perf_counter()
     flags = contamination(df)

@@ -27,7 +27,8 @@ def main() -> None:
     from schemas.config import EvaluateConfig, FactoryConfig, VerifyConfig
     from schemas.paths import DataDir
     from schemas.tables import read_table
-    from students.evaluate import Solver, evaluate_student, load_student
+    from students.evaluate import Solver, evaluate_student
+    from students.loading import load_student
     from students.model import load_tokenizer
     from tasks.ingest import ingest
 

@@ -12,8 +12,9 @@ import time
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.backends import arms_teacher
+from students.runner import run_shard
 from tasks.arms import run_arms
-from tasks.runner import run_shard
 
 
 def one_pass(cfg: FactoryConfig, data: DataDir) -> tuple[float, int, int, bool]:
@@ -21,7 +22,7 @@ def one_pass(cfg: FactoryConfig, data: DataDir) -> tuple[float, int, int, bool]:
     files = data.sample_files()
     verified = [run_shard("verify", cfg, data, f) for f in files]
     selected = [run_shard("select", cfg, data, f) for f in files]
-    arms = run_arms(cfg, data)
+    arms = run_arms(cfg, data, arms_teacher(cfg))
     return (time.perf_counter() - start, sum(d.skipped for d in verified) + sum(d.skipped for d in selected),
             2 * len(files), arms["unchanged"])
 

@@ -4,7 +4,7 @@
 
 Starts the OpenAI wire-format test server (tests/fake_servers.py) in its own process with a
 fixed latency per request, then times, against it:
-(a) the sample stage (`run_shard("sample", ...)` in tasks/runner.py: the production `openai` backend through the
+(a) the sample stage (`run_shard("sample", ...)` in students/runner.py: the production `openai` backend through the
     request engine, the SQLite cache and the parquet write) on a fresh cache;
 (b) a bare aiohttp client sending the same request bodies at the same concurrency.
 Prints (a)/(b) (target <= 1.3), and (c)/(a) for the stage re-run with everything cached.
@@ -27,8 +27,8 @@ import polars as pl
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.backends import close_backends
-from tasks.runner import run_shard
+from students.backends import close_backends
+from students.runner import run_shard
 from tasks.sample import build_requests
 from tasks.teachers.openai_compat import OpenAITeacher
 

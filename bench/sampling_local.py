@@ -34,9 +34,12 @@ from schemas.paths import DataDir  # noqa: E402
 from students.generate import cut, generate  # noqa: E402
 from students.llama_cpp_engine import LlamaCppEngine  # noqa: E402
 from students.model import load_model, load_tokenizer  # noqa: E402
+from students.teachers import (
+    LocalTeacher,  # noqa: E402
+    engine_of,  # noqa: E402
+)
 from tasks.ingest import ingest  # noqa: E402
 from tasks.sample import build_requests  # noqa: E402
-from tasks.teachers.local import LocalTeacher, engine_of  # noqa: E402
 from teacher_cache import CachedTeacher, CacheStore  # noqa: E402
 from teacher_cache.cached import local_batches  # noqa: E402
 

@@ -9,7 +9,6 @@
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from flows.console import quiet_explained_tracebacks
 from schemas.config import SOURCE_NAMES, FactoryConfig
 from schemas.errors import INTERRUPT, Interrupt, explain, interrupt, interrupted, validation_line
 from schemas.paths import DataDir
@@ -218,34 +218,6 @@ def run_command(args: argparse.Namespace, config: FactoryConfig) -> int:
         result = flows[args.command](config=config, **kwargs)
     print(json.dumps(result, indent=2, default=str))
     return 0
-
-
-class WithoutExplainedTraceback(logging.Formatter):
-    """A console formatter that prints Prefect's lines about an error the CLI explains without
-    their traceback (the CLI's own line says what to do); other handlers, such as the one that
-    sends logs to the Prefect server, still get it."""
-
-    def __init__(self, inner: logging.Formatter):
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        if not (record.exc_info and record.exc_info[1] is not None and explain(record.exc_info[1])):
-            return self.inner.format(record)
-        saved = record.exc_info, record.exc_text
-        record.exc_info, record.exc_text = None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
-
-
-def quiet_explained_tracebacks() -> None:
-    """Wraps the formatter of every console handler of Prefect's loggers."""
-    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("prefect")]
-    for handler in {h for lg in [logging.root, *loggers] for h in lg.handlers}:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, WithoutExplainedTraceback):
-            handler.setFormatter(WithoutExplainedTraceback(handler.formatter or logging.Formatter()))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from flows.cli import quiet_explained_tracebacks
+from flows.console import quiet_explained_tracebacks
 from schemas.config import FactoryConfig, RunnerConfig
 from schemas.errors import INTERRUPT, interrupted
 from schemas.paths import DataDir
-from tasks.backends import close_backends
+from students.backends import close_backends
+from students.runner import outcome, run_shard
 from tasks.result import ShardResult
-from tasks.runner import outcome, run_shard
 from tasks.teachers import secrets
 
 FIRST_SHARD_STAGE, LAST_SHARD_STAGE = "caption", "select"  # `run` holds its cluster from one to the other
@@ -90,7 +90,7 @@ def prefect_secrets() -> None:
 
 
 def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> ShardResult:
-    """Runs the shard stage `stage` (tasks/runner.py) as one Prefect task per item, concurrently: in
+    """Runs the shard stage `stage` (students/runner.py) as one Prefect task per item, concurrently: in
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster;
     returns the shards' results added up, after logging what the total means (`outcome`).
     Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""

@@ -15,11 +15,12 @@ from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
 from students import stages as student_stages
+from students.backends import arms_teacher
+from students.bases import one_base
 from students.deployment import chosen, run_deploy
 from students.references import run_reference
-from students.train import one_base
+from students.runner import run_audit
 from tasks.arms import run_arms
-from tasks.audit import run_audit
 from tasks.caption import REMOTE
 from tasks.export import run_export
 from tasks.import_traces import ImportSettings, run_import
@@ -150,7 +151,7 @@ def select_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
 def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """The student training sets, decontaminated against val and test."""
     config = configured(config, config_file)
-    result = task(run_arms, cache_policy=NO_CACHE)(config, data_of(config))
+    result = task(run_arms, cache_policy=NO_CACHE)(config, data_of(config), arms_teacher(config))
     logger = get_run_logger()
     logger.info("arms from teacher %s: %s; training problems copying a val/test question: %d, showing a val/test "
                 "picture: %d (%d left out)%s", result["teacher"], result["rows"], result["contaminated"],
@@ -166,7 +167,7 @@ def arms_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -
 def export_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT) -> dict:
     """Every arm as a datasets dataset, trl parquet and LLaMA-Factory ShareGPT, with a dataset card."""
     config = configured(config, config_file)
-    counts = task(run_export, cache_policy=NO_CACHE)(config, data_of(config))
+    counts = task(run_export, cache_policy=NO_CACHE)(config, data_of(config), arms_teacher(config))
     get_run_logger().info("export: %s under %s", counts, data_of(config).table("exports"))
     return counts
 

@@ -17,8 +17,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from tasks import progress
-from tasks.progress import Snapshot
+from schemas import progress
+from schemas.progress import Snapshot
 
 
 class FactoryProgress:
@@ -56,7 +56,7 @@ def factory_progress(stages: list[str]):
 
 @contextmanager
 def stage_progress(stage: str):
-    """Every `tasks.progress` snapshot taken while the stage runs becomes a log line of its flow run
+    """Every `schemas.progress` snapshot taken while the stage runs becomes a log line of its flow run
     and moves its progress artifact (and the factory's)."""
     logger = get_run_logger()
     artifact = create_progress_artifact(0.0, description=f"{stage}: starting")

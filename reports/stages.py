@@ -10,11 +10,12 @@ from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import read_table
+from students.backends import arms_teacher
 from students.choose import run_evals
 from students.deployment import read_measurements
 from students.stages import BASE, students
 from students.train import read_meta
-from tasks.arms import arm_not_built, arm_unavailable, arms_teacher
+from tasks.arms import arm_not_built, arm_unavailable
 from tasks.export import teacher_spend
 from tasks.select import pass_rates
 

@@ -1,7 +1,8 @@
 """Statistics of the report: the exact McNemar test on paired outcomes (statsmodels), Holm's
 step-down adjustment (statsmodels), Wilson intervals for accuracy (statsmodels), an interval for
 the paired difference that agrees with the exact test, the power of that test and the smallest
-difference a test split can detect, ROUGE-L (pass@k is `tasks.select.pass_at_k`).
+difference a test split can detect (ROUGE-L is `students.evals.rouge_l`, pass@k is
+`tasks.select.pass_at_k`).
 
 Paired outcomes of two students on the same n problems: b = treatment right and control wrong,
 c = treatment wrong and control right, m = b + c discordant pairs. Under "no difference" each
@@ -117,17 +118,3 @@ def problems_needed(delta: float, discordance: float, alpha: float, power: float
     while n < limit and mcnemar_power(n, (pd + delta) / 2, (pd - delta) / 2, alpha) < power:
         n = int(np.ceil(n * 1.05)) + 1
     return n if n < limit else None
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 of whitespace tokens (lower case): longest common subsequence over both lengths."""
-    from rapidfuzz.distance import LCSseq
-
-    cand, ref = candidate.lower().split(), reference.lower().split()
-    if not cand or not ref:
-        return 0.0
-    lcs = LCSseq.similarity(cand, ref)
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(cand), lcs / len(ref)
-    return 2 * p * r / (p + r)

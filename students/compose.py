@@ -29,8 +29,8 @@ from torch import nn
 
 from schemas import atomic
 from schemas.config import ComposeConfig, TrainConfig
+from schemas.progress import Progress
 from students.model import keep_freed_memory, load_model, resolve
-from tasks.progress import Progress
 
 IMAGE_TOKEN = "<|image|>"
 SPEC, PROJECTOR = "compose.json", "projector.safetensors"

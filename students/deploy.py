@@ -26,7 +26,7 @@ from pathlib import Path
 from schemas import atomic
 from schemas.config import DeployConfig
 from schemas.errors import InputError
-from students.evaluate import load_student
+from students.loading import load_student
 from students.model import load_tokenizer
 
 TRANSFORMERS = ("safetensors", "int8", "int4")  # formats answered through transformers; the others: llama.cpp

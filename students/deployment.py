@@ -26,11 +26,11 @@ from schemas.tables import read_table, write_table
 from students.choose import best_student, run_evals
 from students.deploy import GGUF, Unavailable, merge, size_bytes, write_format
 from students.deploy_export import export_student, push_student
+from students.evals import eval_frame
 from students.generate import Generated
 from students.rows import eval_captions
 from students.stages import BASE, eval_variants
 from students.train import read_meta
-from tasks.evals import eval_frame
 from tasks.export import hub_token
 from tasks.prompts import user_message
 

@@ -7,36 +7,11 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from schemas.config import EvaluateConfig, VerifyConfig
+from schemas.progress import Progress
+from students.evals import eval_frame
 from students.generate import Generated, generate
 from students.tools import TOOLS, tool_frame
-from tasks.evals import eval_frame
-from tasks.progress import Progress
 from tasks.prompts import user_message
-
-
-def load_student(base: str, adapter_dir: str | None, kind: str = "causal_lm", compose=None):
-    """The base model (a vlm: image-text-to-text) with the adapter applied; LoRA merged in. A compose
-    student: its directory, or the untrained composition of `base` and `compose` (a ComposeConfig)."""
-    if kind == "compose":
-        from students.compose import load_compose
-
-        return load_compose(adapter_dir, base, compose)
-    if kind == "vlm":
-        from students.vlm import load_vlm
-
-        model = load_vlm(base)
-    else:
-        from students.model import load_model
-
-        model = load_model(base)
-    if adapter_dir is None:
-        return model
-    from peft import PeftModel
-
-    student = PeftModel.from_pretrained(model, adapter_dir)
-    if student.peft_config["default"].peft_type == "LORA":
-        return student.merge_and_unload().eval()  # same outputs, plain-model speed
-    return student.eval()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """deploy, the measurement: one format loaded in a fresh process that answers the evaluation prompts and
 times a fixed generation, so its peak resident memory is that format's alone (interpreter and libraries
-included: what a user's process would hold). The parent grades the answers (`tasks.evals.eval_frame`).
+included: what a user's process would hold). The parent grades the answers (`students.evals.eval_frame`).
 
     python -m students.footprint JOB.json OUT.json    # JOB: {format, path, prompts, ...}; see `measure`
 

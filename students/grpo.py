@@ -82,8 +82,8 @@ def grpo_args(cfg: TrainConfig, checkpoints: Path, seed: int):
 def start_model(cfg: TrainConfig, init_dir: Path | None):
     """The model GRPO trains, its processing class and peft config: base + a new adapter, or a trained
     adapter continued. A vlm's new adapter goes on its language model only (`train.lora.targets: auto`)."""
+    from students.bases import peft_config, trainee
     from students.model import resolve
-    from students.train import peft_config, trainee
 
     model, processing = trainee(cfg)
     model.train()

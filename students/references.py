@@ -6,6 +6,8 @@ import polars as pl
 from schemas.config import FactoryConfig, ReferenceConfig
 from schemas.paths import DataDir
 from schemas.tables import write_table
+from students.backends import opened
+from students.evals import eval_frame, reference_answers
 from students.stages import (
     REFERENCE,
     eval_fingerprint,
@@ -15,8 +17,6 @@ from students.stages import (
     greedy_accuracy,
     score_reasoning,
 )
-from tasks.backends import opened
-from tasks.evals import eval_frame, reference_answers
 from tasks.prompts import user_message
 
 

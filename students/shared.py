@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 
 from schemas.config import EvaluateConfig, FactoryConfig, VerifyConfig
+from students.evals import eval_frame
 from students.evaluate import Solver, answer
-from tasks.evals import eval_frame
 from tasks.prompts import user_message
 
 BASE_ROWS = "__base__"  # peft's name for rows that no adapter touches

@@ -15,7 +15,10 @@ from schemas.errors import InputError
 from schemas.experiment import HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
-from students.evaluate import Solver, evaluate_student, load_student
+from students.backends import opened
+from students.evals import judge_reasoning, rouge_reasoning
+from students.evaluate import Solver, evaluate_student
+from students.loading import load_student
 from students.model import load_tokenizer, release_memory
 from students.rows import eval_captions, training_rows
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared, shareable
@@ -23,8 +26,6 @@ from students.tools import SPECS, TOOL_TEMPLATE, TOOLS
 from students.train import read_meta, train_student, write_meta
 from students.vlm import image_of, load_processor
 from tasks.arms import arm_not_built, arm_unavailable, variant_of
-from tasks.backends import opened
-from tasks.evals import judge_reasoning, rouge_reasoning
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the untuned student

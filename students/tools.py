@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from schemas.config import EvaluateConfig, VerifyConfig
+from schemas.progress import Progress
+from students.evals import eval_frame
 from students.generate import Generated, generate
-from tasks.evals import eval_frame
-from tasks.progress import Progress
 from tasks.prompts import user_message
 
 TOOLS = "tools"  # the evals `variant` of answers given with the tools offered

@@ -15,50 +15,18 @@ import hashlib
 import json
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
 from schemas import atomic
 from schemas.config import TrainConfig
+from schemas.progress import Progress
+from students import bases
+from students.bases import peft_config, restore, trainee
 from students.model import release_memory
-from tasks.progress import Progress
 
 META = "train_meta.json"
-_bases: dict[str, object] | None = None  # within `one_base()`: model name -> the base text arms train on
-
-
-@contextmanager
-def one_base():
-    """Within: text SFT arms train on one loaded base model instead of loading it per arm. Base weights
-    never train; each trainer's adapter is taken out after training (`restore`), so every arm starts
-    from the weights as loaded."""
-    global _bases
-    _bases = {}
-    try:
-        yield
-    finally:
-        _bases = None
-        release_memory()
-
-
-def base_model(name: str):
-    from students.model import load_model
-
-    if _bases is None:
-        return load_model(name)
-    if name not in _bases:
-        _bases[name] = load_model(name)
-    return _bases[name]
-
-
-def restore(model) -> None:
-    """The base model as loaded again, out of a trained PeftModel: LoRA layers taken out unmerged (a
-    soft prompt sits outside it), trainable and in eval mode as `load_model` gives it."""
-    base = model.unload() if model.peft_config["default"].peft_type == "LORA" else model.get_base_model()
-    base.requires_grad_(True)
-    base.eval()
 
 
 def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int = 0, init: str = "") -> str:
@@ -70,31 +38,6 @@ def fingerprint(cfg: TrainConfig, method: str, arm_df: pl.DataFrame, seed: int =
     payload = json.dumps({"cfg": cfg.model_dump(exclude=unused), "method": method, "data": data,
                           "seed": seed, "init": init}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def lora_targets(cfg: TrainConfig, model) -> str | list[str]:
-    """`auto`: every linear layer of a text student, only the language model's of a vlm student."""
-    if cfg.lora.targets != "auto":
-        return cfg.lora.targets
-    if cfg.student == "vlm":
-        from students.vlm import language_layers
-
-        return language_layers(model)
-    return "all-linear"
-
-
-def peft_config(method: str, cfg: TrainConfig, tokenizer_path: str, model=None):
-    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit
-
-    if method in ("lora", "grpo"):
-        return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=lora_targets(cfg, model), task_type="CAUSAL_LM")
-    if method == "prompt_tuning":
-        pt = cfg.prompt_tuning
-        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=pt.num_virtual_tokens,
-                                  prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=pt.init_text,
-                                  tokenizer_name_or_path=tokenizer_path)
-    raise ValueError(f"unknown training method {method!r}; choose lora or prompt_tuning")
 
 
 def read_meta(out_dir: Path) -> dict | None:
@@ -197,18 +140,6 @@ def progress_callback(progress: Progress):
     return StepProgress()
 
 
-def trainee(cfg: TrainConfig, shared: bool = False):
-    """(the base model a trainer starts from, its processing class): a vlm with its processor, a text model
-    with its tokenizer (`shared`: the one base of `one_base()`, which SFT restores after each arm)."""
-    from students.model import load_model, load_tokenizer
-
-    if cfg.student == "vlm":
-        from students.vlm import load_processor, load_vlm
-
-        return load_vlm(cfg.model), load_processor(cfg.model)
-    return (base_model(cfg.model) if shared else load_model(cfg.model)), load_tokenizer(cfg.model)
-
-
 def build_trainer(cfg: TrainConfig, method: str, rows: list[dict], checkpoints: Path,
                   progress: Progress | None = None, seed: int = 0, init_dir: Path | None = None):
     """trl's SFTTrainer on prompt/completion rows with the method's peft config (a vlm student: with
@@ -241,8 +172,8 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
     try:
         trainer = build_trainer(cfg, method, rows, checkpoints, progress, seed, init_dir)
     except BaseException:
-        if _bases is not None:  # the shared base may hold half a peft model now: the next arm loads its own
-            _bases.pop(cfg.model, None)
+        if bases._bases is not None:  # the shared base may hold half a peft model now: the next arm loads its own
+            bases._bases.pop(cfg.model, None)
         raise
     try:
         start = time.perf_counter()
@@ -256,7 +187,7 @@ def run_trainer(cfg: TrainConfig, method: str, rows: list[dict], out_dir: Path,
                     train_loss=float(result.training_loss), steps=int(result.global_step),
                     device=str(trainer.args.device))
     finally:
-        if _bases is not None and "grpo" not in method and cfg.student == "causal_lm":
+        if bases._bases is not None and "grpo" not in method and cfg.student == "causal_lm":
             restore(trainer.model)  # the next arm's base
         del trainer  # the model, optimiser and cached batches go back to the system
         release_memory()

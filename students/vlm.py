@@ -7,7 +7,7 @@ GRPOTrainer (students/grpo.py: the same rows' prompts, each with its picture), w
 processor (trl lays the image placeholder before the user text); LoRA goes on the language
 model's linear layers and the vision tower and projector stay frozen unless `train.lora.targets`
 says otherwise. Generation is one `generate` per batch through the processor: evaluation, and a
-vlm student teaching a later round (tasks/teachers/local.py StudentTeacher).
+vlm student teaching a later round (students/teachers.py StudentTeacher).
 """
 
 import re

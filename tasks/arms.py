@@ -30,7 +30,6 @@ from schemas.tables import SCHEMAS, read_table, write_table
 from tasks import decontam as decontam_mod
 from tasks import fingerprints
 from tasks import select as select_mod
-from tasks.backends import identity
 from tasks.decontam import left_out, run_decontam
 from tasks.prompts import LETTERS, answer_sentence, user_message
 from tasks.select import answer_lines_only, by_length, finished
@@ -226,11 +225,6 @@ def require_teacher(samples: pl.DataFrame, teacher: str, cfg: FactoryConfig) -> 
                      + ("" if cfg.arms.teacher and known else ": run `distillery sample` first"))
 
 
-def arms_teacher(cfg: FactoryConfig) -> str:
-    """The teacher whose selections the arms (and their cost columns) use."""
-    return cfg.arms.teacher or identity(cfg.sample)
-
-
 def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
     """Why `arm` cannot be built with this config (None: it can): the sampled teacher was not asked
     in a prompt variant the arm is built from."""
@@ -240,10 +234,10 @@ def arm_unavailable(cfg: FactoryConfig, arm: str) -> str | None:
     return f"built from the teacher's `{missing[0]}` samples, and sample.variants has no `{missing[0]}`"
 
 
-def run_arms(cfg: FactoryConfig, data: DataDir) -> dict:
-    """Builds every configured arm from the configured teacher's selections; returns row counts
-    per arm and how many training problems copy a val / test problem (left out by default)."""
-    teacher = arms_teacher(cfg)
+def run_arms(cfg: FactoryConfig, data: DataDir, teacher: str) -> dict:
+    """Builds every configured arm from the selections of teacher `teacher` (the arms teacher,
+    students.backends.arms_teacher); returns row counts per arm and how many training problems copy
+    a val / test problem (left out by default)."""
     data.shards()  # problems exist
     inputs = [p for t in ("problems", "samples", "verdicts", "selected") for p in data.table(t).rglob("*.parquet")]
     inputs += list((data.table("captions") / cfg.caption.captioner).rglob("*.parquet"))

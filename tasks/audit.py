@@ -8,15 +8,9 @@ whole response), and `judge` (the configured extraction model, then the rules) w
 A grader's verdict is None where it cannot judge (math-verify on an option letter).
 """
 
-from contextlib import nullcontext
 
 import polars as pl
 
-from schemas import atomic
-from schemas.config import FactoryConfig
-from schemas.paths import DataDir
-from schemas.tables import empty, write_table
-from tasks.backends import opened
 from tasks.extract import extract_free
 from tasks.grade import Verdict
 from tasks.prompts import LETTERS
@@ -97,17 +91,3 @@ def summary(df: pl.DataFrame) -> str:
         tail = r["response"].replace("|", "/").replace("\n", " ")[-120:]
         lines.append(f"| {r['problem_id']} | {r['gold']} | {cells} | {tail} |")
     return "\n".join(lines) + "\n"
-
-
-def run_audit(cfg: FactoryConfig, data: DataDir) -> dict:
-    """verify --audit over every samples file (the judge, verify.judge, opened here):
-    data/reports/verify-audit/audit.parquet and audit.md."""
-    with opened(cfg.verify.judge, cfg, data) if cfg.verify.judge else nullcontext() as judge:
-        frames = [audit(pl.read_parquet(data.table("samples") / f"{f}.parquet"), data.problems_for(f), cfg.verify,
-                        judge) for f in data.sample_files()]
-    df = pl.concat(frames) if frames else empty("audit")
-    out = data.table("reports") / "verify-audit"
-    write_table(df, out / "audit.parquet", "audit")
-    atomic.write_text(out / "audit.md", summary(df))
-    return {"samples": df.height, "report": str(out / "audit.md"),
-            "accuracy": {g: df[g].mean() for g in GRADERS if df[g].null_count() < df.height}}

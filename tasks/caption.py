@@ -10,11 +10,10 @@ import polars as pl
 from schemas.config import CaptionConfig, FactoryConfig
 from schemas.errors import StageFailed
 from schemas.tables import SCHEMAS
-from tasks.backends import identity
 from tasks.result import ShardResult
 from tasks.teachers import ImageRef, Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 REMOTE = ("gemini", "openai")
 
@@ -51,13 +50,13 @@ def caption_shard(cfg: CaptionConfig, problems: pl.DataFrame, captioner: CachedT
     if cfg.captioner == "none":
         return dataset_captions(problems).clear(), CacheStats()
     if captioner is None:
-        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (tasks.backends.opened)")
+        raise ValueError(f"captioner {cfg.captioner!r} needs an opened backend (students.backends.opened)")
     return model_captions(cfg, problems, captioner, image_path, desc)
 
 
-def caption_outcome(cfg: FactoryConfig, total: ShardResult) -> list[str]:
+def caption_outcome(cfg: FactoryConfig, total: ShardResult, captioner: str) -> list[str]:
     """A warning when some requests failed; an error when every one did and nothing was captioned."""
     if total.failed and not total.new and not total.cached:
-        raise StageFailed(f"every request to captioner {identity(cfg.caption)} failed ({total.failed}): "
+        raise StageFailed(f"every request to captioner {captioner} failed ({total.failed}): "
                           f"{total.common_errors()}")
     return [f"{total.failed} requests failed (a re-run retries them): {total.common_errors()}"] if total.failed else []

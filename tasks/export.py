@@ -24,7 +24,7 @@ from schemas.errors import InputError
 from schemas.experiment import ARM, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import read_table, swept
-from tasks.arms import arm_unavailable, arms_teacher, source_variant
+from tasks.arms import arm_unavailable, source_variant
 from tasks.decontam import left_out
 from tasks.select import pass_rates
 from tasks.teachers.secrets import api_key
@@ -194,10 +194,10 @@ def hub_token(cfg: FactoryConfig) -> str | None:
     return token
 
 
-def run_export(cfg: FactoryConfig, data: DataDir) -> dict[str, int]:
-    """Exports every configured arm (data/exports/<arm>/); returns rows per arm."""
+def run_export(cfg: FactoryConfig, data: DataDir, teacher: str) -> dict[str, int]:
+    """Exports every configured arm (data/exports/<arm>/) built from teacher `teacher` (the arms
+    teacher); returns rows per arm."""
     token = hub_token(cfg)  # before any work: a push that cannot happen fails first
     tables = {t: read_table(data.table(t), t) for t in ("samples", "selected", "contamination")}
-    teacher = arms_teacher(cfg)
     return {arm: export_arm(cfg, data, arm, teacher, tables, token) for arm in cfg.arms.arms
             if not arm_unavailable(cfg, arm)}

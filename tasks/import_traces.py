@@ -29,8 +29,8 @@ from schemas.tables import SCHEMAS, read_table, write_table
 from tasks.readers import clean_text, existing_file, read_json, read_parquet, read_text
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
-from tasks.teachers.prices import cost_usd, price_for
 from tasks.trace_cells import FINISH, answers_of, usage_of
+from teacher_cache.prices import cost_usd, price_for
 
 ID_COLUMNS = ("source_id", "pid", "problem_id", "question_id", "qid", "custom_id", "key", "id", "idx", "index")
 RESPONSE_COLUMNS = ("response", "responses", "content", "output", "outputs", "completion", "generation",

@@ -10,12 +10,11 @@ import polars as pl
 from schemas.config import FactoryConfig, SampleConfig
 from schemas.errors import StageFailed
 from schemas.tables import SCHEMAS
-from tasks.backends import identity
 from tasks.prompts import teacher_message
 from tasks.result import ShardResult
 from tasks.teachers import ImageRef, Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 
 def teacher_dir(identity: str) -> str:
@@ -100,10 +99,10 @@ def sample_shard(cfg: SampleConfig, problems: pl.DataFrame, captions: dict[str, 
                         Counter(r["reason"] for r in rejected), len(items), rejected)
 
 
-def sample_outcome(cfg: FactoryConfig, total: ShardResult) -> list[str]:
+def sample_outcome(cfg: FactoryConfig, total: ShardResult, teacher: str) -> list[str]:
     """Warnings about what was not sent or failed; a sample stage that produced nothing usable
     is an error naming the most common reasons."""
-    rejects, teacher, warnings = total.rejects, identity(cfg.sample), []
+    rejects, warnings = total.rejects, []
     if rejects.get("no_caption"):
         warnings.append(f"{rejects['no_caption']} image problems have no caption and were not sent: run "
                         "`distillery caption` first (or set sample.images for a vision teacher)")

@@ -1,8 +1,9 @@
 """`CachedTeacher`: wraps any teacher so each (request, sample index) is asked for once.
 
 Raising k from 4 to 8 asks for 4 more samples per problem; a re-run asks for nothing. A local
-teacher is asked in batches; a remote one through the request engine, and each answer is
-committed to the cache the moment it arrives, so a crash loses only the requests in flight.
+teacher is asked in batches; a remote one through its `Asker` (the request engine or a batch API,
+built by whoever opens the backend), and each answer is committed to the cache the moment it
+arrives, so a crash loses only the requests in flight.
 """
 
 import contextlib
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 from schemas.atomic import owner, owner_alive
 from schemas.config import ModelPrice
 from schemas.errors import INTERRUPT, interrupted
-from tasks.progress import Progress
-from tasks.teachers import Completion, RemoteTeacher, Request, Teacher
-from tasks.teachers.prices import cost_usd
+from schemas.progress import Progress
 from teacher_cache import unstored
+from teacher_cache.prices import cost_usd
 from teacher_cache.store import CacheStore
+from teacher_cache.types import Asker, Completion, Request, Teacher
 
 OWNER = owner()  # who holds a claim: this process
 LEASE_S = 30.0  # a claim lives this long unless renewed (every LEASE_S / 3 while its request is asked)
@@ -57,29 +58,20 @@ class CacheStats:
 
 
 class CachedTeacher:
-    def __init__(self, teacher: Teacher | RemoteTeacher, store: CacheStore, price: ModelPrice | None = None,
-                 batches=None, batch_attempts: int = 3):
-        """`batches` (an OpenAIBatches): ask through the provider's batch API instead, each request
-        in at most `batch_attempts` batches; `price` is then the batch price."""
+    def __init__(self, teacher: Teacher | Asker, store: CacheStore, price: ModelPrice | None = None):
+        """`teacher`: a local `Teacher` (asked in batches) or an `Asker` (a remote backend behind the
+        request engine or a batch API; with a batch API, `price` is the batch price)."""
         self.teacher, self.store, self.price = teacher, store, price
-        self.batches, self.batch_attempts = batches, batch_attempts
-        self.engine = None
+        self.remote = isinstance(teacher, Asker)
         self._inflight: dict[tuple[str, int], threading.Event] = {}  # asked by some thread right now
         self._claims = threading.Lock()
-        if isinstance(teacher, RemoteTeacher):
-            from tasks.teachers.engine import RequestEngine
-
-            self.engine = RequestEngine(teacher, teacher.endpoint)
 
     @property
     def identity(self) -> str:
         return self.teacher.identity
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        else:
-            self.teacher.close()
+        self.teacher.close()
 
     def complete(self, requests: list[Request], desc: str = "sampling") -> tuple[list[Completion | None], CacheStats]:
         """Completions in request order (None where the backend failed), and what it cost. A request
@@ -99,7 +91,7 @@ class CachedTeacher:
         try:
             with Progress(desc, total=len(first), unit="requests", done=stats.hits, disable=not todo) as bar, \
                     self._lease([keys[i] for i in todo]):
-                ask = self._ask_batch if self.batches else self._ask_remote if self.engine else self._ask_local
+                ask = self._ask_remote if self.remote else self._ask_local
                 ask([requests[i] for i in todo], [keys[i] for i in todo], done, stats, bar)
         finally:
             with self._claims:
@@ -170,14 +162,15 @@ class CachedTeacher:
             self._show(bar, len(batch), stats)
 
     def _ask_remote(self, requests, keys, done, stats, bar) -> None:
-        """Through the request engine; each answer stored as it arrives. A failed write stops the
-        engine before its next request: what still arrives is kept in memory and stored at the end,
-        else in a side file the next run imports. A stopped engine ends the call with its reason."""
+        """Through the asker (the request engine, a batch API); each answer stored as it arrives. A
+        failed write stops the asker before its next request: what still arrives is kept in memory and
+        stored at the end, else in a side file the next run imports. A stopped asker ends the call with
+        its reason."""
         key_of = {id(r): k for r, k in zip(requests, keys, strict=True)}
         lock, unsaved, failure = threading.Lock(), [], []
 
         def stored(write) -> bool:
-            """Runs a cache write (under `lock`); one that fails stops the engine. False: not written."""
+            """Runs a cache write (under `lock`); one that fails stops the asker. False: not written."""
             if failure:
                 return False
             try:
@@ -187,7 +180,7 @@ class CachedTeacher:
                 if not unstored.is_write_failure(e):
                     raise
                 failure.append(e)
-                self.engine.stop(e)
+                self.teacher.stop(e)
                 return False
 
         def on_done(reqs: list[Request], answers: list[Completion]) -> None:
@@ -206,11 +199,11 @@ class CachedTeacher:
                 stats.errors[error] += len(reqs)
                 self._show(bar, len(reqs), stats)
 
-        self.engine.run(requests, on_done, on_error)
+        self.teacher.ask(requests, on_done, on_error)
         if failure:
             raise self._unsaved_error(unsaved, failure[0])
-        if self.engine.stopped():
-            raise self.engine.stopped()
+        if self.teacher.stopped():
+            raise self.teacher.stopped()
 
     def _unsaved_error(self, unsaved: list, first: Exception) -> unstored.CacheUnwritable:
         """Stores what arrived after the failed write (a second try), else writes a side file; the
@@ -230,43 +223,6 @@ class CachedTeacher:
                 if side else f"{len(unsaved)} answers received could not be kept anywhere")
         return unstored.CacheUnwritable(f"{error}; the engine stopped sending; {kept}; free space (or make it "
                                         "writable) and run the command again")
-
-    def _ask_batch(self, requests, keys, done, stats, bar) -> None:
-        """Through the batch API: batches already submitted for these keys (by a run that died)
-        are polled, not submitted again; what a batch left unanswered goes into a new one."""
-        from tasks.teachers.batch import MAX_LINES, custom_id
-
-        pending = dict(zip(keys, requests, strict=True))
-        submitted: Counter = Counter()  # key -> batches it went into in this call
-        while pending:
-            if INTERRUPT.is_set():  # submitted batches are in the store: the next run polls them
-                raise interrupted()
-            waiting = self.store.batches_of(list(pending))
-            queued = {k for ks in waiting.values() for k in ks}
-            new = [k for k in pending if k not in queued]
-            if new:
-                for start in range(0, len(new), MAX_LINES):
-                    chunk = new[start:start + MAX_LINES]
-                    batch_id = self.batches.submit([pending[k] for k in chunk], chunk)
-                    self.store.put_batch(self.identity, batch_id, chunk)  # before polling: a crash resumes it
-                    submitted.update(chunk)
-                continue
-            for batch_id, ours in waiting.items():
-                result = self.batches.wait(batch_id)
-                answered = [k for k in ours if custom_id(*k) in result.answers]
-                self._keep(answered, [result.answers[custom_id(*k)] for k in answered], done, stats)
-                for k in answered:
-                    pending.pop(k)
-                for k in ours:  # an error, or no line at all (expired): again, unless it had its tries
-                    if k in pending and submitted[k] >= self.batch_attempts:
-                        error = result.errors.get(custom_id(*k)) or result.errors.get(None) or \
-                            f"not answered by batch {batch_id} ({result.status})"
-                        self.store.put_error(self.identity, *k, error)
-                        stats.failed += 1
-                        stats.errors[error] += 1
-                        pending.pop(k)
-                self.store.end_batch(batch_id, ours)
-                self._show(bar, len(ours) - sum(k in pending for k in ours), stats)
 
     def _keep(self, keys, answers: list[Completion], done: dict, stats: CacheStats) -> None:
         self.store.put_many(self.identity, [(*k, a) for k, a in zip(keys, answers, strict=True)])

@@ -13,8 +13,8 @@ import time
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from tasks.teachers import Completion
 from teacher_cache import unstored
+from teacher_cache.types import Completion
 
 WRITE_FAILURES = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from schemas.errors import StageFailed
-from tasks.teachers import Completion
+from teacher_cache.types import Completion
 
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 DENIED = (errno.EACCES, errno.EPERM)

@@ -14,10 +14,10 @@ from schemas.config import FactoryConfig
 from schemas.experiment import ARM, ARM_NAMES, HYPOTHESES
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
+from students.backends import arms_teacher, close_backends
+from students.runner import run_shard
 from tasks.arms import NO_COT, arm_unavailable, build_arms, commit, run_arms
-from tasks.backends import close_backends
 from tasks.prompts import answer_sentence
-from tasks.runner import run_shard
 from tasks.select import answer_lines_only
 
 T = "local/embedded"
@@ -226,7 +226,7 @@ def built_arms(tmp_path, reasoning: str, coverage: str) -> tuple[dict[str, pl.Da
     for f in data.sample_files():
         run_shard("verify", cfg, data, f)
         run_shard("select", cfg, data, f)
-    result = run_arms(cfg, data)
+    result = run_arms(cfg, data, arms_teacher(cfg))
     frames = {a: read_table(data.arm(a) / "train.parquet", "arms") for a in result["rows"]}
     return frames, read_table(data.table("arm_stats"), "arm_stats"), read_table(data.table("verdicts"), "verdicts")
 

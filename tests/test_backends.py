@@ -1,4 +1,4 @@
-"""tasks/backends.py: identity and price read from the config section alone agree with the backend
+"""students/backends.py: identity and price read from the config section alone agree with the backend
 object's own, for every backend; a shard stage builds its backend once per process, not per shard."""
 
 import polars as pl
@@ -8,12 +8,11 @@ from fake_servers import FakeServer
 from schemas.config import CaptionConfig, ExtractorConfig, FactoryConfig, SampleConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
+from students.backends import close_backends, identity, price, teacher_for
+from students.runner import run_shard
 from students.train import write_meta
-from tasks.backends import close_backends, identity, price
-from tasks.runner import run_shard
-from tasks.teachers import teacher_for
 from tasks.teachers.openai_compat import OpenAITeacher
-from tasks.teachers.prices import price_for
+from teacher_cache.prices import price_for
 
 
 def student_dir(tmp_path) -> str:

@@ -26,8 +26,8 @@ from scienceqa_fixture import write_release_layout
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from tasks.backends import close_backends
-from tasks.runner import run_shard
+from students.backends import close_backends
+from students.runner import run_shard
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-corpus-0123456789abcdef"

@@ -18,8 +18,8 @@ from fake_servers import FakeServer
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.backends import close_backends
-from tasks.runner import run_shard
+from students.backends import close_backends
+from students.runner import run_shard
 
 K = 2
 QUESTIONS = ["Which colour is the sky?", "Which colour is grass? [batchfail]", "Which colour is gold? [batchexpire]",
@@ -28,7 +28,7 @@ SCRIPT = """
 import sys
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
-from tasks.runner import run_shard
+from students.runner import run_shard
 
 cfg = FactoryConfig.from_yaml(sys.argv[1])
 data = DataDir(cfg.data_dir)

@@ -13,8 +13,8 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.backends import close_backends
-from tasks.runner import run_shard
+from students.backends import close_backends
+from students.runner import run_shard
 
 
 @pytest.fixture(autouse=True)

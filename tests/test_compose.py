@@ -24,7 +24,7 @@ from students.compose import (
     stage_one,
     stage_two,
 )
-from students.evaluate import load_student
+from students.loading import load_student
 from students.rows import training_rows
 from students.stages import run_evaluate, run_train
 
@@ -198,9 +198,9 @@ def test_compose_base_student_is_the_untrained_composition_and_its_parts_name_it
 def test_compose_student_teacher_answers_each_request_shown_its_picture(tiny_vit, image_data, tiny_model):
     """A trained compose student as `sample.teacher: student` (a later round's teacher): its encoder receives
     exactly the pixels of the pictures the requests name, once for the k paths of a request."""
+    from students.backends import teacher_for
     from students.rounds import round_config
     from tasks.sample import build_requests
-    from tasks.teachers import teacher_for
 
     cfg = compose_config(tiny_vit, image_data, tiny_model)
     assert run_train(cfg, image_data, "raw", "lora")["status"] == "trained"

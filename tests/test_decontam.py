@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table, write_table
+from students.backends import arms_teacher
 from tasks.arms import run_arms
 from tasks.decontam import contamination, normalise
 from tasks.ingest import ingest
@@ -104,7 +105,7 @@ def contaminated(tmp_path):
 def test_arms_leave_copies_out_by_default_and_count_them(contaminated, leave_out):
     data, copy_id, test_id = contaminated
     cfg = FactoryConfig(data_dir=str(data.root), arms={"arms": ["raw", "answer_only"], "decontaminate": leave_out})
-    result = run_arms(cfg, data)
+    result = run_arms(cfg, data, arms_teacher(cfg))
     flags = read_table(data.table("contamination"), "contamination")
     assert set(flags["kind"]) == {"text", "image"}  # the copy took the test problem's question and picture
     flagged = flags.filter(pl.col("kind") == "text")

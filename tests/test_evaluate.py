@@ -5,7 +5,8 @@ import pytest
 
 from schemas.config import EvaluateConfig, TrainConfig, VerifyConfig
 from schemas.tables import SCHEMAS
-from students.evaluate import Solver, answer, evaluate_student, load_student
+from students.evaluate import Solver, answer, evaluate_student
+from students.loading import load_student
 from students.model import load_tokenizer
 from students.train import train_student
 
@@ -73,8 +74,7 @@ def test_variants_answered_together_give_each_variants_own_rows(tiny_model):
 
 
 def test_reasoning_by_rouge_without_a_judge():
-    from reports.stats import rouge_l
-    from tasks.evals import rouge_reasoning
+    from students.evals import rouge_l, rouge_reasoning
 
     problems = PROBLEMS.with_columns(pl.Series("solution", ["Add one to 0 to get 1.", "", "x", "y"]))
     ev = pl.DataFrame([dict(run="r", student="s", arm="raw", method="lora", seed=0, problem_id=f"p{i}", split="test",
@@ -117,8 +117,9 @@ def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_
     from reports.render import render
     from reports.report import ReportInputs, analyse
     from schemas.config import EndpointConfig, ReferenceConfig, ReportConfig
-    from tasks.evals import Answer, eval_frame, reference_answers
+    from students.evals import Answer, eval_frame, reference_answers
     from tasks.prompts import LETTERS, user_message
+    from tasks.teachers.engine import RequestEngine
     from tasks.teachers.openai_compat import OpenAITeacher
     from teacher_cache import CachedTeacher, CacheStore
 
@@ -134,7 +135,7 @@ def test_a_reference_whose_server_fails_on_a_fifth_of_requests_is_counted_wrong_
                           endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05))
     with FakeServer("openai") as server:
         ref.endpoint.base_urls = [server.url]
-        model = CachedTeacher(OpenAITeacher.from_config(ref), CacheStore(tmp_path / "c.sqlite"))
+        model = CachedTeacher(RequestEngine(OpenAITeacher.from_config(ref)), CacheStore(tmp_path / "c.sqlite"))
         answers, _ = reference_answers(prompts, model, 64)
         model.close()
     info = dict(run="r", seed=None, eval_fingerprint="f", prompt_style="cot", decoding="greedy")

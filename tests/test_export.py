@@ -12,13 +12,14 @@ import pytest
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
 from schemas.tables import read_table
+from students.backends import arms_teacher
+from students.runner import run_shard
 from tasks.arms import run_arms
 from tasks.export import run_export
 from tasks.import_traces import ImportSettings, import_traces
 from tasks.ingest import ingest
 from tasks.prompts import LETTERS, answer_sentence
-from tasks.runner import run_shard
-from tasks.teachers.prices import price_for
+from teacher_cache.prices import price_for
 
 ARMS = ["raw", "teacher_cot", "teacher_lecture", "mistakes"]
 
@@ -50,8 +51,8 @@ def exported(tmp_path_factory):
     for f in data.sample_files():
         run_shard("verify", cfg, data, f)
         run_shard("select", cfg, data, f)
-    run_arms(cfg, data)
-    return cfg, data, run_export(cfg, data)
+    run_arms(cfg, data, arms_teacher(cfg))
+    return cfg, data, run_export(cfg, data, arms_teacher(cfg))
 
 
 def test_hf_export_loads_back_with_images(exported):
@@ -134,7 +135,8 @@ def test_failed_export_keeps_the_previous_one(exported, tmp_path):
     shutil.move(data.image(sha), moved)
     try:
         with pytest.raises(FileNotFoundError):
-            run_export(cfg.model_copy(update={"arms": cfg.arms.model_copy(update={"arms": ["raw"]})}), data)
+            run_export(cfg.model_copy(update={"arms": cfg.arms.model_copy(update={"arms": ["raw"]})}), data,
+                       arms_teacher(cfg))
     finally:
         shutil.move(moved, data.image(sha))
     assert (data.table("exports") / "raw" / "sharegpt" / "data.json").read_text() == before
@@ -147,7 +149,7 @@ def test_push_without_a_token_fails_before_any_work(exported, monkeypatch):
     pushing = cfg.model_copy(update={"export": cfg.export.model_copy(update={"push_to_hub": "me/distilled"})})
     stamp = (data.table("exports") / "raw" / "README.md").stat().st_mtime_ns
     with pytest.raises(ValueError, match="no token: set HF_TOKEN"):
-        run_export(pushing, data)
+        run_export(pushing, data, arms_teacher(pushing))
     assert (data.table("exports") / "raw" / "README.md").stat().st_mtime_ns == stamp
 
 

@@ -5,8 +5,8 @@ import torch
 
 from students.generate import ANSWER_DONE, answer_stop, cut
 from students.model import load_tokenizer
+from students.teachers import LocalTeacher
 from tasks.teachers import Request, SamplingParams
-from tasks.teachers.local import LocalTeacher
 
 
 @pytest.mark.parametrize("text, done", [
@@ -68,8 +68,8 @@ def test_chunked_greedy_generation_equals_one_plain_generate_call(tiny_model, tm
     import polars as pl
 
     from schemas.config import TrainConfig
-    from students.evaluate import load_student
     from students.generate import generate
+    from students.loading import load_student
     from students.train import train_student
 
     adapter = None

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from schemas.config import VerifyConfig
+from students.evals import Answer, eval_frame
 from students.grpo import correctness_reward, grpo_rows
 from tasks.audit import audit
-from tasks.evals import Answer, eval_frame
 from tasks.prompts import user_message
 from tasks.verify import grade_all, verify_shard
 

@@ -19,8 +19,8 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.runner import run_shard
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 
 pytestmark = pytest.mark.slow
 KEY = "sk-interrupt-0123456789"

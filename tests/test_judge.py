@@ -7,7 +7,8 @@ from fake_servers import FakeServer, answer_for
 
 from schemas.config import EndpointConfig, JudgeConfig
 from schemas.tables import SCHEMAS
-from tasks.evals import judge_reasoning, judge_verdict
+from students.evals import judge_reasoning, judge_verdict
+from tasks.teachers.engine import RequestEngine
 from tasks.teachers.openai_compat import OpenAITeacher
 from teacher_cache import CachedTeacher, CacheStore
 
@@ -42,7 +43,7 @@ def test_judge_sees_only_judgeable_answers_once_and_a_rerun_asks_nothing(tmp_pat
     cfg = JudgeConfig(model="judge-model", endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05))
     with FakeServer("openai") as server:
         cfg.endpoint.base_urls = [server.url]
-        judge = CachedTeacher(OpenAITeacher.from_config(cfg), CacheStore(tmp_path / "c.sqlite"))
+        judge = CachedTeacher(RequestEngine(OpenAITeacher.from_config(cfg)), CacheStore(tmp_path / "c.sqlite"))
         out, stats = judge_reasoning(evals, PROBLEMS, cfg, judge)
         sent = dict(server.attempts)
         again, stats2 = judge_reasoning(evals, PROBLEMS, cfg, judge)
@@ -79,7 +80,7 @@ def test_verify_judge_extracts_only_where_the_rules_found_no_answer_once_each(tm
     cfg = VerifyConfig(judge=ExtractorConfig(model="extractor", endpoint=EndpointConfig(max_attempts=2, backoff_s=0.05)))
     with FakeServer("openai") as server:
         cfg.judge.endpoint.base_urls = [server.url]
-        judge = CachedTeacher(OpenAITeacher.from_config(cfg.judge), CacheStore(tmp_path / "c.sqlite"))
+        judge = CachedTeacher(RequestEngine(OpenAITeacher.from_config(cfg.judge)), CacheStore(tmp_path / "c.sqlite"))
         first = verify_shard(cfg, samples, problems, judge)
         sent = dict(server.attempts)
         again = verify_shard(cfg, samples, problems, judge)

@@ -3,7 +3,7 @@ the middle of a parquet write, two at a random moment): no
 unreadable parquet anywhere under the data directory, the earlier stages' outputs byte-identical,
 and the re-run completes, removes the killed run's leftovers and writes what a clean run writes.
 
-The stage runs as the CLI runs it (tasks.runner over every shard), in a process of its own that
+The stage runs as the CLI runs it (students.runner over every shard), in a process of its own that
 prints START once its imports are done, so the kill lands inside the stage's work.
 """
 
@@ -25,10 +25,10 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.backends import arms_teacher, close_backends
+from students.runner import run_shard
 from tasks.arms import run_arms
-from tasks.backends import close_backends
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 
 pytestmark = pytest.mark.slow
 KILLS = 6
@@ -39,7 +39,8 @@ from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from tasks.arms import run_arms
 from tasks.export import run_export
-from tasks.runner import run_shard
+from students.backends import arms_teacher
+from students.runner import run_shard
 
 if len(sys.argv) > 3:  # die in the middle of the Nth parquet write: the file half there, as a kill leaves it
     left = [int(sys.argv[3])]
@@ -68,9 +69,9 @@ elif stage == "verify":
     for f in data.sample_files():
         run_shard("verify", cfg, data, f)
 elif stage == "arms":
-    run_arms(cfg, data)
+    run_arms(cfg, data, arms_teacher(cfg))
 elif stage == "export":
-    run_export(cfg, data)
+    run_export(cfg, data, arms_teacher(cfg))
 print("DONE", flush=True)
 """
 EARLIER = {"sample": ("problems", "captions"), "verify": ("problems", "samples"),
@@ -144,7 +145,7 @@ def prepared(tmp: Path, stage: str, url: str) -> tuple[DataDir, Path]:
         run_shard("verify", config_, data, f)
         run_shard("select", config_, data, f)
     if stage == "export":
-        run_arms(config_, data)
+        run_arms(config_, data, arms_teacher(config_))
     return data, path
 
 

@@ -4,8 +4,9 @@ transformers path (skipped where llama-cpp-python is not installed, as in CI).""
 import pytest
 
 from schemas.config import SampleConfig
+from students.backends import identity, teacher_for
 from students.generate import answer_done
-from tasks.teachers import Request, SamplingParams, teacher_for
+from tasks.teachers import Request, SamplingParams
 
 QUESTIONS = [
     "What is 2 + 3?", "What is 7 times 6?", "Which is larger, 12 or 21?", "What colour is the sky on a clear day?",
@@ -59,9 +60,11 @@ def test_the_transformers_identity_is_unchanged():
 
 def test_auto_picks_llama_cpp_for_gguf_models_only(tiny_model):
     pytest.importorskip("llama_cpp")
-    assert teacher_for(SampleConfig()).identity == "local/embedded+llama.cpp"
-    assert teacher_for(SampleConfig(model="/models/x.Q8_0.gguf")).identity == "local//models/x.Q8_0.gguf+llama.cpp"
-    assert teacher_for(SampleConfig(model=tiny_model)).identity == f"local/{tiny_model}"
+    assert teacher_for(SampleConfig()).identity == "local/embedded"  # the default engine is transformers
+    assert teacher_for(SampleConfig(engine="auto")).identity == "local/embedded+llama.cpp"
+    gguf = SampleConfig(engine="auto", model="/models/x.Q8_0.gguf")
+    assert teacher_for(gguf).identity == identity(gguf) == "local//models/x.Q8_0.gguf+llama.cpp"
+    assert teacher_for(SampleConfig(engine="auto", model=tiny_model)).identity == f"local/{tiny_model}"
 
 
 def prefix(a: list[int], b: list[int]) -> int:

@@ -35,4 +35,4 @@ def test_the_engine_falls_back_to_k_requests(tmp_path, status, message):
     with FakeServer("openai", accept_n=False, n_error=(status, message)) as server:
         df, stats, t = sample("openai", server, tmp_path, [f"q{i}" for i in range(3)], k=3, concurrency=1)
     assert server.statuses[status] == 1 and server.statuses[200] == 9  # refused once, remembered
-    assert df.height == 9 and stats.failed == 0 and t.engine.use_n is False
+    assert df.height == 9 and stats.failed == 0 and t.teacher.use_n is False

@@ -13,10 +13,11 @@ from PIL import Image
 from schemas.config import EndpointConfig, FactoryConfig, SampleConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, write_table
-from tasks.backends import opened
+from students.backends import opened
 from tasks.sample import sample_shard
 from tasks.teachers import Request, SamplingParams
 from tasks.teachers import secrets as secrets_mod
+from tasks.teachers.engine import RequestEngine
 from tasks.teachers.gemini import GeminiTeacher
 from tasks.teachers.openai_compat import OpenAITeacher
 from teacher_cache import CachedTeacher, CacheStore
@@ -41,7 +42,7 @@ def problems(questions: list[str], image_sha: str | None = None) -> pl.DataFrame
 
 def teacher(kind: str, server: FakeServer, tmp_path, **endpoint) -> CachedTeacher:
     ep = EndpointConfig(base_urls=[server.url], **{"timeout_s": 1.0, "max_attempts": 3, "backoff_s": 0.05, **endpoint})
-    return CachedTeacher(BACKENDS[kind]("fake-model", ep), CacheStore(tmp_path / f"{kind}.sqlite"))
+    return CachedTeacher(RequestEngine(BACKENDS[kind]("fake-model", ep)), CacheStore(tmp_path / f"{kind}.sqlite"))
 
 
 def sample(kind, server, tmp_path, questions, k=3, variants=("plain",), **endpoint):
@@ -102,7 +103,7 @@ def test_refused_n_falls_back_to_k_seeded_requests_once(tmp_path, kind):
     assert server.statuses[400] == 1  # refused once, remembered for every later problem
     assert server.statuses[200] == 12 and stats.new == 12 and df.height == 12
     assert {b.get("seed", b.get("generationConfig", {}).get("seed")) for b in server.bodies[1:]} == {0, 1, 2}
-    assert t.engine.use_n is False and server.repeated_successes() == {}
+    assert t.teacher.use_n is False and server.repeated_successes() == {}
 
 
 def test_ignored_n_gets_the_missing_paths_one_by_one(tmp_path):
@@ -116,7 +117,7 @@ def test_gemini_without_thought_summaries_is_asked_again_without_them(tmp_path):
     with FakeServer("gemini", thoughts_refused=True) as server:
         df, _, t = sample("gemini", server, tmp_path, ["q0", "q1"], k=2, concurrency=1)
     assert df.height == 4 and df["reasoning"].is_null().all()
-    assert server.statuses[400] == 1 and "thoughts" in t.teacher.refused
+    assert server.statuses[400] == 1 and "thoughts" in t.teacher.teacher.refused
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -139,7 +140,7 @@ def test_images_are_sent_inline(tmp_path, kind):
 def test_replicas_share_the_load(tmp_path):
     with FakeServer("openai") as a, FakeServer("openai") as b:
         ep = EndpointConfig(base_urls=[a.url, b.url], concurrency=2)
-        t = CachedTeacher(OpenAITeacher("m", ep), CacheStore(tmp_path / "c.sqlite"))
+        t = CachedTeacher(RequestEngine(OpenAITeacher("m", ep)), CacheStore(tmp_path / "c.sqlite"))
         answers, stats = t.complete([Request((("user", f"q{i} [slow]"),), SamplingParams(0.7, 1.0, 8), 0)
                                      for i in range(8)])
         t.close()

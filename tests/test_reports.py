@@ -315,7 +315,7 @@ def test_rouge_l_against_a_dynamic_programming_reference():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from reports.stats import rouge_l
+    from students.evals import rouge_l
 
     def lcs(x, y):
         t = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]

@@ -8,9 +8,9 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
-from tasks.backends import close_backends
+from students.backends import close_backends
+from students.runner import run_shard
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 
 
 @pytest.mark.slow

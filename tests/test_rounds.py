@@ -95,10 +95,10 @@ def test_vlm_student_teacher_shows_the_model_each_requests_picture(vlm_rounds, t
     from schemas.config import FactoryConfig
     from schemas.paths import DataDir
     from schemas.tables import read_table
+    from students.backends import teacher_for
     from students.rounds import round_config
     from students.vlm import image_of, load_processor
     from tasks.sample import build_requests
-    from tasks.teachers import teacher_for
 
     data = DataDir(vlm_rounds["root"] / "data")
     r1 = vlm_rounds["first"]["rounds"][0]

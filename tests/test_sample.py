@@ -5,9 +5,9 @@ import polars as pl
 from schemas.config import SampleConfig
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS
+from students.teachers import LocalTeacher
 from tasks.ingest import ingest
 from tasks.sample import sample_shard
-from tasks.teachers.local import LocalTeacher
 from teacher_cache import CachedTeacher, CacheStore
 
 

@@ -13,8 +13,8 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig, SyntheticIngest
 from schemas.paths import DataDir
+from students.runner import run_shard
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 
 K = 2
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from schemas.config import EvaluateConfig, VerifyConfig
-from students.evaluate import Solver, evaluate_student, load_student
+from students.evaluate import Solver, evaluate_student
+from students.loading import load_student
 from students.model import load_model, load_tokenizer
 from students.shared import BASE_ROWS, Member, evaluate_shared, load_shared
 

@@ -6,11 +6,11 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.backends import arms_teacher, close_backends
+from students.runner import run_shard
 from tasks.arms import run_arms
-from tasks.backends import close_backends
 from tasks.fingerprints import sidecar
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 
 
 def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkeypatch):
@@ -34,8 +34,8 @@ def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkey
     assert all(d.skipped for d in again) and [d.rows for d in again] == [d.rows for d in first]
     assert [run_shard("select", cfg, data, f).skipped for f in files] == [False] * len(files)
     assert [run_shard("select", cfg, data, f).skipped for f in files] == [True] * len(files)
-    assert run_arms(cfg, data)["unchanged"] is False
-    rows = run_arms(cfg, data)
+    assert run_arms(cfg, data, arms_teacher(cfg))["unchanged"] is False
+    rows = run_arms(cfg, data, arms_teacher(cfg))
     assert rows["unchanged"] is True and rows["rows"]["raw"] > 0
 
     # a setting of the stage changes: every file again
@@ -51,6 +51,7 @@ def test_unchanged_inputs_are_skipped_and_any_change_recomputes(tmp_path, monkey
     sidecar(data.table("verdicts") / f"{files[1]}.parquet").unlink()
     assert run_shard("verify", looser, data, files[1]).skipped is False
     # arms: a changed selection, or another arm list
-    assert run_arms(cfg, data)["unchanged"] is False
-    assert run_arms(cfg.model_copy(update={"arms": cfg.arms.model_copy(update={"arms": ["raw"]})}), data)[
+    assert run_arms(cfg, data, arms_teacher(cfg))["unchanged"] is False
+    assert run_arms(cfg.model_copy(update={"arms": cfg.arms.model_copy(update={"arms": ["raw"]})}), data,
+                    arms_teacher(cfg))[
         "unchanged"] is False

@@ -26,8 +26,8 @@ from fake_servers import FakeServer
 
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
+from students.runner import run_shard
 from tasks.ingest import ingest
-from tasks.runner import run_shard
 from teacher_cache import CacheStore, unstored
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from schemas.config import TrainConfig
+from students.bases import base_model, one_base
 from students.model import load_model
-from students.train import base_model, one_base, train_student
+from students.train import train_student
 
 
 def rows(n: int, offset: int) -> pl.DataFrame:

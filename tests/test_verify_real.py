@@ -61,7 +61,7 @@ def test_verify_audit_compares_the_graders_on_the_same_samples(tmp_path):
     from schemas.config import FactoryConfig
     from schemas.paths import DataDir
     from schemas.tables import SCHEMAS, read_table, write_table
-    from tasks.audit import run_audit
+    from students.runner import run_audit
 
     data = DataDir(tmp_path)
     free = dict(problem_id="f", source="s", source_id="f", split="train", question="Half of one?", choices=[],

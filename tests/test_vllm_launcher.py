@@ -11,7 +11,7 @@ from test_remote_teachers import problems
 from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
-from tasks.backends import identity, opened
+from students.backends import identity, opened
 from tasks.sample import sample_shard
 
 TESTS = Path(__file__).resolve().parent
@@ -60,7 +60,7 @@ def test_start_health_wait_sample_and_shutdown(tmp_path):
     exe = executable(tmp_path, "vllm", STAND_IN)
     cfg = config(exe)
     with opened(cfg.sample, cfg, DataDir(tmp_path / "data")) as teacher:
-        url = teacher.teacher.base_urls[0]
+        url = teacher.teacher.teacher.base_urls[0]
         assert url.startswith("http://127.0.0.1:") and port_open(url)
         result = sample_shard(cfg.sample, problems(["q0", "q1", "q2"]), {}, teacher)
         df = result.samples

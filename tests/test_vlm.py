@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from schemas.config import FactoryConfig
 from schemas.paths import DataDir
 from schemas.tables import read_table
-from students.evaluate import Solver, answer, load_student
+from students.evaluate import Solver, answer
+from students.loading import load_student
 from students.stages import run_evaluate, run_train
 from students.train import build_trainer
 from students.vlm import load_processor

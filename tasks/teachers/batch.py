@@ -10,20 +10,24 @@ or error. Gemini (Batch Mode, through google-genai): the requests go inline
 
 The cache (teacher_cache.store) records which batch each request went into before polling, so a
 process that dies while a batch runs resumes polling it and never submits it twice; requests a
-batch did not answer (it expired, or failed part-way) are submitted again, alone.
+batch did not answer (it expired, or failed part-way) are submitted again, alone. `BatchAsker` is
+that loop, as the `Asker` that `teacher_cache.CachedTeacher` wraps.
 """
 
 import io
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import openai
 
-from schemas.errors import InputError
+from schemas.errors import INTERRUPT, InputError, interrupted
 from tasks.teachers import Completion, Request
 from tasks.teachers.openai_compat import OpenAITeacher, completions
 from tasks.teachers.secrets import api_key, redact
+from teacher_cache.store import CacheStore
+from teacher_cache.types import OnDone, OnError
 
 ENDPOINT = "/v1/chat/completions"
 DONE = {"completed", "failed", "expired", "cancelled"}
@@ -151,6 +155,64 @@ class GeminiBatches:
         if state == "JOB_STATE_FAILED" and not answers and not errors:
             errors[None] = f"batch {batch_id} failed: {getattr(job.error, 'message', None) or 'no reason given'}"
         return BatchResult(state.removeprefix("JOB_STATE_").lower(), answers, {k: redact(v) for k, v in errors.items()})
+
+
+class BatchAsker:
+    """Asks through a batch API (`OpenAIBatches`, `GeminiBatches`), each request in at most `attempts`
+    batches: batches already submitted for these requests (by a run that died) are polled, not
+    submitted again; what a batch left unanswered goes into a new one."""
+
+    def __init__(self, batches, store: CacheStore, attempts: int = 3):
+        self.batches, self.store, self.attempts = batches, store, attempts
+        self.identity = batches.teacher.identity
+        self._stop: Exception | None = None
+
+    def stop(self, error: Exception) -> None:
+        if self._stop is None:
+            self._stop = error
+
+    def stopped(self) -> Exception | None:
+        return self._stop
+
+    def close(self) -> None:
+        """Nothing to free: the clients hold no connection between calls."""
+
+    def ask(self, requests: list[Request], on_done: OnDone, on_error: OnError) -> None:
+        pending = {(r.key(self.identity), r.sample_index): r for r in requests}
+        submitted: Counter = Counter()  # key -> batches it went into in this call
+        while pending and not self._stop:
+            if INTERRUPT.is_set():  # submitted batches are in the store: the next run polls them
+                raise interrupted()
+            waiting = self.store.batches_of(list(pending))
+            queued = {k for ks in waiting.values() for k in ks}
+            new = [k for k in pending if k not in queued]
+            if new:
+                for start in range(0, len(new), MAX_LINES):
+                    chunk = new[start:start + MAX_LINES]
+                    batch_id = self.batches.submit([pending[k] for k in chunk], chunk)
+                    self.store.put_batch(self.identity, batch_id, chunk)  # before polling: a crash resumes it
+                    submitted.update(chunk)
+                continue
+            for batch_id, ours in waiting.items():
+                self._collect(batch_id, ours, pending, submitted, on_done, on_error)
+                if self._stop:  # the cache cannot be written: the batch stays recorded, the next run polls it
+                    return
+                self.store.end_batch(batch_id, ours)
+
+    def _collect(self, batch_id: str, ours: list, pending: dict, submitted: Counter, on_done: OnDone,
+                 on_error: OnError) -> None:
+        """Waits for a batch; hands on its answers, and the errors of requests that had their tries."""
+        result = self.batches.wait(batch_id)
+        answered = [k for k in ours if custom_id(*k) in result.answers]
+        if answered:
+            on_done([pending[k] for k in answered], [result.answers[custom_id(*k)] for k in answered])
+        for k in answered:
+            pending.pop(k)
+        for k in ours:  # an error, or no line at all (expired): again, unless it had its tries
+            if k in pending and submitted[k] >= self.attempts:
+                error = result.errors.get(custom_id(*k)) or result.errors.get(None) or \
+                    f"not answered by batch {batch_id} ({result.status})"
+                on_error([pending.pop(k)], error)
 
 
 def batches_for(teacher, poll_s: float):

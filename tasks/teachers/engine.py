@@ -11,8 +11,9 @@ server's retry-after is longer than `endpoint.max_wait_s` (an exhausted quota). 
 says why, as the error the stage ends with; requests never sent record no error.
 
 The engine runs its own event loop in a daemon thread, so shard tasks running in several
-threads share one set of limits. `run` blocks the caller until its requests are done; each
-result is handed to `on_done` as it arrives (the cache commits it there).
+threads share one set of limits. `ask` blocks the caller until its requests are done; each
+result is handed to `on_done` as it arrives (the cache commits it there): it is the `Asker` that
+`teacher_cache.CachedTeacher` wraps for a remote teacher.
 """
 
 import asyncio
@@ -22,7 +23,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -30,9 +30,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from schemas.errors import INTERRUPT, StageFailed, interrupted
 from tasks.teachers import Completion, Refused, RemoteTeacher, Request, Transient
 from tasks.teachers.secrets import redact
+from teacher_cache.types import OnDone, OnError
 
-OnDone = Callable[[list[Request], list[Completion]], None]
-OnError = Callable[[list[Request], str], None]
 CHARS_PER_TOKEN = 4  # prompt-size estimate for the tokens-per-minute limit
 GRACE_S = 5.0  # once stopped, how long the requests already in flight may take to answer
 POLL_S = 0.1  # how often a running batch of requests looks for a stop
@@ -49,8 +48,10 @@ class QuotaExhausted(StageFailed):
 
 
 class RequestEngine:
-    def __init__(self, teacher: RemoteTeacher, endpoint):
-        self.teacher, self.cfg = teacher, endpoint
+    def __init__(self, teacher: RemoteTeacher, endpoint=None):
+        """`endpoint`: the limits and retries to apply (an `EndpointConfig`), the teacher's by default."""
+        endpoint = endpoint or teacher.endpoint
+        self.teacher, self.cfg, self.identity = teacher, endpoint, teacher.identity
         self.use_n = endpoint.use_n  # set to False once the endpoint refuses or ignores `n`
         self._inflight: dict[str, int] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -60,7 +61,7 @@ class RequestEngine:
         self._start_lock = threading.Lock()
         self._stop: Exception | None = None
 
-    def run(self, requests: list[Request], on_done: OnDone, on_error: OnError) -> None:
+    def ask(self, requests: list[Request], on_done: OnDone, on_error: OnError) -> None:
         """Sends every request (k paths of one prompt together where `n` works); blocks until all end,
         or, once stopped, until those in flight have answered (at most GRACE_S)."""
         future = asyncio.run_coroutine_threadsafe(self._run(requests, on_done, on_error), self._started())

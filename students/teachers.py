@@ -153,7 +153,7 @@ class StudentTeacher(LocalTeacher):
         """(tokenizer or a vlm's processor, the student with its adapter; a compose student: its directory's
         parts and their processor)."""
         if self._model is None:
-            from students.evaluate import load_student
+            from students.loading import load_student
             from students.model import load_tokenizer
             from students.vlm import load_processor
 

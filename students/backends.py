@@ -10,8 +10,13 @@ process that runs a task), so no key crosses a task boundary.
 Per stage a backend is built once per process: `shared` keeps one per section in the process (a
 thread runner's, or a dask / ray worker's) until `close_backends` at the stage's end; a worker's
 share (1 / runner.workers) of the endpoint's rpm, tpm and concurrency is its own.
+
+It lives in students/, above tasks/, because two backends are models in this process
+(students/teachers.py: `local`, `student`); the remote ones are tasks/teachers/. Code in tasks/ that
+needs a backend is handed an opened one.
 """
 
+import importlib
 import json
 import math
 import threading
@@ -21,12 +26,26 @@ from pathlib import Path
 
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.paths import DataDir
-from tasks.teachers import teacher_for
-from tasks.teachers.local import engine_of
-from tasks.teachers.prices import price_for
+from students.teachers import engine_of, trained_student
+from tasks.teachers import RemoteTeacher, Teacher
+from tasks.teachers.engine import RequestEngine
 from teacher_cache import CachedTeacher, CacheStore
+from teacher_cache.prices import price_for
 
 REMOTE = ("openai", "gemini", "vllm")  # reached over HTTP: an endpoint names their identity
+# Imported by name on use, so naming the local teacher never imports an SDK (nor the reverse).
+TEACHERS = {"local": "students.teachers:LocalTeacher", "student": "students.teachers:StudentTeacher",
+            "openai": "tasks.teachers.openai_compat:OpenAITeacher",
+            "gemini": "tasks.teachers.gemini:GeminiTeacher", "vllm": "tasks.teachers.vllm:VllmTeacher"}
+
+
+def teacher_for(cfg) -> Teacher | RemoteTeacher:
+    """The backend a `SampleConfig` (or `CaptionConfig`) names. Constructing one starts and asks nothing."""
+    name = getattr(cfg, "teacher", None) or cfg.captioner
+    if name not in TEACHERS:
+        raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(TEACHERS)}")
+    module, cls = TEACHERS[name].split(":")
+    return getattr(importlib.import_module(module), cls).from_config(cfg)
 
 
 def name_of(section) -> str:
@@ -36,8 +55,6 @@ def name_of(section) -> str:
 
 def student_meta(section) -> dict:
     """A student teacher's train_meta.json (its base model and fingerprint), checked as the backend checks it."""
-    from tasks.teachers.local import trained_student
-
     return trained_student(section.model)
 
 
@@ -75,13 +92,14 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
     if hasattr(backend, "start"):
         backend.start()
     try:
-        batches = None
+        store = CacheStore(data.teacher_cache)
+        asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
         if getattr(section, "batch", False):
-            from tasks.teachers.batch import batches_for
+            from tasks.teachers.batch import BatchAsker, batches_for
 
-            batches = batches_for(backend, section.batch_poll_s)  # config validation allows openai / gemini only
-        teacher = CachedTeacher(backend, CacheStore(data.teacher_cache), price(section, cfg), batches,
-                                section.endpoint.max_attempts)
+            # config validation allows batches on openai / gemini only
+            asker = BatchAsker(batches_for(backend, section.batch_poll_s), store, section.endpoint.max_attempts)
+        teacher = CachedTeacher(asker, store, price(section, cfg))
         try:
             yield teacher
         finally:
@@ -125,3 +143,8 @@ def close_backends() -> None:
         for stack, _ in SHARED.values():
             stack.close()
         SHARED.clear()
+
+
+def arms_teacher(cfg: FactoryConfig) -> str:
+    """The teacher whose selections the arms (and their cost columns) use."""
+    return cfg.arms.teacher or identity(cfg.sample)

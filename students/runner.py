@@ -1,4 +1,6 @@
-"""The shard stages declared once, and the one runner that executes any of them on one shard.
+"""The shard stages declared once, and the one runner that executes any of them on one shard. It
+sits in students/, above the stages of tasks/, because it opens their backends (students/backends.py),
+two of which are models in this process.
 
 A shard stage is a plain function of (config, its input frames, a backend or None) -> its output
 frames and a result. `SHARD_STAGES` says, per stage, which files it reads and writes for a shard,
@@ -16,7 +18,7 @@ inputs, opens the backend in the process that runs the task, and writes every ou
 caption and sample re-read the teacher cache instead of skipping: a shard whose requests partly
 failed must be asked again, and answers already paid for cost nothing to read.
 
-Backends (`tasks.backends.shared`): opened in the process that runs the task, once per process and
+Backends (`students.backends.shared`): opened in the process that runs the task, once per process and
 stage, until the flow closes them at the stage's end; a dask or ray worker has its share
 (1 / runner.workers) of the endpoint's rpm, tpm and concurrency.
 
@@ -26,18 +28,21 @@ way for every stage, and `outcome(name, cfg, total)` says what the total means (
 """
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import polars as pl
 
+from schemas import atomic
 from schemas.config import FactoryConfig
 from schemas.errors import InputError
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, empty, read_table, write_table
+from students.backends import identity, opened, shared
 from tasks import extract, fingerprints, grade, select, verify
-from tasks.backends import identity, shared
+from tasks.audit import GRADERS, audit, summary
 from tasks.caption import REMOTE, caption_outcome, caption_shard
 from tasks.result import ShardResult
 from tasks.sample import sample_outcome, sample_shard, teacher_dir
@@ -58,7 +63,8 @@ class ShardStage:
     code: tuple[ModuleType, ...] = ()
     skips: bool = False
     optional: tuple[str, ...] = ()  # inputs that may be missing (read as empty)
-    outcome: Callable[[FactoryConfig, ShardResult], list[str]] = lambda cfg, total: []  # warnings; may raise
+    # warnings about the total (given the identity of the stage's backend); may raise
+    outcome: Callable[[FactoryConfig, ShardResult, str], list[str]] = lambda cfg, total, teacher: []
 
 
 def problems_file(data: DataDir, shard: str) -> tuple[Path, str]:
@@ -158,4 +164,19 @@ def rows_in(path: Path) -> int:
 def outcome(name: str, cfg: FactoryConfig, total: ShardResult) -> list[str]:
     """What stage `name`'s total over its shards means: warnings to log; raises `StageFailed` when the
     stage produced nothing usable."""
-    return SHARD_STAGES[name].outcome(cfg, total)
+    section = {"caption": cfg.caption, "sample": cfg.sample}.get(name)
+    return SHARD_STAGES[name].outcome(cfg, total, section and identity(section))
+
+
+def run_audit(cfg: FactoryConfig, data: DataDir) -> dict:
+    """verify --audit (tasks/audit.py) over every samples file (the judge, verify.judge, opened here):
+    data/reports/verify-audit/audit.parquet and audit.md."""
+    with opened(cfg.verify.judge, cfg, data) if cfg.verify.judge else nullcontext() as judge:
+        frames = [audit(pl.read_parquet(data.table("samples") / f"{f}.parquet"), data.problems_for(f), cfg.verify,
+                        judge) for f in data.sample_files()]
+    df = pl.concat(frames) if frames else empty("audit")
+    out = data.table("reports") / "verify-audit"
+    write_table(df, out / "audit.parquet", "audit")
+    atomic.write_text(out / "audit.md", summary(df))
+    return {"samples": df.height, "report": str(out / "audit.md"),
+            "accuracy": {g: df[g].mean() for g in GRADERS if df[g].null_count() < df.height}}

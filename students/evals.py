@@ -8,14 +8,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from reports.stats import rouge_l
 from schemas.config import JudgeConfig, VerifyConfig
 from schemas.tables import SCHEMAS
 from tasks.grade import Verdict
 from tasks.teachers import Request, SamplingParams
-from tasks.teachers.prices import cost_usd
 from tasks.verify import UNGRADED, grade_all
 from teacher_cache import CachedTeacher, CacheStats
+from teacher_cache.prices import cost_usd
 
 
 @dataclass
@@ -125,3 +124,17 @@ def reference_answers(prompts: list[str], model: CachedTeacher, max_new_tokens: 
                       cost_usd(model.price, c.prompt_tokens, c.completion_tokens), c.reasoning,
                       c.finish_reason != "length") for c in got]
     return answers, stats
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 of whitespace tokens (lower case): longest common subsequence over both lengths."""
+    from rapidfuzz.distance import LCSseq
+
+    cand, ref = candidate.lower().split(), reference.lower().split()
+    if not cand or not ref:
+        return 0.0
+    lcs = LCSseq.similarity(cand, ref)
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(cand), lcs / len(ref)
+    return 2 * p * r / (p + r)
