@@ -8,6 +8,8 @@ each stage of `distill` (whose rounds alternate sampling and training), starts i
 costs seconds each time (here, on 2 busy cores: dask 6 s, ray 19 s), and its workers import the
 project anew. With `runner.address` the user's own cluster is used and never started or stopped here."""
 
+import asyncio
+import uuid
 from contextlib import contextmanager
 
 from prefect import flow, get_run_logger, task, unmapped
@@ -92,38 +94,55 @@ def prefect_secrets() -> None:
 def per_shard(stage: str, config: FactoryConfig, items: list[str]) -> ShardResult:
     """Runs the shard stage `stage` (students/runner.py) as one Prefect task per item, concurrently: in
     threads of this process, or (runner dask / ray) in a subflow whose task runner is that cluster;
-    returns the shards' results added up, after logging what the total means (`outcome`).
-    Only the stage's name, the config and the item cross to a task; it opens what it uses itself."""
+    returns the shards' results added up (`log_outcome` says what they mean). Only the stage's name, the
+    config, the item and the scope of the stage's backends cross to a task; it opens what it uses itself."""
     shard_task = task(run_shard_here, cache_policy=NO_CACHE, name=stage, task_run_name=f"{stage}-{{item}}")
     if INTERRUPT.is_set():  # Ctrl-C during an earlier stage of `run`: no further stage starts
         raise interrupted()
 
+    scope = f"{stage}-{uuid.uuid4().hex}"  # this stage of this flow run: its backends, on any worker
+
     def mapped() -> list:
-        futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(DataDir(config.data_dir)), items)
+        futures = shard_task.map(unmapped(stage), unmapped(config), unmapped(DataDir(config.data_dir)), items,
+                                 unmapped(scope))
         try:
             futures.wait()  # every shard ends before the backends close (one failing leaves the others running)
         finally:
-            close_everywhere(config)
+            close_everywhere(config, scope)
         return results_of(futures)
 
     results = mapped() if config.runner.kind == "threads" else \
         flow(mapped, name=f"{stage}-shards", task_runner=cluster_runner(config.runner))()
-    total = sum(results, ShardResult())
-    for warning in outcome(stage, config, total):  # nothing usable: an error
+    return sum(results, ShardResult())
+
+
+def log_outcome(stage: str, config: FactoryConfig, total: ShardResult) -> None:
+    """Logs what a stage's total means (`outcome`: warnings); raises when it produced nothing usable.
+    The flows call it after logging the stage's spend, so a failed stage still says what it spent."""
+    for warning in outcome(stage, config, total):
         get_run_logger().warning("%s: %s", stage, warning)
-    return total
 
 
-def close_everywhere(config: FactoryConfig) -> None:
-    """Closes the backends the stage's shard tasks opened: this process's (threads), every dask worker's;
-    a ray worker closes its own at each task's end."""
+async def closed_off_loop(scope: str) -> None:
+    """`close_backends(scope)` on a dask worker, in a thread: stopping a server or freeing a model does
+    not hold up the worker's event loop (its heartbeats)."""
+    await asyncio.get_running_loop().run_in_executor(None, close_backends, scope)
+
+
+def close_everywhere(config: FactoryConfig, scope: str) -> None:
+    """Closes the backends the stage's shard tasks opened for `scope`: this process's (threads), every
+    dask worker's (a worker that fails to close one is logged); a ray worker closes its own at each
+    task's end."""
     if config.runner.kind == "threads":
-        close_backends()
+        close_backends(scope)
     elif config.runner.kind == "dask":
-        FlowRunContext.get().task_runner.client.run(close_backends, on_error="return")  # a lost worker: nothing to close
+        closed = FlowRunContext.get().task_runner.client.run(closed_off_loop, scope, on_error="return")
+        for worker, result in closed.items():  # a lost worker: nothing to close
+            if isinstance(result, BaseException):
+                get_run_logger().warning("worker %s could not close its backends: %s", worker, result)
 
 
-def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str) -> ShardResult:
+def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str, scope: str = "") -> ShardResult:
     """`run_shard` in the process that runs the task: a dask or ray worker's console, like the CLI's,
     shows an error the CLI explains in one line without its traceback (Prefect sets its handlers up
     anew in a worker)."""
@@ -131,10 +150,10 @@ def run_shard_here(name: str, cfg: FactoryConfig, data: DataDir, item: str) -> S
     if cfg.runner.kind != "threads":
         quiet_explained_tracebacks()
     try:
-        return run_shard(name, cfg, data, item)
+        return run_shard(name, cfg, data, item, scope)
     finally:
         if cfg.runner.kind == "ray":  # no call reaches every ray worker at the stage's end
-            close_backends()
+            close_backends(scope)
 
 
 def results_of(futures) -> list:

@@ -8,7 +8,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.clusters import per_shard, prefect_secrets
+from flows.clusters import log_outcome, per_shard, prefect_secrets
 from flows.ui import publish_report, stage_progress
 from reports.stages import run_report
 from schemas.config import FactoryConfig
@@ -94,7 +94,9 @@ def caption_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT
         total = per_shard("caption", config, todo)
     if config.caption.captioner not in REMOTE:
         return {"captioner": config.caption.captioner}
-    return log_spend("caption", total)
+    spend = log_spend("caption", total)
+    log_outcome("caption", config, total)
+    return spend
 
 
 @flow(name="sample")
@@ -105,7 +107,9 @@ def sample_flow(config_file: str | None = None, config: FactoryConfig = DEFAULT)
     todo = data_of(config).shards()  # before a teacher is started
     with stage_progress("sample"):
         total = per_shard("sample", config, todo)
-    return log_spend("sample", total) | {"rejects": dict(total.rejects)}
+    spend = log_spend("sample", total)
+    log_outcome("sample", config, total)  # nothing usable: an error
+    return spend | {"rejects": dict(total.rejects)}
 
 
 @flow(name="verify")

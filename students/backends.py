@@ -7,9 +7,10 @@ A section is anything naming a backend: `sample`, `caption`, `verify.judge`, `ev
 environment variable, or a Prefect Secret block through the loader the flows install in every
 process that runs a task), so no key crosses a task boundary.
 
-Per stage a backend is built once per process: `shared` keeps one per section in the process (a
-thread runner's, or a dask / ray worker's) until `close_backends` at the stage's end; a worker's
-share (1 / runner.workers) of the endpoint's rpm, tpm and concurrency is its own.
+Per stage a backend is built once per process: `shared` keeps one per section and scope (one stage of
+one flow run) in the process (a thread runner's, or a dask worker's) until `close_backends(scope)` at
+the stage's end; a ray worker closes its own after each task, as no call reaches every ray worker.
+A worker's share (1 / runner.workers) of the endpoint's rpm, tpm and concurrency is its own.
 
 It lives in students/, above tasks/, because two backends are models in this process
 (students/teachers.py: `local`, `student`); the remote ones are tasks/teachers/. Code in tasks/ that
@@ -93,12 +94,12 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
         backend.start()
     try:
         store = CacheStore(data.teacher_cache)
-        asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
-        if getattr(section, "batch", False):
+        if getattr(section, "batch", False):  # config validation allows batches on openai / gemini only
             from tasks.teachers.batch import BatchAsker, batches_for
 
-            # config validation allows batches on openai / gemini only
             asker = BatchAsker(batches_for(backend, section.batch_poll_s), store, section.endpoint.max_attempts)
+        else:
+            asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
         teacher = CachedTeacher(asker, store, price(section, cfg))
         try:
             yield teacher
@@ -119,17 +120,20 @@ def divided(section, shares: int):
     return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
 
 
-SHARED: dict[str, tuple[ExitStack, CachedTeacher]] = {}  # this process's open backends, until the stage ends
+# this process's open backends, by (scope, section): until their stage's end closes its scope
+SHARED: dict[tuple[str, str], tuple[ExitStack, CachedTeacher]] = {}
 _shared_lock = threading.Lock()
 
 
-def shared(section, cfg: FactoryConfig, data: DataDir) -> CachedTeacher | None:
+def shared(section, cfg: FactoryConfig, data: DataDir, scope: str = "") -> CachedTeacher | None:
     """The section's backend for a shard task (None for no section), opened in the process that runs the
-    task, once per process and stage, with this process's share of the endpoint's limits."""
+    task, once per process and `scope` (one stage of one flow run: two flows on one dask cluster share
+    no backend), with this process's share of the endpoint's limits."""
     if section is None:
         return None
     section = divided(section, cfg.runner.shares())
-    key = json.dumps([section.model_dump(mode="json"), str(data.root), cfg.model_dump(mode="json")["prices"]])
+    key = (scope, json.dumps([section.model_dump(mode="json"), str(data.root),
+                              cfg.model_dump(mode="json")["prices"]]))
     with _shared_lock:
         if key not in SHARED:
             stack = ExitStack()
@@ -137,12 +141,13 @@ def shared(section, cfg: FactoryConfig, data: DataDir) -> CachedTeacher | None:
         return SHARED[key][1]
 
 
-def close_backends() -> None:
-    """Closes the backends this process opened (a stage's end)."""
+def close_backends(scope: str | None = None) -> None:
+    """Closes the backends this process opened for `scope` (a stage's end; None: every scope)."""
     with _shared_lock:
-        for stack, _ in SHARED.values():
-            stack.close()
-        SHARED.clear()
+        keys = [k for k in SHARED if scope is None or k[0] == scope]
+        stacks = [SHARED.pop(k)[0] for k in keys]
+    for stack in stacks:
+        stack.close()
 
 
 def arms_teacher(cfg: FactoryConfig) -> str:

@@ -22,6 +22,7 @@ from schemas.config import EMBEDDED
 from schemas.errors import InputError
 from students.generate import Generated, Watch, cut
 
+MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ: sequences one context holds
 TOP_K = 50  # transformers' default top-k, which the transformers path samples with too
 CTX_STEP = 256  # per-row context rounded up to this (fewer context rebuilds across batches)
 
@@ -120,6 +121,13 @@ class LlamaCppEngine:
                  seed: int = 0) -> list[Generated]:
         """`num_return_sequences` generations per chat (chat-major order), as `students.generate.generate`."""
         n = num_return_sequences
+        per = MAX_SEQ // n  # llama.cpp holds at most MAX_SEQ sequences in one context
+        if per == 0:
+            raise ValueError(f"llama.cpp: {n} samples of one prompt exceed its {MAX_SEQ} sequences; lower sample.k")
+        if len(chats) > per:  # a larger batch goes in parts, each seeded apart
+            return [g for i in range(0, len(chats), per) for g in self.generate(
+                chats[i:i + per], max_new_tokens, temperature=temperature, top_p=top_p, num_return_sequences=n,
+                stop_at_answer=stop_at_answer, seed=seed + i)]
         prompts = [list(self.tok.apply_chat_template(c, add_generation_prompt=True, return_dict=True)["input_ids"])
                    for c in chats]
         longest, rows = max(len(p) for p in prompts), len(prompts) * n

@@ -19,7 +19,7 @@ caption and sample re-read the teacher cache instead of skipping: a shard whose 
 failed must be asked again, and answers already paid for cost nothing to read.
 
 Backends (`students.backends.shared`): opened in the process that runs the task, once per process and
-stage, until the flow closes them at the stage's end; a dask or ray worker has its share
+stage (a ray worker: once per task), until the flow closes them at the stage's end; a dask or ray worker has its share
 (1 / runner.workers) of the endpoint's rpm, tpm and concurrency.
 
 Every stage returns a `ShardResult` (tasks/result.py), so a flow adds a stage's shards up the same
@@ -135,9 +135,9 @@ SHARD_STAGES = {
 }
 
 
-def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str) -> ShardResult:
+def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str, scope: str = "") -> ShardResult:
     """Stage `name` on one shard (or samples file), as `SHARD_STAGES` declares it; returns what it did
-    (a skipped shard: its rows and `skipped`)."""
+    (a skipped shard: its rows and `skipped`). Its backend is the process's for `scope` (`shared`)."""
     stage = SHARD_STAGES[name]
     reads, writes = stage.reads(cfg, data, item), stage.writes(cfg, data, item)
     for key, (path, table) in reads.items():
@@ -147,9 +147,9 @@ def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str) -> ShardR
     fp = fingerprints.fingerprint(stage.settings(cfg), [p for p, _ in reads.values()] +
                                   [Path(m.__file__) for m in stage.code]) if stage.skips else None
     if fp and fingerprints.unchanged(outputs, fp):
-        return ShardResult(rows=sum(rows_in(p) for p in outputs), skipped=True)
+        return ShardResult(rows=sum(rows_in(p) for p in outputs), skipped=1)
     frames = {key: read_table(path, table) if path.exists() else empty(table) for key, (path, table) in reads.items()}
-    frames_out, result = stage.compute(cfg, data, item, frames, shared(stage.backend(cfg), cfg, data))
+    frames_out, result = stage.compute(cfg, data, item, frames, shared(stage.backend(cfg), cfg, data, scope))
     for key, (path, table) in writes.items():
         write_table(frames_out[key], path, table)
     if fp:

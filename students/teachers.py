@@ -69,6 +69,7 @@ class LocalTeacher:
             # Seeded from the batch's own requests, so a re-run of the same batch samples the same.
             seed = int(hashlib.sha256(repr([(r.messages, r.sample_index) for r in requests]).encode()).hexdigest()[:8], 16)
             torch.manual_seed(seed + params.seed)
+            self._seed = seed + params.seed  # for engines that take a seed rather than torch's state
             start = time.perf_counter()
             out = self._answer([requests[idx[0]] for idx in chats.values()], params, n)
             latency = (time.perf_counter() - start) / len(requests)  # the batch's time shared out
@@ -125,13 +126,11 @@ class LlamaCppTeacher(LocalTeacher):
         super().close()
 
     def _answer(self, firsts: list[Request], params, n: int) -> list:
-        import torch
-
         _, engine = self._load()
         return engine.generate([[{"role": r, "content": c} for r, c in req.messages] for req in firsts],
                                params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
                                num_return_sequences=n, stop_at_answer=params.stop_at_answer,
-                               seed=torch.initial_seed())  # the batch's seed, as `_generate` set it
+                               seed=self._seed)  # the batch's seed, set by `_generate` under the lock
 
 
 class StudentTeacher(LocalTeacher):

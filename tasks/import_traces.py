@@ -15,7 +15,6 @@ teacher's earlier ones, so importing the same file twice changes nothing.
 """
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from schemas.config import FactoryConfig, ModelPrice
 from schemas.errors import InputError, StageFailed
 from schemas.paths import DataDir
 from schemas.tables import SCHEMAS, read_table, write_table
-from tasks.readers import clean_text, existing_file, read_json, read_parquet, read_text
+from tasks.readers import clean_text, read_rows
 from tasks.sample import sample_id, teacher_dir
 from tasks.teachers import share, split_think
 from tasks.trace_cells import FINISH, answers_of, usage_of
@@ -54,34 +53,6 @@ class Columns:
     id: str
     response: str
     reasoning: str | None = None
-
-
-def read_rows(path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
-    """The file's rows, and (line number, error) for jsonl lines that are not JSON objects."""
-    path = existing_file(path)
-    if path.suffix == ".parquet":
-        return read_parquet(path).to_dicts(), []
-    if path.suffix == ".json":
-        rows = read_json(path)
-        if isinstance(rows, dict):  # {id: row}, as MathVista's output files are: the key is the id
-            rows = [{"pid": k} | v if isinstance(v, dict) else {"pid": k, "response": v} for k, v in rows.items()]
-        if not isinstance(rows, list):
-            raise InputError(f"{path}: expected a JSON list of objects, or an object of id: row (or use .jsonl)")
-        return [r for r in rows if isinstance(r, dict)], [(n, f"item {n}: not a JSON object") for n, r in
-                                                          enumerate(rows, 1) if not isinstance(r, dict)]
-    if path.suffix not in (".jsonl", ".ndjson"):
-        raise InputError(f"{path}: unknown file type {path.suffix or '(none)'}: expected .jsonl, .json or .parquet")
-    rows, bad = [], []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            bad.append((n, f"line {n}: {e.msg}"))
-            continue
-        (rows.append(row) if isinstance(row, dict) else bad.append((n, f"line {n}: not a JSON object")))
-    return rows, bad
 
 
 def find_columns(rows: list[dict], id_column: str | None = None, response_column: str | None = None,
@@ -289,7 +260,8 @@ def write_merged(data: DataDir, teacher: str, shard: str, new: pl.DataFrame) -> 
     """Writes samples/<teacher>/<shard>: the new samples, plus earlier ones of groups the file lacks."""
     name = f"{teacher_dir(teacher)}/{shard}"
     path = data.table("samples") / f"{name}.parquet"
-    kept = (read_table(path, "samples") if path.exists() else new.clear()).join(new.select("problem_id", "variant").unique(), on=["problem_id", "variant"], how="anti")
+    old = read_table(path, "samples") if path.exists() else new.clear()
+    kept = old.join(new.select("problem_id", "variant").unique(), on=["problem_id", "variant"], how="anti")
     merged = pl.concat([kept, new]).unique("sample_id", keep="last", maintain_order=True)
     write_table(merged.sort("problem_id", "variant", "sample_index"), path, "samples")
     return name

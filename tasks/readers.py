@@ -65,3 +65,31 @@ def clean_text(value: str) -> str:
         return value
     except UnicodeEncodeError:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def read_rows(path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The file's rows, and (line number, error) for jsonl lines that are not JSON objects."""
+    path = existing_file(path)
+    if path.suffix == ".parquet":
+        return read_parquet(path).to_dicts(), []
+    if path.suffix == ".json":
+        rows = read_json(path)
+        if isinstance(rows, dict):  # {id: row}, as MathVista's output files are: the key is the id
+            rows = [{"pid": k} | v if isinstance(v, dict) else {"pid": k, "response": v} for k, v in rows.items()]
+        if not isinstance(rows, list):
+            raise InputError(f"{path}: expected a JSON list of objects, or an object of id: row (or use .jsonl)")
+        return [r for r in rows if isinstance(r, dict)], [(n, f"item {n}: not a JSON object") for n, r in
+                                                          enumerate(rows, 1) if not isinstance(r, dict)]
+    if path.suffix not in (".jsonl", ".ndjson"):
+        raise InputError(f"{path}: unknown file type {path.suffix or '(none)'}: expected .jsonl, .json or .parquet")
+    rows, bad = [], []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            bad.append((n, f"line {n}: {e.msg}"))
+            continue
+        (rows.append(row) if isinstance(row, dict) else bad.append((n, f"line {n}: not a JSON object")))
+    return rows, bad

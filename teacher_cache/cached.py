@@ -57,6 +57,28 @@ class CacheStats:
             self.cost_usd += cost_usd(price, c.prompt_tokens, c.completion_tokens) or 0.0
 
 
+class Writes:
+    """The cache writes of one ask (each under `lock`): the first that fails stops the asker and is kept
+    in `failure`; later ones are not tried, and the answers they held wait in `unsaved`."""
+
+    def __init__(self, asker):
+        self.asker, self.lock, self.unsaved, self.failure = asker, threading.Lock(), [], []
+
+    def stored(self, write) -> bool:
+        """Runs a cache write; False: not written (this one failed, or an earlier one did)."""
+        if self.failure:
+            return False
+        try:
+            write()
+            return True
+        except Exception as e:
+            if not unstored.is_write_failure(e):
+                raise
+            self.failure.append(e)
+            self.asker.stop(e)
+            return False
+
+
 class CachedTeacher:
     def __init__(self, teacher: Teacher | Asker, store: CacheStore, price: ModelPrice | None = None):
         """`teacher`: a local `Teacher` (asked in batches) or an `Asker` (a remote backend behind the
@@ -167,41 +189,27 @@ class CachedTeacher:
         stored at the end, else in a side file the next run imports. A stopped asker ends the call with
         its reason."""
         key_of = {id(r): k for r, k in zip(requests, keys, strict=True)}
-        lock, unsaved, failure = threading.Lock(), [], []
-
-        def stored(write) -> bool:
-            """Runs a cache write (under `lock`); one that fails stops the asker. False: not written."""
-            if failure:
-                return False
-            try:
-                write()
-                return True
-            except Exception as e:
-                if not unstored.is_write_failure(e):
-                    raise
-                failure.append(e)
-                self.teacher.stop(e)
-                return False
+        writes = Writes(self.teacher)
 
         def on_done(reqs: list[Request], answers: list[Completion]) -> None:
-            with lock:
+            with writes.lock:
                 got = list(zip([key_of[id(r)] for r in reqs], answers, strict=True))
-                if not stored(lambda: self.store.put_many(self.identity, [(*k, a) for k, a in got])):
-                    unsaved.extend(got)
+                if not writes.stored(lambda: self.store.put_many(self.identity, [(*k, a) for k, a in got])):
+                    writes.unsaved.extend(got)
                 done.update(got)
                 stats.add(answers, self.price)
                 self._show(bar, len(reqs), stats)
 
         def on_error(reqs: list[Request], error: str) -> None:
-            with lock:  # with the cache unwritable, a failure is not recorded: the next run retries it
-                stored(lambda: [self.store.put_error(self.identity, *key_of[id(r)], error) for r in reqs])
+            with writes.lock:  # with the cache unwritable, a failure is not recorded: the next run retries it
+                writes.stored(lambda: [self.store.put_error(self.identity, *key_of[id(r)], error) for r in reqs])
                 stats.failed += len(reqs)
                 stats.errors[error] += len(reqs)
                 self._show(bar, len(reqs), stats)
 
         self.teacher.ask(requests, on_done, on_error)
-        if failure:
-            raise self._unsaved_error(unsaved, failure[0])
+        if writes.failure:
+            raise self._unsaved_error(writes.unsaved, writes.failure[0])
         if self.teacher.stopped():
             raise self.teacher.stopped()
 
@@ -213,7 +221,7 @@ class CachedTeacher:
             return error
         try:
             self.store.put_many(self.identity, [(*k, a) for k, a in unsaved])
-            return unstored.CacheUnwritable(f"{error}; the engine stopped sending; the {len(unsaved)} answers "
+            return unstored.CacheUnwritable(f"{error}; the factory stopped sending requests; the {len(unsaved)} answers "
                                             "received were stored on a second try")
         except Exception as e:  # noqa: BLE001  still failing: a side file keeps them
             if not unstored.is_write_failure(e):
@@ -221,7 +229,7 @@ class CachedTeacher:
         side = unstored.save(self.store.path, [(self.identity, *k, a) for k, a in unsaved])
         kept = (f"the {len(unsaved)} answers received but not stored are kept in {side} (the next run imports them)"
                 if side else f"{len(unsaved)} answers received could not be kept anywhere")
-        return unstored.CacheUnwritable(f"{error}; the engine stopped sending; {kept}; free space (or make it "
+        return unstored.CacheUnwritable(f"{error}; the factory stopped sending requests; {kept}; free space (or make it "
                                         "writable) and run the command again")
 
     def _keep(self, keys, answers: list[Completion], done: dict, stats: CacheStats) -> None:

@@ -70,3 +70,29 @@ def test_a_stage_builds_its_backend_once_per_process_however_many_shards(tmp_pat
         finally:
             close_backends()
     assert len(built) == 1 and sum(r.new for r in results) == len(server.times) * 1 > 0
+
+
+def test_a_stage_closes_only_its_own_backends(tmp_path, monkeypatch):
+    """Two stages (two flow runs on one dask worker, say) open the same section under their own scopes:
+    closing one leaves the other's backend open."""
+    from students.backends import SHARED, shared
+    from students.teachers import LocalTeacher
+
+    closed, close = [], LocalTeacher.close
+    monkeypatch.setattr(LocalTeacher, "close", lambda self: closed.append(self) or close(self))
+    cfg, data = FactoryConfig(data_dir=str(tmp_path)), DataDir(tmp_path)
+    section = SampleConfig(model="embedded")  # built, never loaded: nothing is asked
+    try:
+        first, second = shared(section, cfg, data, "sample-a"), shared(section, cfg, data, "sample-b")
+        assert first is not second and shared(section, cfg, data, "sample-a") is first  # once per scope
+        close_backends("sample-a")
+        assert [k[0] for k in SHARED] == ["sample-b"] and closed == [first.teacher]
+    finally:
+        close_backends()
+    assert not SHARED and closed == [first.teacher, second.teacher]
+
+
+def test_llama_cpp_is_only_for_a_gguf_on_the_local_teacher():
+    with pytest.raises(ValueError, match="llama_cpp runs a GGUF on the local teacher"):
+        SampleConfig(engine="llama_cpp", model="/models/a-directory")
+    assert SampleConfig(engine="llama_cpp", model="/models/x.Q8_0.gguf").engine == "llama_cpp"

@@ -61,6 +61,10 @@ class SampleConfig(Section):
         if not self.captions and not self.images:
             raise ValueError("sample.captions false sends image problems without their caption: set sample.images "
                              "so the teacher sees the picture")
+        if self.engine == "llama_cpp" and (self.teacher != "local" or not (
+                self.model == EMBEDDED or self.model.endswith(".gguf"))):
+            raise ValueError(f"sample.engine llama_cpp runs a GGUF on the local teacher: model `embedded` or a path "
+                             f"ending .gguf, not {self.teacher} {self.model!r} (use engine transformers or auto)")
         return self
 
 
