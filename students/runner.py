@@ -147,7 +147,7 @@ def run_shard(name: str, cfg: FactoryConfig, data: DataDir, item: str, scope: st
     fp = fingerprints.fingerprint(stage.settings(cfg), [p for p, _ in reads.values()] +
                                   [Path(m.__file__) for m in stage.code]) if stage.skips else None
     if fp and fingerprints.unchanged(outputs, fp):
-        return ShardResult(rows=sum(rows_in(p) for p in outputs), skipped=1)
+        return ShardResult(rows=sum(rows_in(p) for p in outputs), skipped=True)
     frames = {key: read_table(path, table) if path.exists() else empty(table) for key, (path, table) in reads.items()}
     frames_out, result = stage.compute(cfg, data, item, frames, shared(stage.backend(cfg), cfg, data, scope))
     for key, (path, table) in writes.items():

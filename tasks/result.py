@@ -9,7 +9,7 @@ from teacher_cache import CacheStats
 @dataclass
 class ShardResult:
     rows: int = 0  # rows of its output table
-    skipped: int = 0  # left as it was (outputs unchanged since the last run); added up: how many shards
+    skipped: int = False  # left as it was (outputs unchanged since the last run); added up: how many shards
     requests: int = 0  # asked of the backend or served from the cache
     cached: int = 0  # requests served from the cache
     new: int = 0  # requests answered now
