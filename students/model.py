@@ -112,3 +112,7 @@ def load_model(name: str):
     keep_freed_memory()
     model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=torch.float32)
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+if __name__ == "__main__":  # `make setup`: convert the embedded model now rather than in the first run
+    print(f"embedded model: {embedded_model_dir()}")

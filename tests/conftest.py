@@ -118,6 +118,19 @@ def tiny_model(tmp_path_factory) -> str:
     return str(make_tiny_llama(tmp_path_factory.mktemp("tiny-llama")))
 
 
+@pytest.fixture(scope="session")
+def sharp_model(tiny_model):
+    """The tiny Llama with large random weights: its next token depends on the context and on positions
+    (at the default initialisation it mostly echoes the last token), so a wrong cache or mask shows."""
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_env():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -208,18 +208,6 @@ QUESTIONS = ["Hi", "What is 2+2? Think.", "Name three colours", "Which is heavie
              "Why?", "Name a fruit that is yellow.", "Is 17 prime?", "Half of 10?", "Write a haiku."]
 
 
-@pytest.fixture(scope="module")
-def sharp_model(tiny_model):
-    """The tiny Llama with large random weights: its next token depends on the context and on positions
-    (at the default initialisation it mostly echoes the last token), so a wrong cache or mask shows."""
-    from transformers import AutoConfig, LlamaForCausalLM
-
-    config = AutoConfig.from_pretrained(tiny_model)
-    config.initializer_range = 0.5
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
 def test_greedy_answers_equal_plain_generate_token_for_token_on_20_prompts(sharp_model, tiny_model):
     from students.generate import generate
 

@@ -80,22 +80,21 @@ def image_data(tmp_path_factory):
     return data
 
 
-def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_caller, image_data):
+def test_tools_student_calls_caption_and_the_caption_reaches_its_next_turn(tool_caller, image_data, monkeypatch):
+    import students.generate
     from students.model import load_model, load_tokenizer
     from students.tools import tool_frame
 
     problems = read_table(image_data.table("problems"), "problems").filter(pl.col("image_sha").is_not_null()).head(2)
     captions = image_data.captions("dataset")
     model, tok = load_model(tool_caller), load_tokenizer(tool_caller)
-    prompts = []  # the prompt of each forward that reads a whole chat (a turn's prefill)
-    hook = model.model.embed_tokens.register_forward_hook(
-        lambda m, args, out: prompts.append(args[0].clone()) if args[0].shape[1] > 1 else None)
+    prompts = []  # the whole chats of each turn's prefill (which may run by groups of rows: students/prefill.py)
+    prefill = students.generate.prefill
+    monkeypatch.setattr(students.generate, "prefill",
+                        lambda model, enc, *a, **k: prompts.append(enc["input_ids"].clone()) or prefill(model, enc, *a, **k))
     cfg = EvaluateConfig(tools=["caption", "lecture"], max_new_tokens=24, batch_size=2)
     info = dict(run="r", student="base", arm="base", method="none", seed=None, eval_fingerprint="f")
-    try:
-        df = tool_frame(model, tok, problems, captions, info, cfg, VerifyConfig())
-    finally:
-        hook.remove()
+    df = tool_frame(model, tok, problems, captions, info, cfg, VerifyConfig())
     assert len(prompts) == 2  # two turns of the batch: the call, then the answer
     first, second = ([tok.decode(row, skip_special_tokens=True) for row in p] for p in prompts)
     for pid, one, two in zip(problems["problem_id"], first, second, strict=True):

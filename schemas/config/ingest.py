@@ -21,7 +21,7 @@ class SyntheticIngest(IngestBase):
     """The built-in generator of rendered visual STEM problems (the embedded default)."""
 
     source: Literal["synthetic"] = Field("synthetic", description="Problem source: the built-in generator.")
-    n_problems: int = Field(50, ge=1, description="Number of problems to generate.")
+    n_problems: int = Field(40, ge=1, description="Number of problems to generate.")
     seed: int = Field(0, description="Generator seed; the same seed gives the same problems.")
     split_fractions: dict[Split, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         {"train": 0.6, "val": 0.1, "test": 0.3}, description="Share of problems per split (each 0-1, summing to 1).")
