@@ -56,7 +56,9 @@ def one_run(config: str, home: Path) -> dict:
     env |= {"HOME": str(home), "HF_HUB_OFFLINE": "1"}
     cli = Path(sys.executable).parent / "distillery"
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "students.model"], cwd=ROOT, env=env, check=True, capture_output=True)
+    converted = subprocess.run([sys.executable, "-m", "students.model"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if converted.returncode != 0:
+        sys.exit(f"converting the embedded model failed ({converted.returncode}):\n{converted.stderr[-4000:]}")
     convert_s = time.perf_counter() - began
     start = time.perf_counter()
     proc = subprocess.Popen([str(cli), "run", "--config", config, "--data-dir", str(home / "data")], cwd=ROOT,

@@ -8,7 +8,7 @@ Here rows whose token ids share a long enough start (and their adapter, in a mix
 group; the group's common start is prefilled once, its cache rows are copied to every member, and then
 each row's own rest is prefilled after it in one more forward. Positions count real tokens only, as
 they do in a left-padded batch, so a row's logits are those of its whole prompt (to rounding; greedy
-answers equal the whole prefill's in tests/test_generate.py). A batch whose rows share little is
+answers equal transformers' `generate` in tests/test_prefill.py). A batch whose rows share little is
 prefilled whole (the `local` teacher's prompts: its k samples of a prompt already share one prefill).
 """
 

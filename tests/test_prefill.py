@@ -73,18 +73,21 @@ def test_grouped_prefill_gives_the_whole_prefills_next_token_logits(sharp_model,
     assert ours.position.tolist() == ref.position.tolist()  # each row's last position: its real tokens less one
 
 
-@pytest.mark.parametrize("stop_at_answer", [False, True])
+@pytest.mark.parametrize("stop_at_answer, n", [(False, 1), (True, 1), (False, 2)])
 def test_greedy_answers_of_grouped_prompts_equal_plain_generate_token_for_token_on_20_prompts(sharp_model, tiny_model,
-                                                                                              stop_at_answer):
+                                                                                              stop_at_answer, n):
     """20 prompts (10 problems, cot and direct) through the grouped prefill, past a cache growth: transformers'
-    own `generate` (whole prompts, one call) is the reference."""
+    own `generate` (whole prompts, one call) is the reference; with n = 2 the grouped cache is then repeated
+    for each prompt's two (greedy, so equal) answers."""
     from students.generate import generate
     from students.prefill import groups
 
     tok, chats = load_tokenizer(tiny_model), evaluation_chats(10)
     enc = encoded(tok, chats)
     assert groups(unpadded(enc), None) is not None  # the grouped path is the one under test
-    ours = generate(sharp_model, tok, chats, 40, stop_at_answer=stop_at_answer)
+    ours = generate(sharp_model, tok, chats, 40, stop_at_answer=stop_at_answer, num_return_sequences=n)
+    assert all(ours[i * n + j] == ours[i * n] for i in range(len(chats)) for j in range(n))
+    ours = ours[::n]
     with torch.no_grad():
         ref = sharp_model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
     rows = [cut(tok, row, stop_at_answer)[0] for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
