@@ -82,19 +82,16 @@ def answered(solver: Solver, rows: list[dict], captions: dict[str, str], jobs: l
         return []
     k = cfg.k if decoding == "sampled" else 1
     # problem after problem, its jobs side by side: a batch holds each problem's prompts together, which
-    # share their start (students/prefill.py prefills it once); answers come back job after job
-    order = [j * len(rows) + r for r in range(len(rows)) for j in range(len(jobs))]
-    prompts = [user_message(rows[i % len(rows)], captions.get(rows[i % len(rows)]["problem_id"]), *jobs[i // len(rows)])
-               for i in order]
+    # share their start (students/prefill.py prefills it once)
+    prompts = [user_message(p, captions.get(p["problem_id"]), v, style) for p in rows for v, style in jobs]
     styles = ", ".join(dict.fromkeys(style for _, style in jobs))
-    if getattr(solver, "images", None) is not None:  # one picture per problem, in the prompts' order
-        solver = replace(solver, images=[solver.images[i % len(rows)] for i in order])
+    if getattr(solver, "images", None) is not None:  # one picture per problem, for each of its prompts
+        solver = replace(solver, images=[image for image in solver.images for _ in jobs])
     asked = answer(solver, prompts, cfg.max_new_tokens, max(1, cfg.batch_size // k), cfg.stop_at_answer,
                    f"evaluate {info['student']} ({styles}{f', pass@{k}' if k > 1 else ''})", k=k,
                    temperature=cfg.temperature if k > 1 else 0.0)
-    got = [None] * len(asked)
-    for at, i in enumerate(order):  # back to job-major order, each prompt's k answers together
-        got[i * k:(i + 1) * k] = asked[at * k:(at + 1) * k]
+    at = len(jobs) * k  # answers a problem
+    got = [a for j in range(len(jobs)) for r in range(len(rows)) for a in asked[r * at + j * k:r * at + (j + 1) * k]]
     per_job = len(rows) * k
     return [eval_frame(rows, got[j * per_job:(j + 1) * per_job], info | dict(variant=v, prompt_style=style,
                                                                                decoding=decoding), k, verify, judge)

@@ -111,8 +111,7 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, *, temper
                      adapter_names)
     with torch.inference_mode():
         tails = decode(model, enc, max_new_tokens, picker(model, temperature, top_p), num_return_sequences,
-                       Watch(tok, stop_at_answer, eos), adapter_names,
-                       tok.pad_token_id if tok.pad_token_id is not None else 0)
+                       Watch(tok, stop_at_answer, eos), adapter_names)
     return outputs(tok, enc, num_return_sequences, tails, stop_at_answer, eos)
 
 
@@ -138,13 +137,13 @@ def sliding(model) -> bool:
 
 
 def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
-           adapter_names: list[str] | None = None, pad_id: int = 0) -> list[list[int]]:
+           adapter_names: list[str] | None = None) -> list[list[int]]:
     """The new token ids of each of the n samples per prompt: one prefill into a preallocated cache
     (students/prefill.py), repeated n times, then one forward per token for the rows still going (each
     with its adapter)."""
     import torch
 
-    first = prefill(model, enc, max_new_tokens, pad_id, adapter_names)
+    first = prefill(model, enc, max_new_tokens, adapter_names)
     cache, prompt_len = first.cache, first.mask.shape[1]
     cache_rows(cache, lambda t: t.repeat_interleave(n, dim=0))
     logits, position = first.logits.repeat_interleave(n, dim=0), first.position.repeat_interleave(n, dim=0) + 1

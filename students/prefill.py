@@ -27,14 +27,14 @@ class Prefilled:
     position: object  # (B, 1): each row's last position
 
 
-def prefill(model, enc, max_new_tokens: int, pad_id: int, adapter_names: list[str] | None = None) -> Prefilled:
+def prefill(model, enc, max_new_tokens: int, adapter_names: list[str] | None = None) -> Prefilled:
     """The batch's prompts (left padded, as `apply_chat_template` pads them) prefilled: by groups of rows
     that share their start where that saves enough (`WORTH`), else whole."""
     seqs = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
     plan = groups(seqs, adapter_names)
     if plan is None:
         return whole(model, enc, max_new_tokens, adapter_names)
-    return by_groups(model, seqs, plan, max_new_tokens, pad_id, adapter_names)
+    return by_groups(model, seqs, plan, max_new_tokens, adapter_names)
 
 
 def common(a: list[int], b: list[int]) -> int:
@@ -72,7 +72,7 @@ def groups(seqs: list[list[int]], names: list[str] | None) -> list[tuple[int, li
     grouped = len(plan) * longest_prefix + len(seqs) * longest_rest
     if grouped > WORTH * len(seqs) * max(map(len, seqs)):
         return None
-    return [(prefix, members) for prefix, members in plan]
+    return [tuple(group) for group in plan]
 
 
 def whole(model, enc, max_new_tokens: int, adapter_names: list[str] | None) -> Prefilled:
@@ -87,20 +87,21 @@ def whole(model, enc, max_new_tokens: int, adapter_names: list[str] | None) -> P
     return Prefilled(logits, cache, mask, positions[:, -1:])
 
 
-def by_groups(model, seqs: list[list[int]], plan: list[tuple[int, list[int]]], max_new_tokens: int, pad_id: int,
+def by_groups(model, seqs: list[list[int]], plan: list[tuple[int, list[int]]], max_new_tokens: int,
               adapter_names: list[str] | None) -> Prefilled:
     """Each group's prefix, left padded to the longest (one forward, one cache row a group); the cache rows
     copied to the members; each member's rest, left padded to the longest rest, in a second forward. A
-    row's mask: its group's prefix, a gap of padding, its rest; its positions count its real tokens."""
+    row's mask: its group's prefix, a gap of padding, its rest; its positions count its real tokens. The
+    padding's ids are 0: masked, they are never attended to."""
     import torch
     from transformers import StaticCache
 
     device = model.device
     width = max(prefix for prefix, _ in plan)
     rest = max(len(seqs[i]) - prefix for prefix, members in plan for i in members)
-    head_ids = torch.full((len(plan), width), pad_id)
+    head_ids = torch.zeros((len(plan), width), dtype=torch.long)
     head_mask = torch.zeros((len(plan), width), dtype=torch.long)
-    tail_ids = torch.full((len(seqs), rest), pad_id)
+    tail_ids = torch.zeros((len(seqs), rest), dtype=torch.long)
     tail_mask = torch.zeros((len(seqs), rest), dtype=torch.long)
     group_of = [0] * len(seqs)
     for g, (prefix, members) in enumerate(plan):

@@ -1,5 +1,7 @@
 """students.prefill: prompts that begin alike prefilled by groups, against the whole prefill and transformers."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -67,7 +69,7 @@ def test_grouped_prefill_gives_the_whole_prefills_next_token_logits(sharp_model,
     enc = encoded(tok, evaluation_chats(10))
     seqs = unpadded(enc)
     with torch.inference_mode():
-        ours = by_groups(sharp_model, seqs, groups(seqs, None), 8, tok.pad_token_id, None)
+        ours = by_groups(sharp_model, seqs, groups(seqs, None), 8, None)
         ref = whole(sharp_model, enc, 8, None)
     torch.testing.assert_close(ours.logits, ref.logits, atol=1e-4, rtol=1e-4)
     assert ours.position.tolist() == ref.position.tolist()  # each row's last position: its real tokens less one
@@ -93,3 +95,37 @@ def test_greedy_answers_of_grouped_prompts_equal_plain_generate_token_for_token_
     rows = [cut(tok, row, stop_at_answer)[0] for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
     assert [g.text for g in ours] == [tok.decode(r, skip_special_tokens=True) for r in rows]
     assert [g.new_tokens for g in ours] == [len(r) for r in rows]
+
+
+@dataclass
+class Echo:
+    """A solver that answers each prompt with the prompt and the picture it was handed: what the model would be
+    asked, so the test sees which prompt and picture each evals row got (the model itself is not under test)."""
+    images: list
+
+    def __call__(self, prompts, rows, max_new_tokens, num_return_sequences=1, **sampling):
+        from students.generate import Generated
+
+        return [Generated(f"{p} | picture {self.images[i]} | sample {s}", 1, 1, True)
+                for p, i in zip(prompts, rows, strict=True) for s in range(num_return_sequences)]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_evaluation_asks_a_problems_prompts_side_by_side_and_files_each_answer_under_its_own_job(k):
+    """answered() lays each problem's (variant, style) prompts next to each other for the shared prefill; every
+    evals row must still hold the answer to its own problem, variant and style, its own picture, and its k samples."""
+    from schemas.config import EvaluateConfig, VerifyConfig
+    from students.evaluate import answered
+
+    records = list({r.question: vars(r) for r in SyntheticSource(SyntheticIngest(n_problems=40)).records()}.values())[:5]
+    rows = [r | dict(problem_id=f"p{i}", lecture=f"lecture of p{i}") for i, r in enumerate(records)]
+    jobs = [("plain", "cot"), ("plain", "direct"), ("lecture", "cot")]
+    cfg = EvaluateConfig(k=k, batch_size=4)  # batches that split problems
+    frames = answered(Echo([f"img{i}" for i in range(len(rows))]), rows, {}, jobs, dict(run="r", student="s"), cfg,
+                      VerifyConfig(), None, "sampled" if k > 1 else "greedy")
+    for (variant, style), frame in zip(jobs, frames, strict=True):
+        assert frame["problem_id"].to_list() == [f"p{i}" for i in range(len(rows)) for _ in range(k)]
+        for i, (response, sample) in enumerate(zip(frame["response"], frame["sample_index"], strict=True)):
+            p = rows[i // k]
+            assert response.startswith(user_message(p, None, variant, style))
+            assert f"picture img{i // k} |" in response and response.endswith(f"sample {sample}")
