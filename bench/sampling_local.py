@@ -7,15 +7,21 @@ both prompt variants, k=2, stop at the answer, temperature 0.7), in the batches 
 makes (`local_batches`). Each batch runs through every engine in turn, so load from elsewhere on the
 machine falls on all of them alike:
   engine    `students.generate.generate` (what the `local` teacher and evaluation use)
+  bf16      the same loop on the model in bfloat16 (`sample.dtype: bfloat16`)
   before    the loop it replaced (`bench/chunked_generate.py`)
   stage     the sample stage itself (CachedTeacher + SQLite + LocalTeacher) on a fresh cache
   llama.cpp `students.llama_cpp_engine` on the model's GGUF (where llama-cpp-python is installed and the
             model is the embedded one or a .gguf path; `--no-llama-cpp` leaves it out)
 Then the same-answers checks on 20 prompts: greedy answers of the engine and of plain `model.generate`,
-and (with llama.cpp) greedy answers of llama.cpp and of the engine.
+and (with llama.cpp) greedy answers of llama.cpp and of the engine; in bfloat16, the engine's against
+`model.generate`'s, beside `model.generate`'s own against itself asked one prompt at a time (bfloat16
+rounding makes a greedy path depend on the batch it is computed in).
+
+Today's figure is the issue's: the embedded teacher at about 56 tokens/s before this work.
 """
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -107,14 +113,27 @@ def time_engines(engines: dict, model, tok, cfg: SampleConfig, requests, stage=N
     return totals
 
 
-def same_answers(model, tok, chats: list[list[dict]], max_new_tokens: int) -> int:
-    """How many of the chats get token-for-token the answer of one plain greedy `model.generate` call."""
-    ours = generate(model, tok, chats, max_new_tokens)
+TODAY = 56.0  # tokens/s of the embedded teacher when the speed issue was filed
+
+
+def plain(model, tok, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
+    """Greedy answers of one plain `model.generate` call on the batch."""
     enc = tok.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         ref = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
-    rows = ref[:, enc["input_ids"].shape[1]:].tolist()
-    return sum(g.text == tok.decode(cut(tok, row, False)[0], skip_special_tokens=True) for g, row in zip(ours, rows, strict=True))
+    return [tok.decode(cut(tok, row, False)[0], skip_special_tokens=True) for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
+
+
+def same_answers(model, tok, chats: list[list[dict]], max_new_tokens: int) -> int:
+    """How many of the chats get token-for-token the answer of one plain greedy `model.generate` call."""
+    ours = generate(model, tok, chats, max_new_tokens)
+    return sum(g.text == ref for g, ref in zip(ours, plain(model, tok, chats, max_new_tokens), strict=True))
+
+
+def alone_vs_batched(model, tok, chats: list[list[dict]], max_new_tokens: int) -> int:
+    """How many chats `model.generate` answers alike asked alone and in one batch."""
+    batched = plain(model, tok, chats, max_new_tokens)
+    return sum(plain(model, tok, [c], max_new_tokens)[0] == b for c, b in zip(chats, batched, strict=True))
 
 
 def llama_cpp_engine(name: str):
@@ -142,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     teacher = LocalTeacher(args.model, cfg.batch_size)
     teacher._tok, teacher._model = tok, model  # one copy of the weights for all three
     stage = CachedTeacher(teacher, CacheStore(Path(tempfile.mkdtemp()) / "cache.sqlite")) if args.stage else None
-    engines = {"engine": generate, "before": chunked_generate}
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    engines = {"engine": generate, "bf16": lambda _, *a, **kw: generate(half, *a, **kw), "before": chunked_generate}
     if args.llama_cpp and engine_of(args.model, "auto") == "llama_cpp":
         engines["llama.cpp"] = llama_cpp_engine(args.model)
     totals = time_engines(engines, model, tok, cfg, requests, stage)
@@ -151,11 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     for name, (s, n, peak) in totals.items():
         print(f"{name:9s} {n:6d} tokens {s:7.1f} s {n / s:7.1f} tok/s" + (f"  peak +{peak:.0f} MiB" if peak else ""))
     rate = {name: n / s for name, (s, n, _) in totals.items()}
+    print(f"engine / today ({TODAY:.0f} tok/s) = {rate['engine'] / TODAY:.2f}x   bf16 / today = {rate['bf16'] / TODAY:.2f}x"
+          f"   bf16 / engine = {rate['bf16'] / rate['engine']:.2f}x")
     print(f"engine / before = {rate['engine'] / rate['before']:.2f}x" +
           (f"   stage / engine = {rate['stage'] / rate['engine']:.3f}" if args.stage else "") +
           (f"   engine / llama.cpp = {rate['engine'] / rate['llama.cpp']:.2f}" if "llama.cpp" in rate else ""))
     chats = [[{"role": r, "content": c} for r, c in m] for m in dict.fromkeys(q.messages for q in requests)][:20]
     print(f"same answers (greedy, engine vs model.generate): {same_answers(model, tok, chats, 64)}/{len(chats)}")
+    print(f"same answers (greedy, bf16 engine vs bf16 model.generate): {same_answers(half, tok, chats, 64)}/{len(chats)}"
+          f"; bf16 model.generate alone vs batched: {alone_vs_batched(half, tok, chats, 64)}/{len(chats)}")
     if "llama.cpp" in engines:
         ours, theirs = generate(model, tok, chats, 64), engines["llama.cpp"](model, tok, chats, 64)
         same = sum(a.text == b.text for a, b in zip(ours, theirs, strict=True))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.paths import DataDir
-from students.teachers import engine_of, trained_student
+from students.teachers import dtyped, engine_of, trained_student
 from tasks.teachers import RemoteTeacher, Teacher
 from tasks.teachers.engine import RequestEngine
 from teacher_cache import CachedTeacher, CacheStore
@@ -63,14 +63,15 @@ def identity(section) -> str:
     """The cache identity of the section's backend: `backend/model` (an endpoint may name its own; a
     student's names its directory and adapter fingerprint, so a retrained student is a new teacher)."""
     name = name_of(section)
+    typed = dtyped(getattr(section, "dtype", "float32"))
     if name == "student":
         path = Path(section.model)
-        return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}"
+        return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}" + typed
     if name in REMOTE and section.endpoint.identity:
         return section.endpoint.identity
     if name == "local" and engine_of(section.model, getattr(section, "engine", "transformers")) == "llama_cpp":
         return f"local/{section.model}+llama.cpp"
-    return f"{name}/{section.model}"
+    return f"{name}/{section.model}" + typed
 
 
 def price(section, cfg: FactoryConfig) -> ModelPrice | None:

@@ -20,7 +20,7 @@ before the answer it commits to), never at "the answer is not ...".
 import re
 from dataclasses import dataclass
 
-from students.prefill import GROW, cache_rows, grow, peft_rows, prefill
+from students.prefill import GROW, cache_arg, cache_rows, grow, peft_rows, prefill
 
 CHUNK = 16  # tokens between two re-layouts of the cache for rows that finished (each one copies the cache)
 # "(B)." now; "3.5 kg." at the next space; never "the answer is (definitely) not ..."
@@ -165,7 +165,7 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
             grow(cache, GROW)
         full[:, prompt_len + step] = 1
         logits = model(input_ids=token[:, None], attention_mask=full[:, :prompt_len + step + 1], position_ids=position,
-                       past_key_values=cache, use_cache=True, **peft_rows(names)).logits[:, -1]
+                       **cache_arg(model, cache), use_cache=True, **peft_rows(names)).logits[:, -1]
         position = position + 1
     return tails
 

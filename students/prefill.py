@@ -12,6 +12,8 @@ answers equal transformers' `generate` in tests/test_prefill.py). A batch whose 
 prefilled whole (the `local` teacher's prompts: its k samples of a prompt already share one prefill).
 """
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 GROW = 32  # cache columns added at a time: memory follows the rows still going, at a copy every 32 tokens
@@ -82,7 +84,7 @@ def whole(model, enc, max_new_tokens: int, adapter_names: list[str] | None) -> P
     ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, P), left padded: the last column is real
     cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + min(GROW, max_new_tokens))
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache_arg(model, cache),
                    use_cache=True, logits_to_keep=1, **peft_rows(adapter_names)).logits[:, -1]
     return Prefilled(logits, cache, mask, positions[:, -1:])
 
@@ -115,14 +117,25 @@ def by_groups(model, seqs: list[list[int]], plan: list[tuple[int, list[int]]], m
     cache = StaticCache(config=model.config, max_cache_len=width + rest + min(GROW, max_new_tokens))
     heads = None if adapter_names is None else [adapter_names[members[0]] for _, members in plan]
     model(input_ids=head_ids, attention_mask=head_mask, position_ids=(head_mask.cumsum(-1) - 1).clamp(min=0),
-          past_key_values=cache, use_cache=True, logits_to_keep=1, **peft_rows(heads))
+          **cache_arg(model, cache), use_cache=True, logits_to_keep=1, **peft_rows(heads))
     index = torch.tensor(group_of, device=device)
     cache_rows(cache, lambda t: t[index])
     mask = torch.cat([head_mask[index], tail_mask], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=tail_ids, attention_mask=mask, position_ids=positions[:, width:], past_key_values=cache,
-                   use_cache=True, logits_to_keep=1, **peft_rows(adapter_names)).logits[:, -1]
+    logits = model(input_ids=tail_ids, attention_mask=mask, position_ids=positions[:, width:],
+                   **cache_arg(model, cache), use_cache=True, logits_to_keep=1, **peft_rows(adapter_names)).logits[:, -1]
     return Prefilled(logits, cache, mask, positions[:, -1:])
+
+
+def cache_arg(model, cache) -> dict:
+    """The KV cache as the model's forward takes it: `cache` (transformers 5.x, where `past_key_values` is
+    deprecated) or `past_key_values` (earlier releases)."""
+    return {"cache" if takes_cache(type(getattr(model, "get_base_model", lambda: model)())) else "past_key_values": cache}
+
+
+@functools.cache
+def takes_cache(cls) -> bool:
+    return "cache" in inspect.signature(cls.forward).parameters
 
 
 def peft_rows(names: list[str] | None) -> dict:

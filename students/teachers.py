@@ -15,10 +15,11 @@ from tasks.teachers import Completion, Request, split_think
 class LocalTeacher:
     backend = "local"
 
-    def __init__(self, model: str = "embedded", batch_size: int = 16):
+    def __init__(self, model: str = "embedded", batch_size: int = 16, dtype: str = "float32"):
         self.model = model
         self.batch_size = batch_size
-        self.identity = f"local/{model}"
+        self.dtype = dtype
+        self.identity = f"local/{model}" + dtyped(dtype)
         self._model = self._tok = None
         self._lock = threading.Lock()  # one generate at a time: it already uses every core
 
@@ -26,13 +27,13 @@ class LocalTeacher:
     def from_config(cls, cfg) -> "LocalTeacher":
         if cls is LocalTeacher and engine_of(cfg.model, getattr(cfg, "engine", "transformers")) == "llama_cpp":
             return LlamaCppTeacher(cfg.model, batch_size=cfg.batch_size)
-        return cls(cfg.model, batch_size=cfg.batch_size)
+        return cls(cfg.model, batch_size=cfg.batch_size, dtype=getattr(cfg, "dtype", "float32"))
 
     def _load(self):
         if self._model is None:
             from students.model import load_model, load_tokenizer
 
-            self._tok, self._model = load_tokenizer(self.model), load_model(self.model)
+            self._tok, self._model = load_tokenizer(self.model), in_dtype(load_model(self.model), self.dtype)
         return self._tok, self._model
 
     def close(self) -> None:
@@ -92,6 +93,18 @@ class LocalTeacher:
                         num_return_sequences=n, stop_at_answer=params.stop_at_answer)
 
 
+def dtyped(dtype: str) -> str:
+    """The identity suffix of a teacher computing in `dtype`: none for float32 (the answers cached so far)."""
+    return {"float32": "", "bfloat16": "+bf16"}[dtype]
+
+
+def in_dtype(model, dtype: str):
+    """The model with its weights in `dtype` (float32: as loaded; converted in place, the float32 copy let go)."""
+    import torch
+
+    return model if dtype == "float32" else model.to(getattr(torch, dtype))
+
+
 def engine_of(model: str, engine: str) -> str:
     """`sample.engine` resolved: `auto` is llama_cpp when llama-cpp-python is installed and the model is a
     GGUF (the embedded model ships as one), else transformers."""
@@ -138,15 +151,20 @@ class StudentTeacher(LocalTeacher):
     students/RUN/NAME). Its answers are cached under an identity naming the student and its adapter's
     fingerprint, so a retrained student is a new teacher and an unchanged one is asked nothing twice."""
 
-    def __init__(self, adapter_dir: str, batch_size: int = 16):
+    def __init__(self, adapter_dir: str, batch_size: int = 16, dtype: str = "float32"):
         from pathlib import Path
+
+        from schemas.errors import InputError
 
         meta = trained_student(adapter_dir)
         self.kind = meta.get("student_kind", "causal_lm")
-        super().__init__(meta["base_model"], batch_size)
+        if dtype != "float32" and self.kind != "causal_lm":
+            raise InputError(f"sample.dtype {dtype}: a {self.kind} student teacher answers in float32 (its "
+                             "processor's pictures are float32); set sample.dtype float32")
+        super().__init__(meta["base_model"], batch_size, dtype)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
-        self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}"
+        self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}" + dtyped(dtype)
 
     def _load(self):
         """(tokenizer or a vlm's processor, the student with its adapter; a compose student: its directory's
@@ -156,7 +174,7 @@ class StudentTeacher(LocalTeacher):
             from students.model import load_tokenizer
             from students.vlm import load_processor
 
-            self._model = load_student(self.model, self.adapter_dir, self.kind)
+            self._model = in_dtype(load_student(self.model, self.adapter_dir, self.kind), self.dtype)
             self._tok = self._model.processor if self.kind == "compose" else \
                 load_processor(self.model) if self.kind == "vlm" else load_tokenizer(self.model)
         return self._tok, self._model

@@ -37,6 +37,11 @@ class SampleConfig(Section):
         "(llama-cpp-python) on a GGUF (the embedded model's own file or a path ending .gguf); `auto`: llama.cpp "
         "when it is installed and the model is a GGUF, else transformers. llama.cpp computes on the quantized "
         "weights, so its answers differ now and then: they are cached apart (its identity ends in +llama.cpp).")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="local / student teacher on the transformers engine: the weights' and activations' "
+        "type. bfloat16 halves the weights read per token and, on CPUs that multiply bfloat16 natively (AVX512-BF16, "
+        "AMX), samples about twice as fast; its answers are those of the same model to bfloat16 rounding (greedy "
+        "paths part from float32's now and then), so they are cached apart (identity ending in +bf16).")
     seed: int = Field(0, description="Sampling seed; path i of a request uses seed + i where the backend takes seeds.")
     images: bool = Field(False, description="Send the problem's image inline (vision teachers, a vlm student "
                          "teacher) besides its caption; rounds with vlm students turn it on.")
@@ -65,6 +70,10 @@ class SampleConfig(Section):
                 self.model == EMBEDDED or self.model.endswith(".gguf"))):
             raise ValueError(f"sample.engine llama_cpp runs a GGUF on the local teacher: model `embedded` or a path "
                              f"ending .gguf, not {self.teacher} {self.model!r} (use engine transformers or auto)")
+        if self.dtype != "float32" and (self.teacher not in ("local", "student") or self.engine == "llama_cpp"):
+            raise ValueError(f"sample.dtype {self.dtype} is for the local or student teacher on the transformers "
+                             f"engine, not {self.teacher} on engine {self.engine} (llama.cpp keeps its GGUF's own "
+                             "weights; remote teachers choose their own)")
         return self
 
 
