@@ -69,7 +69,8 @@ def identity(section) -> str:
         return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}" + typed
     if name in REMOTE and section.endpoint.identity:
         return section.endpoint.identity
-    if name == "local" and engine_of(section.model, getattr(section, "engine", "transformers")) == "llama_cpp":
+    if name == "local" and engine_of(section.model, getattr(section, "engine", "transformers"),
+                                     getattr(section, "dtype", "float32")) == "llama_cpp":
         return f"local/{section.model}+llama.cpp"
     return f"{name}/{section.model}" + typed
 

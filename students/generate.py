@@ -152,7 +152,7 @@ def decode(model, enc, max_new_tokens: int, pick, n: int, watch: "Watch",
     rows, tails = list(range(full.shape[0])), [[] for _ in range(full.shape[0])]  # rows: the output of each batch row
     names = None if adapter_names is None else [a for a in adapter_names for _ in range(n)]  # (B * n,)
     for step in range(max_new_tokens):
-        token = pick(logits)  # (b,)
+        token = pick(logits.float())  # (b,); a bfloat16 model's logits sampled in float32, as `generate` does
         going = watch.step(rows, tails, token.tolist())
         if not going or step + 1 == max_new_tokens:
             break

@@ -31,7 +31,9 @@ def round_config(cfg: FactoryConfig, r: int, teacher_dir: Path | None) -> Factor
         vlm = cfg.train.student in ("vlm", "compose")
         data["sample"] |= {"teacher": "student", "model": str(teacher_dir.resolve()), "batch": False,
                            "images": data["sample"]["images"] or vlm,
-                           "captions": cfg.train.captions if vlm else data["sample"]["captions"]}
+                           "captions": cfg.train.captions if vlm else data["sample"]["captions"],
+                           "engine": "transformers",  # a student is no GGUF; a vlm student answers in its own dtype
+                           "dtype": "float32" if vlm else data["sample"]["dtype"]}
         data["arms"]["teacher"] = None
     return FactoryConfig.model_validate(data)
 

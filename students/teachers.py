@@ -25,7 +25,8 @@ class LocalTeacher:
 
     @classmethod
     def from_config(cls, cfg) -> "LocalTeacher":
-        if cls is LocalTeacher and engine_of(cfg.model, getattr(cfg, "engine", "transformers")) == "llama_cpp":
+        if cls is LocalTeacher and engine_of(cfg.model, getattr(cfg, "engine", "transformers"),
+                                             getattr(cfg, "dtype", "float32")) == "llama_cpp":
             return LlamaCppTeacher(cfg.model, batch_size=cfg.batch_size)
         return cls(cfg.model, batch_size=cfg.batch_size, dtype=getattr(cfg, "dtype", "float32"))
 
@@ -105,11 +106,12 @@ def in_dtype(model, dtype: str):
     return model if dtype == "float32" else model.to(getattr(torch, dtype))
 
 
-def engine_of(model: str, engine: str) -> str:
+def engine_of(model: str, engine: str, dtype: str = "float32") -> str:
     """`sample.engine` resolved: `auto` is llama_cpp when llama-cpp-python is installed and the model is a
-    GGUF (the embedded model ships as one), else transformers."""
-    if engine != "auto":
-        return engine
+    GGUF (the embedded model ships as one), else transformers; transformers whenever `sample.dtype` asks for
+    bfloat16 (llama.cpp computes on its GGUF's own weights)."""
+    if engine != "auto" or dtype != "float32":
+        return "transformers" if engine == "auto" else engine
     gguf = model == EMBEDDED or model.endswith(".gguf")
     return "llama_cpp" if gguf and importlib.util.find_spec("llama_cpp") is not None else "transformers"
 
@@ -159,8 +161,8 @@ class StudentTeacher(LocalTeacher):
         meta = trained_student(adapter_dir)
         self.kind = meta.get("student_kind", "causal_lm")
         if dtype != "float32" and self.kind != "causal_lm":
-            raise InputError(f"sample.dtype {dtype}: a {self.kind} student teacher answers in float32 (its "
-                             "processor's pictures are float32); set sample.dtype float32")
+            raise InputError(f"sample.dtype {dtype}: a {self.kind} student teacher answers in the dtype it loads "
+                             "in (float32 on a CPU, bfloat16 on a GPU); set sample.dtype float32")
         super().__init__(meta["base_model"], batch_size, dtype)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
