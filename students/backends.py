@@ -26,8 +26,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from schemas.config import FactoryConfig, ModelPrice
+from schemas.config.data import dtype_suffix
 from schemas.paths import DataDir
-from students.teachers import dtyped, engine_of, trained_student
+from students.teachers import engine_of, trained_student
 from tasks.teachers import RemoteTeacher, Teacher
 from tasks.teachers.engine import RequestEngine
 from teacher_cache import CachedTeacher, CacheStore
@@ -63,7 +64,7 @@ def identity(section) -> str:
     """The cache identity of the section's backend: `backend/model` (an endpoint may name its own; a
     student's names its directory and adapter fingerprint, so a retrained student is a new teacher)."""
     name = name_of(section)
-    typed = dtyped(getattr(section, "dtype", "float32"))
+    typed = dtype_suffix(getattr(section, "dtype", "float32"))
     if name == "student":
         path = Path(section.model)
         return f"student/{path.parent.name}/{path.name}@{student_meta(section)['fingerprint'][:8]}" + typed

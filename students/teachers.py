@@ -9,6 +9,7 @@ import threading
 import time
 
 from schemas.config import EMBEDDED
+from schemas.config.data import dtype_suffix
 from tasks.teachers import Completion, Request, split_think
 
 
@@ -19,7 +20,7 @@ class LocalTeacher:
         self.model = model
         self.batch_size = batch_size
         self.dtype = dtype
-        self.identity = f"local/{model}" + dtyped(dtype)
+        self.identity = f"local/{model}" + dtype_suffix(dtype)
         self._model = self._tok = None
         self._lock = threading.Lock()  # one generate at a time: it already uses every core
 
@@ -94,11 +95,6 @@ class LocalTeacher:
                         num_return_sequences=n, stop_at_answer=params.stop_at_answer)
 
 
-def dtyped(dtype: str) -> str:
-    """The identity suffix of a teacher computing in `dtype`: none for float32 (the answers cached so far)."""
-    return {"float32": "", "bfloat16": "+bf16"}[dtype]
-
-
 def in_dtype(model, dtype: str):
     """The model with its weights in `dtype` (float32: as loaded; converted in place, the float32 copy let go)."""
     import torch
@@ -166,7 +162,7 @@ class StudentTeacher(LocalTeacher):
         super().__init__(meta["base_model"], batch_size, dtype)
         path = Path(adapter_dir)
         self.adapter_dir = str(path)
-        self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}" + dtyped(dtype)
+        self.identity = f"student/{path.parent.name}/{path.name}@{meta['fingerprint'][:8]}" + dtype_suffix(dtype)
 
     def _load(self):
         """(tokenizer or a vlm's processor, the student with its adapter; a compose student: its directory's

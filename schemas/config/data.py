@@ -77,6 +77,11 @@ class SampleConfig(Section):
         return self
 
 
+def dtype_suffix(dtype: str) -> str:
+    """The identity suffix of a local teacher computing in `dtype`: none for float32 (the answers cached so far)."""
+    return {"float32": "", "bfloat16": "+bf16"}[dtype]
+
+
 class VerifyConfig(Section):
     rel_tol: float = Field(1e-4, ge=0.0, description="Relative tolerance for numeric answers.")
     abs_tol: float = Field(1e-6, ge=0.0, description="Absolute tolerance for numeric answers.")
