@@ -1,6 +1,7 @@
 """deploy: a trained student merged, quantized (torchao int8 / int4, GGUF q8_0 / q4_k_m), each format
 measured in its own process and graded by the one grading entry point; the report's Deployment
-section. A tiny random Llama with the embedded tokenizer, trained a few steps on the raw arm."""
+section. A tiny random Llama with the embedded tokenizer, and the embedded SmolLM2-135M, each trained a few
+steps on the raw arm."""
 
 import importlib.util
 import json
@@ -51,9 +52,11 @@ def spread_llama(target: Path, seed: int = 1) -> str:
     return str(target)
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    tiny_model = spread_llama(tmp_path_factory.mktemp("spread-llama"))
+@pytest.fixture(scope="module", params=["spread", "embedded"])
+def deployed(request, tmp_path_factory):
+    """The raw arm's LoRA student trained a few steps and deployed in every format this install writes:
+    on the spread tiny Llama, and on the embedded SmolLM2-135M (the model the research deploys)."""
+    model = spread_llama(tmp_path_factory.mktemp("spread-llama")) if request.param == "spread" else "embedded"
     data = raw_arm_data(tmp_path_factory.mktemp("deploy"), 40)
     formats = ["safetensors"] + (["int8", "int4"] if HAS_TORCHAO else [])
     probe = FactoryConfig()
@@ -61,8 +64,9 @@ def deployed(tmp_path_factory):
     formats += ["q4_k_m"] if converter_or_reason(probe) is None and HAS_LLAMA_CPP else []
     cfg = FactoryConfig.model_validate(dict(
         data_dir=str(data.root), arms={"arms": ["raw"]},
-        train={"model": tiny_model, "methods": ["lora"], "epochs": 0.25, "lora": {"learning_rate": 0.05}},
-        evaluate={"splits": ["test"], "max_new_tokens": 12, "batch_size": 10},
+        train={"model": model, "methods": ["lora"], "epochs": 0.25,
+               "lora": {"learning_rate": 0.05 if request.param == "spread" else 1e-3}},
+        evaluate={"splits": ["test"], "max_new_tokens": 12 if request.param == "spread" else 48, "batch_size": 10},
         deploy={"students": ["raw-lora"], "formats": formats, "limit": 10, "measure_tokens": 8}))
     run_train(cfg, data, "raw", "lora")
     return cfg, data, run_deploy(cfg, data, "raw-lora")
@@ -121,7 +125,11 @@ def test_eight_bit_formats_agree_with_the_merged_model(deployed, fmt):
     if fmt == "q8_0" and not HAS_LLAMA_CPP:
         pytest.skip("q8_0 is written but not answered here: llama-cpp-python is not installed")
     merged, other = answers(data, cfg, "safetensors"), answers(data, cfg, fmt)
-    same = sum(a[:20] == b[:20] for a, b in zip(merged["response"], other["response"], strict=True))
+    if cfg.train.model == "embedded":  # a model that commits to answers: the same answer committed to
+        assert merged["extracted"].count() >= 5  # most answers commit within 48 tokens: agreeing means something
+        same = sum(a is not None and a == b for a, b in zip(merged["extracted"], other["extracted"], strict=True))
+    else:  # the spread tiny Llama commits to nothing: the same start of its text
+        same = sum(a[:20] == b[:20] for a, b in zip(merged["response"], other["response"], strict=True))
     assert same >= 9, list(zip(merged["response"], other["response"], strict=True))
 
 
