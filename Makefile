@@ -41,8 +41,8 @@ $(DEPLOY_STAMP): $(STAMP) pyproject.toml
 deploy-extra: deploy-setup
 	$(PIP) install -q -e '.[dev,gguf,deploy]'
 
-# llama-cpp-python (GGUF answers, the q4_k_m quantizer) compiles llama.cpp on install: 47 min on this
-# 2-core machine while it was busy, far past a first `make setup` or CI's 30 minutes, so neither
+# llama-cpp-python (GGUF answers, the q4_k_m quantizer) compiles llama.cpp on install: 218 s on this
+# 2-core machine (47 min once while it was busy), past a first `make setup`'s 5 minutes, so neither
 # `make run` nor `make test` builds it; the GGUF tests that need it skip, saying so. Built for
 # x86-64-v3 (AVX2, FMA, F16C) without AMX: -march=native enables AMX tiles, which fault (illegal
 # instruction) where the kernel or a sandbox does not grant their state.

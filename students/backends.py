@@ -27,9 +27,11 @@ from pathlib import Path
 
 from schemas.config import FactoryConfig, ModelPrice
 from schemas.config.data import dtype_suffix
+from schemas.errors import InputError
 from schemas.paths import DataDir
 from students.teachers import engine_of, trained_student
 from tasks.teachers import RemoteTeacher, Teacher
+from tasks.teachers.budget import Budget
 from tasks.teachers.engine import RequestEngine
 from teacher_cache import CachedTeacher, CacheStore
 from teacher_cache.prices import price_for
@@ -102,7 +104,8 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
 
             asker = BatchAsker(batches_for(backend, section.batch_poll_s), store, section.endpoint.max_attempts)
         else:
-            asker = RequestEngine(backend) if isinstance(backend, RemoteTeacher) else backend
+            asker = RequestEngine(backend, budget=budget(section, cfg)) if isinstance(backend, RemoteTeacher) \
+                else backend
         teacher = CachedTeacher(asker, store, price(section, cfg))
         try:
             yield teacher
@@ -113,13 +116,26 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
             backend.stop()
 
 
+def budget(section, cfg: FactoryConfig) -> Budget | None:
+    """The section's spending cap (endpoint.budget_usd) at its model's price; None without a cap."""
+    cap = getattr(getattr(section, "endpoint", None), "budget_usd", None)
+    if cap is None:
+        return None
+    found = price(section, cfg)
+    if found is None:
+        raise InputError(f"endpoint.budget_usd is set for {identity(section)}, whose price is unknown: add "
+                         f"its model to `prices` (USD per million input and output tokens) so its spend can be counted")
+    return Budget(cap, found)
+
+
 def divided(section, shares: int):
     """The section with its endpoint's limits split among `shares` workers, so that together they keep them."""
     endpoint = getattr(section, "endpoint", None)
     if shares == 1 or endpoint is None:
         return section
     limits = {"concurrency": max(1, math.ceil(endpoint.concurrency / shares)),
-              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares}
+              "rpm": endpoint.rpm and endpoint.rpm / shares, "tpm": endpoint.tpm and endpoint.tpm / shares,
+              "budget_usd": endpoint.budget_usd and endpoint.budget_usd / shares}
     return section.model_copy(update={"endpoint": endpoint.model_copy(update=limits)})
 
 

@@ -32,6 +32,11 @@ class EndpointConfig(Section):
     max_wait_s: float = Field(300.0, gt=0, description="Longest retry-after honoured; a server asking for longer (an "
                               "exhausted quota) ends the stage, with what was received stored.")
     use_n: bool = Field(True, description="Ask for k paths in one request (`n` / candidate_count) where accepted.")
+    budget_usd: float | None = Field(
+        None, gt=0, description="The most this stage may spend on new requests to this backend, at the model's "
+        "price in `prices` (cached answers cost nothing): a request group is not sent when what it could cost at "
+        "most (its prompt, max_new_tokens a path) would take the spend past it; what arrived is stored and the "
+        "stage ends saying what was spent. A re-run with a higher cap asks only the rest. None: no cap.")
 
 
 class VllmConfig(Section):

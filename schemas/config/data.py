@@ -63,6 +63,9 @@ class SampleConfig(Section):
     def _batch_needs_a_batch_api(self) -> "SampleConfig":
         if self.batch and self.teacher not in ("openai", "gemini"):
             raise ValueError(f"batch needs the openai or gemini teacher (their batch APIs), not {self.teacher}")
+        if self.batch and self.endpoint.budget_usd is not None:
+            raise ValueError("sample.endpoint.budget_usd caps requests sent one by one; a batch is priced only once "
+                             "it is done: leave budget_usd out with batch (or batch: false)")
         if not self.captions and not self.images:
             raise ValueError("sample.captions false sends image problems without their caption: set sample.images "
                              "so the teacher sees the picture")

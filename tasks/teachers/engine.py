@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from schemas.errors import INTERRUPT, StageFailed, interrupted
 from tasks.teachers import Completion, Refused, RemoteTeacher, Request, Transient
+from tasks.teachers.budget import Budget, BudgetReached
 from tasks.teachers.secrets import redact
 from teacher_cache.types import OnDone, OnError
 
@@ -48,10 +49,11 @@ class QuotaExhausted(StageFailed):
 
 
 class RequestEngine:
-    def __init__(self, teacher: RemoteTeacher, endpoint=None):
-        """`endpoint`: the limits and retries to apply (an `EndpointConfig`), the teacher's by default."""
+    def __init__(self, teacher: RemoteTeacher, endpoint=None, budget: Budget | None = None):
+        """`endpoint`: the limits and retries to apply (an `EndpointConfig`), the teacher's by default;
+        `budget`: the spending cap of new requests (endpoint.budget_usd at the model's price)."""
         endpoint = endpoint or teacher.endpoint
-        self.teacher, self.cfg, self.identity = teacher, endpoint, teacher.identity
+        self.teacher, self.cfg, self.identity, self.budget = teacher, endpoint, teacher.identity, budget
         self.use_n = endpoint.use_n  # set to False once the endpoint refuses or ignores `n`
         self._inflight: dict[str, int] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -181,6 +183,7 @@ class RequestEngine:
             self._sending_allowed()  # stopped while this job waited for a slot
             if len(reqs) > 1 and not self.use_n:  # refused while this job waited for a slot
                 raise Refused("n", "the endpoint refused n earlier")
+            reserved, got = await self._reserve(reqs), None
             url = min(self._inflight, key=self._inflight.get)  # least-loaded replica
             self._inflight[url] += 1
             start = time.perf_counter()
@@ -196,6 +199,8 @@ class RequestEngine:
                 raise
             finally:
                 self._inflight[url] -= 1
+                if self.budget is not None:
+                    self.budget.settle(reqs, reserved, got)
         for c in got:
             c.latency_s = time.perf_counter() - start
         if len(reqs) == 1 and got and empty(got[0]):
@@ -207,6 +212,21 @@ class RequestEngine:
     def _sending_allowed(self) -> None:
         if self.stopped():
             raise Stopped()
+
+    async def _reserve(self, reqs: list[Request]) -> float:
+        """The group's most cost reserved under the spending cap. When it does not fit, the groups in flight
+        are awaited first (they cost less than reserved); still past the cap, the engine stops (not sent)."""
+        if self.budget is None:
+            return 0.0
+        while True:
+            try:
+                return self.budget.reserve(reqs)
+            except BudgetReached as e:
+                if not self.budget.reserved:
+                    self.stop(e)
+                    raise Stopped() from e
+            await asyncio.sleep(POLL_S)
+            self._sending_allowed()
 
     def _wait(self, state) -> float:
         """Exponential backoff with jitter (half to all of the cap), never shorter than the server's retry-after."""
