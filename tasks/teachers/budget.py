@@ -27,6 +27,7 @@ class Budget:
     def __init__(self, cap_usd: float, price: ModelPrice):
         self.cap, self.price = cap_usd, price
         self.spent = self.reserved = 0.0
+        self.pending = 0  # groups reserved and not yet settled
         self.estimated = self.actual = 0  # prompt tokens of the answered groups: estimated, as billed
 
     def estimate(self, reqs: list[Request]) -> float:
@@ -45,11 +46,13 @@ class Budget:
                 "is stored: raise endpoint.budget_usd (or remove it) and run the command again to ask the rest "
                 "(nothing is paid twice)")
         self.reserved += most
+        self.pending += 1
         return most
 
     def settle(self, reqs: list[Request], reserved: float, got: list[Completion] | None) -> None:
         """The group's reservation released; its answers (None: it failed, nothing billed) counted."""
-        self.reserved -= reserved
+        self.pending -= 1
+        self.reserved = self.reserved - reserved if self.pending else 0.0  # no float residue once none is pending
         if not got:
             return
         self.spent += sum(cost_usd(self.price, c.prompt_tokens, c.completion_tokens) for c in got)

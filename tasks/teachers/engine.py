@@ -222,7 +222,7 @@ class RequestEngine:
             try:
                 return self.budget.reserve(reqs)
             except BudgetReached as e:
-                if not self.budget.reserved:
+                if not self.budget.pending:
                     self.stop(e)
                     raise Stopped() from e
             await asyncio.sleep(POLL_S)
