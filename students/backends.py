@@ -116,16 +116,25 @@ def opened(section, cfg: FactoryConfig, data: DataDir) -> Iterator[CachedTeacher
             backend.stop()
 
 
+# this process's spending caps, by backend identity, cap, run and data directory: one for the whole run,
+# however often its section is opened (the judges are opened once per student)
+BUDGETS: dict[tuple[str, float, str, str], Budget] = {}
+_budgets_lock = threading.Lock()  # not _shared_lock: `shared` holds that one while it opens a backend
+
+
 def budget(section, cfg: FactoryConfig) -> Budget | None:
-    """The section's spending cap (endpoint.budget_usd) at its model's price; None without a cap."""
+    """The section's spending cap (endpoint.budget_usd, this process's share) at its model's price, shared by
+    every opening of the backend in this process; None without a cap."""
     cap = getattr(getattr(section, "endpoint", None), "budget_usd", None)
     if cap is None:
         return None
-    found = price(section, cfg)
-    if found is None:
-        raise InputError(f"endpoint.budget_usd is set for {identity(section)}, whose price is unknown: add "
-                         f"its model to `prices` (USD per million input and output tokens) so its spend can be counted")
-    return Budget(cap, found)
+    found, who = price(section, cfg), identity(section)
+    if found is None or found.input_per_mtok == found.output_per_mtok == 0:
+        why = "price is unknown" if found is None else "price is 0 (self-hosted), so nothing would count"
+        raise InputError(f"endpoint.budget_usd is set for {who}, whose {why}: add its model to `prices` (USD per "
+                         "million input and output tokens) so its spend can be counted")
+    with _budgets_lock:
+        return BUDGETS.setdefault((who, cap, cfg.run, str(cfg.data_dir)), Budget(cap, found, cfg.runner.shares()))
 
 
 def divided(section, shares: int):

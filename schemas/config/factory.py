@@ -68,6 +68,13 @@ class FactoryConfig(Section):
         if self.runner.kind != "threads" and "vllm" in (self.sample.teacher, self.caption.captioner):
             raise ValueError(f"runner {self.runner.kind}: the vllm backend starts `vllm serve` inside the stage; "
                              "with workers, serve it once and name it as an openai teacher with endpoint.base_urls")
+        capped = [s for s in self.backends() if getattr(getattr(s, "endpoint", None), "budget_usd", None)]
+        if capped and self.runner.kind == "ray":
+            raise ValueError("endpoint.budget_usd under runner ray: a ray worker opens its backends for each shard "
+                             "task, so a cap would restart with every shard; use runner threads or dask")
+        if self.sample.teacher in ("local", "student") and self.sample.endpoint.budget_usd:
+            raise ValueError(f"sample.endpoint.budget_usd: the {self.sample.teacher} teacher runs in this process "
+                             "and costs no money per token; the cap is for remote teachers")
         if self.evaluate.tools and (self.train.student != "causal_lm" or self.evaluate.engine != "transformers"):
             raise ValueError("evaluate.tools: tool-calling answers come from text students through transformers "
                              f"(train.student causal_lm, evaluate.engine transformers), not {self.train.student!r} "
@@ -81,6 +88,10 @@ class FactoryConfig(Section):
         if len(ids) != len(set(ids)):
             raise ValueError(f"report.hypotheses ids must differ: {ids}")
         return self
+
+    def backends(self) -> list:
+        """Every section that names a model behind a backend: caption, sample, the judges, the references."""
+        return [self.caption, self.sample, self.verify.judge, self.evaluate.judge, *self.reference]
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FactoryConfig":

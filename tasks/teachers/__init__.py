@@ -30,9 +30,10 @@ THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 class Transient(Exception):
     """Worth retrying: 429, 5xx, a timeout, a dropped connection or a malformed body."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, billed: bool = False):
         super().__init__(message)
         self.retry_after = retry_after  # seconds the server asked us to wait
+        self.billed = billed  # the server may have charged for it: it answered (unreadably) or never said
 
 
 class Refused(Exception):

@@ -187,20 +187,21 @@ class RequestEngine:
             url = min(self._inflight, key=self._inflight.get)  # least-loaded replica
             self._inflight[url] += 1
             start = time.perf_counter()
+            billed = True  # until it is known: an answer, or a failure the server does not charge for
             try:
                 got = await asyncio.wait_for(self.teacher.send(url, reqs), self.cfg.timeout_s)
-            except TimeoutError as e:
-                error = Transient(f"no response within {self.cfg.timeout_s:g} s")
+            except TimeoutError as e:  # the server may have generated it all the same: billed
+                error = Transient(f"no response within {self.cfg.timeout_s:g} s", billed=True)
                 error.endpoint = url
                 raise error from e
             except Exception as e:
+                billed = getattr(e, "billed", False)  # an HTTP error or a refused connection is not charged
                 with contextlib.suppress(AttributeError):
                     e.endpoint = url  # the failure, when recorded, names the endpoint that gave it
                 raise
-            finally:
+            finally:  # (cut off in flight, CancelledError: billed)
                 self._inflight[url] -= 1
-                if self.budget is not None:
-                    self.budget.settle(reqs, reserved, got)
+                self._settle_budget(reqs, reserved, got, billed)
         for c in got:
             c.latency_s = time.perf_counter() - start
         if len(reqs) == 1 and got and empty(got[0]):
@@ -212,6 +213,14 @@ class RequestEngine:
     def _sending_allowed(self) -> None:
         if self.stopped():
             raise Stopped()
+
+    def _settle_budget(self, reqs: list[Request], reserved: float, got: list[Completion] | None, billed: bool) -> None:
+        """The group's reservation settled; a spend past the cap (an estimate fell short) stops the engine."""
+        if self.budget is None:
+            return
+        self.budget.settle(reqs, reserved, got, billed)
+        if self.budget.spent > self.budget.cap:
+            self.stop(self.budget.over())
 
     async def _reserve(self, reqs: list[Request]) -> float:
         """The group's most cost reserved under the spending cap. When it does not fit, the groups in flight

@@ -95,7 +95,7 @@ class OpenAITeacher:
         try:
             return completions(json.loads(raw))[: len(requests)]
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise Transient(f"malformed response: {type(e).__name__}: {e}") from e
+            raise Transient(f"malformed response: {type(e).__name__}: {e}", billed=True) from e
 
     def body(self, requests: list[Request]) -> dict:
         r, p = requests[0], requests[0].params
